@@ -1,0 +1,77 @@
+"""On-disk caches under ``.reconciler/cache``: parse results by blob id, and the last plan.
+
+Both are pure accelerators: deleting the directory changes nothing but speed. Writes are
+atomic (temporary file + rename) so a killed process never leaves a torn cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import marshal
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from reconciler import __version__
+from reconciler.core.desired import LoadMemo
+
+_MEMO_FILE = "parsed.marshal"
+_PLAN_FILE = "last-plan.json"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class DiskCache:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def load_memo(self) -> LoadMemo:
+        try:
+            raw = (self.directory / _MEMO_FILE).read_bytes()
+            data = marshal.loads(raw)
+        except (OSError, ValueError, EOFError, TypeError):
+            return LoadMemo()
+        if not isinstance(data, dict) or data.get("version") != __version__:
+            return LoadMemo()  # written by another reconciler version: parse again
+        return LoadMemo(parsed=data["parsed"], conda=data["conda"], sizes=data["sizes"])
+
+    def save_memo(self, memo: LoadMemo) -> None:
+        if not memo.changed:
+            return
+        payload = {
+            "version": __version__,
+            "parsed": memo.parsed,
+            "conda": memo.conda,
+            "sizes": memo.sizes,
+        }
+        with contextlib.suppress(OSError):  # a cache that cannot be written is no error
+            _atomic_write(self.directory / _MEMO_FILE, marshal.dumps(payload))
+
+    def load_plan(self, key: str) -> dict[str, Any] | None:
+        try:
+            data = json.loads((self.directory / _PLAN_FILE).read_bytes())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("key") != key:
+            return None
+        document = data.get("document")
+        return document if isinstance(document, dict) else None
+
+    def save_plan(self, key: str, document: dict[str, Any]) -> None:
+        with contextlib.suppress(OSError):
+            _atomic_write(
+                self.directory / _PLAN_FILE, json.dumps({"key": key, "document": document}).encode()
+            )

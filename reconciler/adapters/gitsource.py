@@ -1,0 +1,288 @@
+"""Desired-state sources: a git working tree, any git ref (no checkout), a plain directory.
+
+The working tree is listed with git's own index (``git ls-files``), so unchanged files
+keep the blob ids git already knows and only modified or untracked files are hashed.
+A ref is read through gitpython straight from the object database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import subprocess
+from bisect import bisect_left
+from pathlib import Path
+from typing import Any
+
+from reconciler.core.snapshot import EXECUTABLE_MODE, SYMLINK_MODE, FileEntry
+from reconciler.ports import SourceError
+
+_SKIP_DIRS = frozenset({".git", ".reconciler"})
+
+
+def blob_id(content: bytes) -> str:
+    """The id git gives this content as a blob."""
+    header = f"blob {len(content)}\0".encode()
+    return hashlib.sha1(header + content, usedforsecurity=False).hexdigest()
+
+
+def _git(root: Path, *args: str) -> bytes:
+    try:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, check=False)
+    except FileNotFoundError as exc:
+        raise SourceError("git is not installed") from exc
+    if done.returncode != 0:
+        message = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise SourceError(f"git {' '.join(args)}: {message[-1] if message else 'failed'}")
+    return done.stdout
+
+
+def find_repo_root(start: Path) -> Path | None:
+    try:
+        out = _git(start, "rev-parse", "--show-toplevel")
+    except SourceError:
+        return None
+    return Path(out.decode().strip())
+
+
+class _Listing:
+    """Sorted paths with prefix queries; shared by every snapshot kind."""
+
+    def __init__(self, entries: dict[str, Any]) -> None:
+        self._entries = entries
+        self._sorted = sorted(entries)
+
+    def paths_under(self, directory: str) -> list[str]:
+        if not directory:
+            return list(self._sorted)
+        prefix = directory.rstrip("/") + "/"
+        start = bisect_left(self._sorted, prefix)
+        out = []
+        for path in self._sorted[start:]:
+            if not path.startswith(prefix):
+                break
+            out.append(path)
+        return out
+
+
+def _disk_entry(root: Path, path: str) -> FileEntry | None:
+    full = root / path
+    try:
+        info = full.lstat()
+    except OSError:
+        return None
+    if stat.S_ISLNK(info.st_mode):
+        return FileEntry(path, blob_id(os.readlink(full).encode()), SYMLINK_MODE)
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    mode = EXECUTABLE_MODE if info.st_mode & 0o111 else "100644"
+    return FileEntry(path, blob_id(full.read_bytes()), mode)
+
+
+class _DiskReads:
+    root: Path
+
+    def read(self, entry: FileEntry) -> bytes:
+        full = self.root / entry.path
+        try:
+            if entry.is_symlink:
+                return os.readlink(full).encode()
+            return full.read_bytes()
+        except OSError as exc:
+            raise SourceError(f"cannot read {entry.path}: {exc.strerror}") from exc
+
+
+class WorkTreeSnapshot(_DiskReads):
+    """The files on disk in a git working tree (tracked, modified and untracked)."""
+
+    def __init__(self, root: Path, commit: str | None) -> None:
+        self.root = root
+        self.label = "working tree"
+        self.commit = commit
+        self._listing: _Listing | None = None
+        self._known: dict[str, FileEntry | None] = {}
+        self._dirty: set[str] = set()
+
+    def _load(self) -> _Listing:
+        if self._listing is not None:
+            return self._listing
+        root = self.root
+        index = _git(root, "ls-files", "-s", "-z")
+        changed = set(_git(root, "diff-files", "--name-only", "-z").decode().split("\0"))
+        untracked = _git(root, "ls-files", "-o", "-z", "--exclude-standard").decode().split("\0")
+        for record in index.decode("utf-8", "surrogateescape").split("\0"):
+            if not record:
+                continue
+            meta, path = record.split("\t", 1)
+            mode, blob, _stage = meta.split(" ")
+            if mode == "160000":
+                continue  # submodule
+            if path in changed:
+                self._dirty.add(path)
+                self._known[path] = None
+            else:
+                self._known[path] = FileEntry(path, blob, mode)
+        for path in untracked:
+            if path and path.split("/", 1)[0] not in _SKIP_DIRS:
+                self._dirty.add(path)
+                self._known[path] = None
+        self._listing = _Listing(self._known)
+        return self._listing
+
+    def _entry(self, path: str) -> FileEntry | None:
+        self._load()
+        entry = self._known.get(path)
+        if entry is None and path in self._dirty:
+            entry = _disk_entry(self.root, path)
+            if entry is None:
+                self._dirty.discard(path)  # deleted in the working tree
+            self._known[path] = entry
+        return entry
+
+    def files_under(self, directory: str) -> list[FileEntry]:
+        out = []
+        for path in self._load().paths_under(directory):
+            entry = self._entry(path)
+            if entry is not None:
+                out.append(entry)
+        return out
+
+    def lookup(self, path: str) -> FileEntry | None:
+        return self._entry(path)
+
+
+class DirectorySnapshot(_DiskReads):
+    """A plain directory that is not a git repository: every file is hashed."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.label = f"directory {root}"
+        self.commit: str | None = None
+        found: dict[str, None] = {}
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = [d for d in dirnames if d not in _SKIP_DIRS]
+            rel = os.path.relpath(dirpath, root)
+            for filename in filenames:
+                found[filename if rel == "." else f"{rel}/{filename}".replace(os.sep, "/")] = None
+            for dirname in list(dirnames):
+                if (Path(dirpath) / dirname).is_symlink():
+                    found[dirname if rel == "." else f"{rel}/{dirname}"] = None
+        self._entries: dict[str, FileEntry | None] = {}
+        self._listing = _Listing(found)
+
+    def lookup(self, path: str) -> FileEntry | None:
+        if path not in self._entries:
+            self._entries[path] = _disk_entry(self.root, path)
+        return self._entries[path]
+
+    def files_under(self, directory: str) -> list[FileEntry]:
+        out = []
+        for path in self._listing.paths_under(directory):
+            entry = self.lookup(path)
+            if entry is not None:
+                out.append(entry)
+        return out
+
+
+class RefSnapshot:
+    """The files of one commit, read from git's object database: no checkout."""
+
+    def __init__(self, root: Path, sha: str, ref: str) -> None:
+        import git  # gitpython; imported here to keep it off the working-tree path
+
+        try:
+            self._repo = git.Repo(root)
+            commit = self._repo.commit(sha)
+        except (git.BadName, git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError) as exc:
+            raise SourceError(f"cannot resolve {ref!r} in {root}: {exc}") from exc
+        self.commit: str | None = commit.hexsha
+        self.label = ref
+        listing = self._repo.git.ls_tree(
+            "-r", "-z", "--full-tree", commit.hexsha, stdout_as_string=False
+        )
+        self._entries: dict[str, FileEntry] = {}
+        for record in listing.decode("utf-8", "surrogateescape").split("\0"):
+            if not record:
+                continue
+            meta, path = record.split("\t", 1)
+            mode, kind, blob = meta.split(" ")
+            if kind == "blob":
+                self._entries[path] = FileEntry(path, blob, mode)
+        self._listing = _Listing(self._entries)
+
+    def files_under(self, directory: str) -> list[FileEntry]:
+        return [self._entries[p] for p in self._listing.paths_under(directory)]
+
+    def lookup(self, path: str) -> FileEntry | None:
+        return self._entries.get(path)
+
+    def read(self, entry: FileEntry) -> bytes:
+        data: bytes = self._repo.odb.stream(bytes.fromhex(entry.blob_id)).read()
+        return data
+
+    def close(self) -> None:
+        self._repo.close()
+
+
+class GitSource:
+    """The Source port for a repository directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.is_git = (root / ".git").exists()
+
+    def head(self) -> str | None:
+        try:
+            return _git(self.root, "rev-parse", "--verify", "-q", "HEAD").decode().strip()
+        except SourceError:
+            return None  # a repository with no commit yet
+
+    def resolve(self, ref: str) -> str:
+        if not self.is_git:
+            raise SourceError(f"{self.root} is not a git repository; --ref needs one")
+        try:
+            return (
+                _git(self.root, "rev-parse", "--verify", "-q", ref + "^{commit}").decode().strip()
+            )
+        except SourceError:
+            raise SourceError(f"unknown git ref {ref!r} in {self.root}") from None
+
+    def fingerprint(self, ref: str | None) -> str | None:
+        """A cheap identity of the files at ``ref``: equal fingerprints, equal files."""
+        if ref is not None:
+            return "commit:" + self.resolve(ref)
+        if not self.is_git:
+            return None
+        # One git process: HEAD, staged and unstaged changes, untracked files. Files git
+        # reports as changed are identified by their stat data, like git's own index.
+        status = _git(
+            self.root,
+            "--no-optional-locks",
+            "status",
+            "--porcelain=v2",
+            "-z",
+            "--branch",
+            "--untracked-files=all",
+            "--no-renames",
+        )
+        digest = hashlib.sha256(status)
+        for record in status.split(b"\0"):
+            if record.startswith((b"1 ", b"? ", b"u ")):
+                path = record.split(b" ", 8)[-1] if record[:1] != b"?" else record[2:]
+                try:
+                    info = (self.root / os.fsdecode(path)).lstat()
+                except OSError:
+                    continue
+                digest.update(
+                    f"{path!r}:{info.st_size}:{info.st_mtime_ns}:{info.st_mode}:"
+                    f"{info.st_ino}".encode()
+                )
+        return "worktree:" + digest.hexdigest()
+
+    def snapshot(self, ref: str | None) -> WorkTreeSnapshot | RefSnapshot | DirectorySnapshot:
+        if ref is None:
+            if not self.is_git:
+                return DirectorySnapshot(self.root)
+            return WorkTreeSnapshot(self.root, self.head())
+        return RefSnapshot(self.root, self.resolve(ref), ref)

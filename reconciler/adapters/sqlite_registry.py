@@ -1,0 +1,401 @@
+"""The embedded registry: one SQLite file that follows the service's rules itself.
+
+Versions are immutable except description and tags, nothing is ever deleted (triggers
+refuse it), a version created under an archived container is archived, and every write
+is logged to ``events`` for ``history``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler.adapters.locking import file_lock
+from reconciler.core.digest import canonical_json, content_digest
+from reconciler.core.model import RegisteredContainer, RegisteredVersion, RegistryState
+from reconciler.core.plan import VersionWrite
+from reconciler.ports import NotFound, RegistryError, TransientRegistryError, VersionConflict
+
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS containers (
+    name TEXT PRIMARY KEY,
+    archived INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS versions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL REFERENCES containers(name),
+    version TEXT NOT NULL,
+    content TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    description TEXT,
+    tags TEXT NOT NULL,
+    datastore TEXT,
+    archived INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    UNIQUE (name, version)
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT,
+    action TEXT NOT NULL,
+    detail TEXT
+);
+CREATE TRIGGER IF NOT EXISTS versions_never_deleted BEFORE DELETE ON versions
+BEGIN SELECT RAISE(ABORT, 'versions are never deleted'); END;
+CREATE TRIGGER IF NOT EXISTS containers_never_deleted BEFORE DELETE ON containers
+BEGIN SELECT RAISE(ABORT, 'containers are never deleted'); END;
+CREATE TRIGGER IF NOT EXISTS versions_immutable
+BEFORE UPDATE OF name, version, content, digest, datastore, created_at ON versions
+BEGIN SELECT RAISE(ABORT, 'only description, tags and archived of a version can change'); END;
+CREATE TRIGGER IF NOT EXISTS gen_container_insert AFTER INSERT ON containers
+BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'; END;
+CREATE TRIGGER IF NOT EXISTS gen_container_update AFTER UPDATE ON containers
+BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'; END;
+CREATE TRIGGER IF NOT EXISTS gen_version_insert AFTER INSERT ON versions
+BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'; END;
+CREATE TRIGGER IF NOT EXISTS gen_version_update AFTER UPDATE ON versions
+BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'; END;
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+class SqliteRegistry:
+    def __init__(self, path: Path, url: str | None = None, busy_timeout: float = 10.0) -> None:
+        self.path = path
+        self.url = url or f"sqlite:///{path}"
+        self._busy_timeout = busy_timeout
+        self._conn: sqlite3.Connection | None = None
+        self._in_batch = False
+
+    # -- connection -------------------------------------------------------------------
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                conn = sqlite3.connect(
+                    self.path,
+                    timeout=self._busy_timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA foreign_keys=ON")
+                self._migrate(conn)
+            except sqlite3.Error as exc:
+                raise _translate(exc, f"cannot open the registry {self.path}") from exc
+            self._conn = conn
+        return self._conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        row = None
+        with contextlib.suppress(sqlite3.OperationalError):
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is not None:
+            if row[0] != SCHEMA_VERSION:
+                raise RegistryError(
+                    f"{self.path}: registry schema {row[0]}, this reconciler knows "
+                    f"{SCHEMA_VERSION}; upgrade the reconciler"
+                )
+            return
+        # executescript commits any open transaction first, so the script carries its own;
+        # every statement is idempotent, so two processes migrating at once is harmless.
+        conn.executescript(
+            "BEGIN IMMEDIATE;"
+            + _SCHEMA
+            + "INSERT OR IGNORE INTO meta VALUES ('generation', '0');"
+            + f"INSERT OR IGNORE INTO meta VALUES ('registry_id', '{uuid.uuid4().hex}');"
+            + f"INSERT OR IGNORE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
+            + "COMMIT;"
+        )
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = self.conn
+        if self._in_batch:
+            yield conn
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _translate(exc, "cannot start a registry transaction") from exc
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        if self._in_batch:
+            yield
+            return
+        with self._tx():
+            self._in_batch = True
+            try:
+                yield
+            finally:
+                self._in_batch = False
+
+    def lock(self, timeout: float) -> contextlib.AbstractContextManager[None]:
+        return file_lock(
+            self.path.with_name(self.path.name + ".lock"), timeout, f"registry {self.url}"
+        )
+
+    # -- reads ------------------------------------------------------------------------
+
+    def state_token(self) -> str | None:
+        if not self.path.exists():
+            return "empty"
+        rows = dict(
+            self.conn.execute(
+                "SELECT key, value FROM meta WHERE key IN ('registry_id', 'generation')"
+            )
+        )
+        return f"{rows.get('registry_id')}:{rows.get('generation')}"
+
+    def read_state(self) -> RegistryState:
+        if not self.path.exists():
+            return RegistryState({}, "empty")
+        try:
+            token = self.state_token()
+            containers = self.conn.execute(
+                "SELECT name, archived FROM containers ORDER BY name"
+            ).fetchall()
+            rows = self.conn.execute(_VERSION_SELECT + " ORDER BY seq").fetchall()
+        except sqlite3.Error as exc:
+            raise _translate(exc, "cannot read the registry") from exc
+        versions: dict[str, list[RegisteredVersion]] = {}
+        for row in rows:
+            versions.setdefault(row[0], []).append(_version(row))
+        return RegistryState(
+            {
+                name: RegisteredContainer(name, bool(archived), tuple(versions.get(name, ())))
+                for name, archived in containers
+            },
+            token,
+        )
+
+    def list_containers(self, include_archived: bool = False) -> list[RegisteredContainer]:
+        state = self.read_state()
+        return [c for c in state.containers.values() if include_archived or not c.archived]
+
+    def get_container(self, name: str) -> RegisteredContainer | None:
+        if not self.path.exists():
+            return None
+        row = self.conn.execute("SELECT archived FROM containers WHERE name=?", (name,)).fetchone()
+        if row is None:
+            return None
+        rows = self.conn.execute(_VERSION_SELECT + " WHERE name=? ORDER BY seq", (name,))
+        return RegisteredContainer(name, bool(row[0]), tuple(_version(r) for r in rows))
+
+    def get_version(self, name: str, version: str) -> RegisteredVersion | None:
+        if not self.path.exists():
+            return None
+        row = self.conn.execute(
+            _VERSION_SELECT + " WHERE name=? AND version=?", (name, version)
+        ).fetchone()
+        return _version(row) if row else None
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        rows = self.conn.execute(
+            "SELECT at, version, action, detail FROM events WHERE name=? ORDER BY seq", (name,)
+        )
+        return [
+            {"at": at, "version": v, "action": action, "detail": json.loads(detail or "{}")}
+            for at, v, action, detail in rows
+        ]
+
+    # -- writes -----------------------------------------------------------------------
+
+    def put_version(self, name: str, version: str, write: VersionWrite) -> RegisteredVersion:
+        digest = content_digest(dict(write.content))
+        tags_json = canonical_json(dict(write.tags))
+        now = _now()
+        try:
+            with self._tx() as conn:
+                container = conn.execute(
+                    "SELECT archived FROM containers WHERE name=?", (name,)
+                ).fetchone()
+                if container is None:
+                    conn.execute("INSERT INTO containers VALUES (?, 0, ?, ?)", (name, now, now))
+                    archived = False
+                else:
+                    archived = bool(container[0])
+                row = conn.execute(
+                    _VERSION_SELECT + " WHERE name=? AND version=?", (name, version)
+                ).fetchone()
+                if row is not None:
+                    existing = _version(row)
+                    if existing.digest != digest:
+                        raise VersionConflict(
+                            f"{name}:{version} already exists with different content "
+                            f"({existing.digest} != {digest})"
+                        )
+                    if existing.description == write.description and dict(existing.tags) == dict(
+                        write.tags
+                    ):
+                        return existing
+                    conn.execute(
+                        "UPDATE versions SET description=?, tags=?, updated_at=? "
+                        "WHERE name=? AND version=?",
+                        (write.description, tags_json, now, name, version),
+                    )
+                    _event(
+                        conn,
+                        now,
+                        name,
+                        version,
+                        "update_metadata",
+                        {"description": write.description, "tags": dict(write.tags)},
+                    )
+                else:
+                    conn.execute(
+                        "INSERT INTO versions (name, version, content, digest, description, "
+                        "tags, datastore, archived, created_at, updated_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            name,
+                            version,
+                            canonical_json(dict(write.content)),
+                            digest,
+                            write.description,
+                            tags_json,
+                            write.datastore,
+                            int(archived),
+                            now,
+                            now,
+                        ),
+                    )
+                    _event(
+                        conn,
+                        now,
+                        name,
+                        version,
+                        "create",
+                        {"digest": digest, "tags": dict(write.tags)},
+                    )
+                row = conn.execute(
+                    _VERSION_SELECT + " WHERE name=? AND version=?", (name, version)
+                ).fetchone()
+        except sqlite3.Error as exc:
+            raise _translate(exc, f"cannot write {name}:{version}") from exc
+        return _version(row)
+
+    def set_container_archived(self, name: str, archived: bool) -> None:
+        try:
+            with self._tx() as conn:
+                cur = conn.execute(
+                    "UPDATE containers SET archived=?, updated_at=? WHERE name=? AND archived<>?",
+                    (int(archived), _now(), name, int(archived)),
+                )
+                if (
+                    cur.rowcount == 0
+                    and conn.execute("SELECT 1 FROM containers WHERE name=?", (name,)).fetchone()
+                    is None
+                ):
+                    raise NotFound(f"no environment {name!r} in the registry")
+                if cur.rowcount:
+                    _event(conn, _now(), name, None, "archive" if archived else "restore", {})
+        except sqlite3.Error as exc:
+            raise _translate(exc, f"cannot archive or restore {name}") from exc
+
+    def set_version_archived(self, name: str, version: str, archived: bool) -> None:
+        try:
+            with self._tx() as conn:
+                container = conn.execute(
+                    "SELECT archived FROM containers WHERE name=?", (name,)
+                ).fetchone()
+                if container is None:
+                    raise NotFound(f"no environment {name!r} in the registry")
+                if not archived and container[0]:
+                    raise RegistryError(
+                        f"cannot restore {name}:{version} while {name} is archived; restore "
+                        "the environment first"
+                    )
+                cur = conn.execute(
+                    "UPDATE versions SET archived=?, updated_at=? "
+                    "WHERE name=? AND version=? AND archived<>?",
+                    (int(archived), _now(), name, version, int(archived)),
+                )
+                if (
+                    cur.rowcount == 0
+                    and conn.execute(
+                        "SELECT 1 FROM versions WHERE name=? AND version=?", (name, version)
+                    ).fetchone()
+                    is None
+                ):
+                    raise NotFound(f"no version {name}:{version} in the registry")
+                if cur.rowcount:
+                    _event(conn, _now(), name, version, "archive" if archived else "restore", {})
+        except sqlite3.Error as exc:
+            raise _translate(exc, f"cannot archive or restore {name}:{version}") from exc
+
+
+_VERSION_SELECT = (
+    "SELECT name, version, content, digest, description, tags, archived, created_at, "
+    "datastore FROM versions"
+)
+
+
+def _version(row: tuple[Any, ...]) -> RegisteredVersion:
+    name, version, content, digest, description, tags, archived, created_at, datastore = row
+    return RegisteredVersion(
+        name=name,
+        version=version,
+        content=json.loads(content),
+        digest=digest,
+        description=description,
+        tags=json.loads(tags),
+        archived=bool(archived),
+        created_at=created_at,
+        datastore=datastore,
+    )
+
+
+def _event(
+    conn: sqlite3.Connection,
+    at: str,
+    name: str,
+    version: str | None,
+    action: str,
+    detail: Mapping[str, Any],
+) -> None:
+    conn.execute(
+        "INSERT INTO events (at, name, version, action, detail) VALUES (?, ?, ?, ?, ?)",
+        (at, name, version, action, canonical_json(dict(detail))),
+    )
+
+
+def _translate(exc: sqlite3.Error, what: str) -> RegistryError:
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return TransientRegistryError(f"{what}: the database is busy ({text})")
+    return RegistryError(f"{what}: {text}")

@@ -1,0 +1,108 @@
+"""Command line: parse arguments, load settings, wire adapters, call the engine, render,
+map the outcome to an exit code. argparse keeps start-up fast: a no-op ``plan`` is
+answered in a few tens of milliseconds, most of it the interpreter starting."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from reconciler import __version__
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CHANGES = 2  # plan: changes pending
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--repo", type=Path, help="repository root (default: the current git repository)"
+    )
+    parser.add_argument("--path", help="directory of environment files (default: environments)")
+    parser.add_argument(
+        "--registry",
+        help="registry URL (default: sqlite:///.reconciler/registry.db in the repository)",
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--no-cache", action="store_true", help="ignore and skip the caches")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reconciler",
+        description="Keep an Azure ML environment registry in step with a git directory.",
+    )
+    parser.add_argument("--version", action="version", version=f"reconciler {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check environment files (all, or the given ones)")
+    _common(p)
+    p.add_argument("files", nargs="*", type=Path, help="environment files to check")
+
+    p = sub.add_parser("plan", help="show what apply would change; exit 2 if anything")
+    _common(p)
+    p.add_argument(
+        "--ref", help="plan git's state at this commit, branch or tag (default: the working tree)"
+    )
+    p.add_argument(
+        "--allow-mass-archive",
+        action="store_true",
+        default=None,
+        help="allow a plan to archive more than the archive limit",
+    )
+
+    p = sub.add_parser("apply", help="plan and apply the changes to the registry")
+    _common(p)
+    p.add_argument("--ref", help="apply git's state at this commit, branch or tag")
+    p.add_argument("--allow-mass-archive", action="store_true", default=None)
+    p.add_argument("--lock-timeout", type=float, help="seconds to wait for another apply")
+
+    p = sub.add_parser("list", help="environments in the registry")
+    _common(p)
+    p.add_argument("--include-archived", action="store_true")
+
+    p = sub.add_parser("show", help="one environment, or one version with NAME:VERSION")
+    _common(p)
+    p.add_argument("target", metavar="NAME[:VERSION]")
+
+    p = sub.add_parser("history", help="versions of an environment and what happened to them")
+    _common(p)
+    p.add_argument("name")
+    return parser
+
+
+class CliError(Exception):
+    pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from reconciler import commands  # the wiring; kept out of --help and parse errors
+
+    try:
+        return int(getattr(commands, "run_" + args.command)(args))
+    except commands.EXPECTED_ERRORS as exc:
+        _fail(str(exc), args)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        _fail("interrupted", args)
+        return 130
+
+
+def _fail(message: str, args: Any) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message}))
+    print(f"error: {message}", file=sys.stderr)
+
+
+def color_enabled() -> bool:
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

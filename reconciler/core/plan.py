@@ -1,0 +1,433 @@
+"""The planner: desired state + actual state -> a Plan (a value). No I/O.
+
+A plan lists typed changes (what git asks for) and drift (what someone changed in the
+registry outside git) separately. Apply consumes a plan and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from reconciler.core import diagnostics as diag
+from reconciler.core.desired import DesiredEnvironment, DesiredState, Selection
+from reconciler.core.diagnostics import Diagnostic
+from reconciler.core.fielddiff import FieldChange, field_changes
+from reconciler.core.model import (
+    MANAGED_BY,
+    STAMP_CONTENT_DIGEST,
+    STAMP_MANAGED_BY,
+    STAMP_METADATA_DIGEST,
+    STAMP_SOURCE_COMMIT,
+    STAMP_SOURCE_PATH,
+    RegisteredContainer,
+    RegisteredVersion,
+    RegistryState,
+    metadata_digest,
+    user_tags,
+)
+
+PLAN_FORMAT_VERSION = 1
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    NEW_VERSION = "new_version"
+    UPDATE_METADATA = "update_metadata"
+    ARCHIVE = "archive"
+    RESTORE = "restore"
+    NOOP = "noop"
+
+
+# The order apply runs actions in: a container is restored before a version is created
+# under it (else the new version would be archived too), archives come last.
+APPLY_ORDER = {
+    Action.RESTORE: 0,
+    Action.CREATE: 1,
+    Action.NEW_VERSION: 1,
+    Action.UPDATE_METADATA: 2,
+    Action.ARCHIVE: 3,
+    Action.NOOP: 4,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class VersionWrite:
+    """Everything apply sends for one version: content and metadata, stamps included."""
+
+    content: Mapping[str, Any]
+    digest: str
+    description: str | None
+    tags: Mapping[str, str]
+    datastore: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    name: str
+    action: Action
+    reason: str
+    version: str | None = None  # the version acted on (None: the whole container)
+    previous_version: str | None = None  # the newest version before this change
+    fields: tuple[FieldChange, ...] = ()
+    write: VersionWrite | None = None
+    source_path: str | None = None
+
+    @property
+    def target(self) -> str:
+        return f"{self.name}:{self.version}" if self.version else self.name
+
+
+@dataclass(frozen=True, slots=True)
+class PlanOptions:
+    allow_mass_archive: bool = False
+    archive_limit_count: int = 10
+    archive_limit_fraction: float = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    changes: tuple[Change, ...]
+    drift: tuple[Change, ...]
+    noops: tuple[Change, ...]
+    diagnostics: tuple[Diagnostic, ...]
+    source: str
+    commit: str | None
+    registry_token: str | None = None
+    summary: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes)
+
+    @property
+    def has_errors(self) -> bool:
+        return diag.has_errors(self.diagnostics)
+
+
+def stamps(desired: DesiredEnvironment, commit: str | None) -> dict[str, str]:
+    return {
+        STAMP_MANAGED_BY: MANAGED_BY,
+        STAMP_SOURCE_PATH: desired.source_path,
+        STAMP_SOURCE_COMMIT: commit or "none",
+        STAMP_CONTENT_DIGEST: desired.digest,
+        STAMP_METADATA_DIGEST: metadata_digest(desired.description, desired.tags),
+    }
+
+
+def _write(desired: DesiredEnvironment, commit: str | None) -> VersionWrite:
+    tags = dict(desired.tags)
+    tags.update(stamps(desired, commit))
+    return VersionWrite(
+        content=desired.content,
+        digest=desired.digest,
+        description=desired.description,
+        tags=tags,
+        datastore=desired.datastore,
+    )
+
+
+def _metadata_view(
+    description: str | None, tags: Mapping[str, str], path: str | None
+) -> dict[str, Any]:
+    view: dict[str, Any] = {"description": description, "tags": user_tags(tags)}
+    if path is not None:
+        view["source_path"] = path
+    return view
+
+
+class _Planner:
+    def __init__(
+        self,
+        desired: DesiredState,
+        actual: RegistryState,
+        selection: Selection,
+        options: PlanOptions,
+    ) -> None:
+        self.desired = desired
+        self.actual = actual
+        self.selection = selection
+        self.options = options
+        self.changes: list[Change] = []
+        self.drift: list[Change] = []
+        self.noops: list[Change] = []
+        self.diagnostics: list[Diagnostic] = list(desired.diagnostics)
+
+    def run(self) -> Plan:
+        for name, desired in self.desired.environments.items():
+            self._plan_environment(desired, self.actual.containers.get(name))
+        self._plan_archives()
+        changes = sorted(self.changes, key=lambda c: (APPLY_ORDER[c.action], c.name))
+        summary = {action.value: 0 for action in Action}
+        for change in changes:
+            summary[change.action.value] += 1
+        summary[Action.NOOP.value] = len(self.noops)
+        summary["drift"] = len(self.drift)
+        return Plan(
+            changes=tuple(changes),
+            drift=tuple(self.drift),
+            noops=tuple(self.noops),
+            diagnostics=tuple(self.diagnostics),
+            source=self.desired.source,
+            commit=self.desired.commit,
+            registry_token=self.actual.token,
+            summary=summary,
+        )
+
+    # -- one environment ------------------------------------------------------------
+
+    def _plan_environment(
+        self, desired: DesiredEnvironment, container: RegisteredContainer | None
+    ) -> None:
+        commit = self.desired.commit
+        if container is None or not container.versions:
+            version = desired.version or "1"
+            self.changes.append(
+                Change(
+                    desired.name,
+                    Action.CREATE,
+                    "new environment in git",
+                    version,
+                    None,
+                    (),
+                    _write(desired, commit),
+                    desired.source_path,
+                )
+            )
+            return
+        newest = container.newest
+        if container.archived:
+            self.changes.append(
+                Change(
+                    desired.name,
+                    Action.RESTORE,
+                    "back in git: restore the archived environment",
+                    None,
+                    newest.version if newest else None,
+                    (),
+                    None,
+                    desired.source_path,
+                )
+            )
+        if desired.version is not None:
+            self._plan_pinned(desired, container)
+        else:
+            self._plan_floating(desired, container)
+
+    def _plan_pinned(self, desired: DesiredEnvironment, container: RegisteredContainer) -> None:
+        assert desired.version is not None
+        existing = container.get(desired.version)
+        newest = container.newest
+        if existing is None:
+            self._new_version(
+                desired,
+                container,
+                desired.version,
+                f"version {desired.version} is not registered yet",
+            )
+            return
+        if existing.effective_digest != desired.digest:
+            self.diagnostics.append(
+                diag.error(
+                    "version-collision",
+                    f"{desired.name}:{desired.version} is already registered with different "
+                    "content; versions are immutable: bump `version` (or remove it to number "
+                    "automatically)",
+                    desired.source_path,
+                    desired.line,
+                )
+            )
+            return
+        self._same_content(desired, container, existing, newest)
+
+    def _plan_floating(self, desired: DesiredEnvironment, container: RegisteredContainer) -> None:
+        newest = container.newest
+        assert newest is not None
+        if newest.effective_digest == desired.digest:
+            self._same_content(desired, container, newest, newest)
+            return
+        older = next((v for v in container.versions if v.effective_digest == desired.digest), None)
+        if older is not None:
+            reason = (
+                f"content equals older version {older.version}; a new version makes "
+                "latest match git"
+            )
+        else:
+            reason = "build-relevant content changed"
+        self._new_version(desired, container, container.next_version(), reason)
+
+    def _new_version(
+        self, desired: DesiredEnvironment, container: RegisteredContainer, version: str, reason: str
+    ) -> None:
+        newest = container.newest
+        before = dict(newest.content) if newest and newest.content is not None else {}
+        fields = field_changes(_content_view(before), _content_view(desired.content))
+        self.changes.append(
+            Change(
+                desired.name,
+                Action.NEW_VERSION,
+                reason,
+                version,
+                newest.version if newest else None,
+                fields,
+                _write(desired, self.desired.commit),
+                desired.source_path,
+            )
+        )
+
+    def _same_content(
+        self,
+        desired: DesiredEnvironment,
+        container: RegisteredContainer,
+        existing: RegisteredVersion,
+        newest: RegisteredVersion | None,
+    ) -> None:
+        if existing.archived:
+            self.changes.append(
+                Change(
+                    desired.name,
+                    Action.RESTORE,
+                    "in git, but this version was archived",
+                    existing.version,
+                    newest.version if newest else None,
+                    (),
+                    None,
+                    desired.source_path,
+                )
+            )
+        before = _metadata_view(existing.description, existing.tags, existing.source_path)
+        after = _metadata_view(desired.description, desired.tags, desired.source_path)
+        if before == after and existing.managed:
+            self.noops.append(
+                Change(
+                    desired.name,
+                    Action.NOOP,
+                    "in sync",
+                    existing.version,
+                    existing.version,
+                    source_path=desired.source_path,
+                )
+            )
+            return
+        fields = field_changes(before, after)
+        edited = existing.metadata_edited
+        git_view = existing.tags.get(STAMP_METADATA_DIGEST)
+        git_changed = git_view != metadata_digest(desired.description, desired.tags)
+        change = Change(
+            desired.name,
+            Action.UPDATE_METADATA,
+            "",
+            existing.version,
+            existing.version,
+            fields,
+            _write(desired, self.desired.commit),
+            desired.source_path,
+        )
+        if not existing.managed:
+            self.changes.append(
+                _with_reason(change, "adopt: content matches git; stamp ownership and set metadata")
+            )
+        elif edited and not git_changed:
+            self.drift.append(
+                _with_reason(change, "description or tags edited in the registry outside git")
+            )
+        elif edited:
+            self.changes.append(
+                _with_reason(
+                    change,
+                    "metadata changed in git (overwrites an edit made in the registry outside git)",
+                )
+            )
+        elif git_changed:
+            self.changes.append(_with_reason(change, "description or tags changed in git"))
+        else:
+            self.changes.append(_with_reason(change, "source file moved"))
+
+    # -- environments gone from git ---------------------------------------------------
+
+    def _plan_archives(self) -> None:
+        archives: list[Change] = []
+        managed_active = 0
+        for name, container in self.actual.containers.items():
+            if container.archived or not container.managed:
+                continue
+            managed_active += 1
+            if name in self.desired.environments:
+                continue
+            owner = container.owner_path()
+            if owner is None or not self.selection.owns(owner):
+                continue  # managed from another directory or repository selection
+            newest = container.newest
+            archives.append(
+                Change(
+                    name,
+                    Action.ARCHIVE,
+                    f"removed from git ({owner})",
+                    None,
+                    newest.version if newest else None,
+                    (),
+                    None,
+                    owner,
+                )
+            )
+        if not archives:
+            return
+        if self.desired.has_errors:
+            # A file that failed to parse may be the one that defines these environments.
+            self.diagnostics.append(
+                diag.warning(
+                    "archive-withheld",
+                    f"{len(archives)} archive(s) withheld while environment files have errors",
+                )
+            )
+            return
+        limit = max(
+            self.options.archive_limit_count,
+            int(managed_active * self.options.archive_limit_fraction),
+        )
+        if len(archives) > limit and not self.options.allow_mass_archive:
+            self.diagnostics.append(
+                diag.error(
+                    "archive-guard",
+                    f"this plan would archive {len(archives)} environments, more than the limit of "
+                    f"{limit} (the larger of {self.options.archive_limit_count} and "
+                    f"{self.options.archive_limit_fraction:.0%} of {managed_active} managed); "
+                    "check the --path and the repository, or pass --allow-mass-archive",
+                )
+            )
+        self.changes.extend(archives)
+
+
+def _with_reason(change: Change, reason: str) -> Change:
+    return Change(
+        change.name,
+        change.action,
+        reason,
+        change.version,
+        change.previous_version,
+        change.fields,
+        change.write,
+        change.source_path,
+    )
+
+
+def _content_view(content: Mapping[str, Any]) -> dict[str, Any]:
+    """Content for a field diff: build context files as a path -> blob mapping."""
+    view = {k: v for k, v in content.items() if k != "format"}
+    build = view.get("build")
+    if isinstance(build, dict) and "files" in build:
+        build = dict(build)
+        build["files"] = {path: f"{mode}:{blob[:12]}" for path, mode, blob in build["files"]}
+        view["build"] = build
+    return view
+
+
+def make_plan(
+    desired: DesiredState,
+    actual: RegistryState,
+    selection: Selection,
+    options: PlanOptions | None = None,
+) -> Plan:
+    return _Planner(desired, actual, selection, options or PlanOptions()).run()

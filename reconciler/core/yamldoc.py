@@ -1,0 +1,186 @@
+"""Parse YAML bytes into plain data, keeping line numbers and scalars as written.
+
+PyYAML implements YAML 1.1, which turns an unquoted ``1.10`` into ``1.1`` and ``01`` into
+``1``. Environment versions, names, descriptions and tag values are strings in the
+service, so for those keys the scalar is taken exactly as written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+try:  # the C parser is several times faster; fall back when libyaml is absent
+    from yaml import CSafeLoader as _BaseLoader
+except ImportError:  # pragma: no cover - depends on the platform build
+    from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
+
+MAX_FILE_BYTES = 1024 * 1024
+# Bounds the expansion of YAML aliases ("billion laughs"): nodes visited while building.
+MAX_NODES = 200_000
+
+AS_WRITTEN_KEYS = frozenset({"name", "version", "description", "image", "datastore", "os_type"})
+_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
+
+
+class YamlError(Exception):
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+@dataclass(slots=True)
+class YamlDocument:
+    data: Any
+    # "key" or "key.sub" -> 1-based line of the key
+    lines: dict[str, int] = field(default_factory=dict)
+    # (key, written, yaml_would_read) for plain scalars that YAML 1.1 would change
+    coerced: list[tuple[str, str, str]] = field(default_factory=list)
+    # (key.path, line) for nested values where a string was required
+    nested: list[tuple[str, int]] = field(default_factory=list)
+    duplicate_keys: list[tuple[str, int]] = field(default_factory=list)
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
+    pass
+
+
+def _count_nodes(node: yaml.Node, limit: int) -> None:
+    """Walk the node graph counting visits, aliases included, to refuse alias bombs."""
+    count = 0
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        count += 1
+        if count > limit:
+            raise YamlError(
+                f"document expands to more than {limit} nodes (YAML alias expansion); refused"
+            )
+        if isinstance(current, yaml.MappingNode):
+            for key, value in current.value:
+                stack.append(key)
+                stack.append(value)
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
+
+
+def _line(node: yaml.Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+def _is_plain(node: yaml.ScalarNode) -> bool:
+    return not node.style  # the C parser reports plain style as "", the Python one as None
+
+
+def _scalar_as_written(loader: _Loader, node: yaml.ScalarNode) -> str | None:
+    if _is_plain(node) and node.value in _NULLS:
+        return None
+    return str(node.value)
+
+
+def _resolved_plain(loader: _Loader, node: yaml.ScalarNode) -> Any:
+    return loader.construct_object(node, deep=True)
+
+
+def _parse_root(loader: _Loader, root: yaml.Node, doc: YamlDocument) -> Any:
+    if not isinstance(root, yaml.MappingNode):
+        return loader.construct_object(root, deep=True)
+    loader.flatten_mapping(root)
+    out: dict[Any, Any] = {}
+    for key_node, value_node in root.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str):
+            key = str(key)
+        if key in out:
+            doc.duplicate_keys.append((key, _line(key_node)))
+        doc.lines[key] = _line(key_node)
+        if key in AS_WRITTEN_KEYS and isinstance(value_node, yaml.ScalarNode):
+            written = _scalar_as_written(loader, value_node)
+            if _is_plain(value_node) and written is not None:
+                resolved = _resolved_plain(loader, value_node)
+                if not isinstance(resolved, str) and str(resolved) != written:
+                    doc.coerced.append((key, written, str(resolved)))
+            out[key] = written
+        elif key == "tags" and isinstance(value_node, yaml.MappingNode):
+            out[key] = _string_map(loader, value_node, "tags", doc)
+        else:
+            if isinstance(value_node, yaml.MappingNode):
+                for sub_key, _ in value_node.value:
+                    if isinstance(sub_key, yaml.ScalarNode):
+                        doc.lines[f"{key}.{sub_key.value}"] = _line(sub_key)
+            out[key] = loader.construct_object(value_node, deep=True)
+    return out
+
+
+def _string_map(
+    loader: _Loader, node: yaml.MappingNode, where: str, doc: YamlDocument
+) -> dict[str, str]:
+    loader.flatten_mapping(node)
+    result: dict[str, str] = {}
+    for key_node, value_node in node.value:
+        key = str(loader.construct_object(key_node, deep=True))
+        doc.lines[f"{where}.{key}"] = _line(key_node)
+        if isinstance(value_node, yaml.ScalarNode):
+            result[key] = _scalar_as_written(loader, value_node) or ""
+        else:
+            doc.nested.append((f"{where}.{key}", _line(value_node)))
+    return result
+
+
+def parse_environment_yaml(content: bytes) -> YamlDocument:
+    """Parse an environment file. Raises YamlError with a line where known."""
+    root = _compose(content)
+    doc = YamlDocument(data=None)
+    if root is None:
+        return doc
+    loader = _Loader("")
+    try:
+        doc.data = _parse_root(loader, root, doc)
+    except yaml.YAMLError as exc:
+        raise _as_yaml_error(exc) from None
+    finally:
+        loader.dispose()
+    return doc
+
+
+def parse_plain_yaml(content: bytes) -> Any:
+    """Parse any YAML document (a conda file) into plain data."""
+    root = _compose(content)
+    if root is None:
+        return None
+    loader = _Loader("")
+    try:
+        return loader.construct_document(root)
+    except yaml.YAMLError as exc:
+        raise _as_yaml_error(exc) from None
+    finally:
+        loader.dispose()
+
+
+def _compose(content: bytes) -> yaml.Node | None:
+    if len(content) > MAX_FILE_BYTES:
+        raise YamlError(f"file is {len(content)} bytes; the limit is {MAX_FILE_BYTES} bytes")
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise YamlError(f"not valid UTF-8 (byte {exc.start})") from None
+    loader = _Loader(text)
+    try:
+        root: yaml.Node | None = loader.get_single_node()
+    except yaml.YAMLError as exc:
+        raise _as_yaml_error(exc) from None
+    finally:
+        loader.dispose()
+    if root is not None:
+        _count_nodes(root, MAX_NODES)
+    return root
+
+
+def _as_yaml_error(exc: yaml.YAMLError) -> YamlError:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line = int(mark.line) + 1 if mark is not None else None
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return YamlError(f"invalid YAML: {problem}", line)

@@ -1,0 +1,170 @@
+"""Wires the ports to the core: read desired and actual state, plan, apply.
+
+Reconcile once = read, plan, apply. Apply takes the registry lock, plans again inside it
+(so two reconcilers never act on a stale view), and runs each change with retries for
+transient errors; a terminal error stops that environment only and is reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler import __version__
+from reconciler.core import diagnostics as diag
+from reconciler.core.desired import DesiredState, LoadMemo, Selection, load_desired
+from reconciler.core.document import plan_document
+from reconciler.core.plan import Action, Change, Plan, PlanOptions, make_plan
+from reconciler.ports import Registry, RegistryError, Source
+
+RETRIES = 3
+RETRY_BASE_DELAY = 0.2
+
+
+class ApplyRefused(Exception):
+    """Apply will not start: the plan has error diagnostics."""
+
+
+class MemoStore:
+    """What the engine needs of a cache (see adapters/cache.py)."""
+
+    def load_memo(self) -> LoadMemo:
+        return LoadMemo()
+
+    def save_memo(self, memo: LoadMemo) -> None:
+        return None
+
+    def load_plan(self, key: str) -> dict[str, Any] | None:
+        return None
+
+    def save_plan(self, key: str, document: dict[str, Any]) -> None:
+        return None
+
+
+@dataclass
+class ApplyOutcome:
+    plan: Plan
+    applied: list[Change] = field(default_factory=list)
+    failed: list[tuple[Change, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+@dataclass
+class Engine:
+    source: Source
+    registry: Registry
+    selection: Selection
+    options: PlanOptions = field(default_factory=PlanOptions)
+    cache: MemoStore = field(default_factory=MemoStore)
+    lock_timeout: float = 60.0
+    on_change: Callable[[Change, str], None] | None = None  # progress callback
+
+    # -- reading --------------------------------------------------------------------
+
+    def desired(self, ref: str | None = None, only: Iterable[str] | None = None) -> DesiredState:
+        memo = self.cache.load_memo()
+        snapshot = self.source.snapshot(ref)
+        try:
+            state = load_desired(snapshot, self.selection, memo, only)
+        finally:
+            close = getattr(snapshot, "close", None)
+            if close is not None:
+                close()
+        self.cache.save_memo(memo)
+        return state
+
+    def plan(self, ref: str | None = None) -> Plan:
+        desired = self.desired(ref)
+        return make_plan(desired, self.registry.read_state(), self.selection, self.options)
+
+    def _plan_key(self, ref: str | None) -> str | None:
+        source = self.source.fingerprint(ref)
+        token = self.registry.state_token()
+        if source is None or token is None:
+            return None
+        parts = [
+            __version__,
+            source,
+            token,
+            self.registry.url,
+            repr(self.selection),
+            repr(self.options),
+        ]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+    def plan_document(self, ref: str | None = None) -> dict[str, Any]:
+        """The plan as a document; answered from the cache when neither git nor the
+        registry changed since the last plan (no parsing, no registry read)."""
+        key = self._plan_key(ref)
+        if key is not None:
+            cached = self.cache.load_plan(key)
+            if cached is not None:
+                return cached
+        document = plan_document(self.plan(ref), self.registry.url, self.selection.path)
+        if key is not None:
+            self.cache.save_plan(key, document)
+        return document
+
+    # -- applying ---------------------------------------------------------------------
+
+    def apply(self, ref: str | None = None) -> ApplyOutcome:
+        with self.registry.lock(self.lock_timeout):
+            plan = self.plan(ref)
+            if plan.has_errors:
+                count = sum(1 for d in plan.diagnostics if d.severity is diag.Severity.ERROR)
+                raise ApplyRefused(
+                    f"apply refused: {count} error(s) in the plan; nothing was written"
+                )
+            outcome = ApplyOutcome(plan)
+            failed_names: set[str] = set()
+            with self.registry.batch():
+                for change in plan.changes:
+                    if change.name in failed_names:
+                        outcome.failed.append((change, "skipped: an earlier step failed"))
+                        continue
+                    try:
+                        self._with_retries(change)
+                    except RegistryError as exc:
+                        failed_names.add(change.name)
+                        outcome.failed.append((change, str(exc)))
+                        self._report(change, f"failed: {exc}")
+                    else:
+                        outcome.applied.append(change)
+                        self._report(change, "done")
+            return outcome
+
+    def _report(self, change: Change, status: str) -> None:
+        if self.on_change is not None:
+            self.on_change(change, status)
+
+    def _with_retries(self, change: Change) -> None:
+        for attempt in range(RETRIES + 1):
+            try:
+                self._execute(change)
+                return
+            except RegistryError as exc:
+                if not exc.transient or attempt == RETRIES:
+                    raise
+                time.sleep(RETRY_BASE_DELAY * 2**attempt)
+
+    def _execute(self, change: Change) -> None:
+        registry = self.registry
+        if change.action in (Action.CREATE, Action.NEW_VERSION, Action.UPDATE_METADATA):
+            assert change.write is not None and change.version is not None
+            registry.put_version(change.name, change.version, change.write)
+        elif change.action is Action.RESTORE:
+            if change.version is None:
+                registry.set_container_archived(change.name, False)
+            else:
+                registry.set_version_archived(change.name, change.version, False)
+        elif change.action is Action.ARCHIVE:
+            if change.version is None:
+                registry.set_container_archived(change.name, True)
+            else:
+                registry.set_version_archived(change.name, change.version, True)

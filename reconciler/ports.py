@@ -1,0 +1,86 @@
+"""The only contract between the engine and the world: small Protocols.
+
+The Registry port is shaped after the Azure ML environment API: per-call reads and
+writes of containers and versions, no multi-call transactions, a conflict error when a
+version number is reused with different content. Every write is safe to repeat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from reconciler.core.model import RegisteredContainer, RegisteredVersion, RegistryState
+from reconciler.core.plan import VersionWrite
+from reconciler.core.snapshot import Snapshot
+
+
+class RegistryError(Exception):
+    """A registry call failed; ``transient`` says whether retrying may help."""
+
+    transient = False
+
+
+class TransientRegistryError(RegistryError):
+    transient = True
+
+
+class VersionConflict(RegistryError):
+    """The version exists with different content (the service's HTTP 409)."""
+
+
+class NotFound(RegistryError):
+    pass
+
+
+class LockTimeout(RegistryError):
+    pass
+
+
+class SourceError(Exception):
+    """The desired state cannot be read (not a repository, unknown ref, ...)."""
+
+
+class Source(Protocol):
+    def snapshot(self, ref: str | None) -> Snapshot:
+        """Files at ``ref`` (a commit, branch or tag), or the working tree when None."""
+
+    def fingerprint(self, ref: str | None) -> str | None:
+        """A cheap identity of the files at ``ref`` (None if unknown), for plan caching."""
+
+
+class Registry(Protocol):
+    url: str
+
+    def read_state(self) -> RegistryState:
+        """Every container and version, archived ones included."""
+
+    def state_token(self) -> str | None:
+        """A value that changes whenever the registry changes; None if unknown (cheap)."""
+
+    def get_container(self, name: str) -> RegisteredContainer | None: ...
+
+    def get_version(self, name: str, version: str) -> RegisteredVersion | None: ...
+
+    def put_version(self, name: str, version: str, write: VersionWrite) -> RegisteredVersion:
+        """Create the version (and its container), or, if it exists with identical content,
+        set its description and tags. Raises VersionConflict on different content."""
+
+    def set_container_archived(self, name: str, archived: bool) -> None: ...
+
+    def set_version_archived(self, name: str, version: str, archived: bool) -> None: ...
+
+    def lock(self, timeout: float) -> AbstractContextManager[None]:
+        """Exclusive use of this registry by one reconciler; LockTimeout after ``timeout``."""
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Group writes where the backend can (one SQLite transaction); correctness must
+        not depend on it."""
+
+    def close(self) -> None: ...
+
+
+def iter_versions(state: RegistryState) -> Iterator[RegisteredVersion]:
+    for container in state.containers.values():
+        yield from container.versions
