@@ -161,7 +161,8 @@ def run_apply(args: Namespace) -> int:
     by_key = {(c["name"], c["action"], c["version"]): c for c in document["changes"]}
 
     def doc(change: Any) -> dict[str, Any]:
-        return by_key[(change.name, change.action.value, change.version)]
+        found: dict[str, Any] = by_key[(change.name, change.action.value, change.version)]
+        return found
 
     applied = [doc(c) for c in outcome.applied]
     failed = [(doc(c), error) for c, error in outcome.failed]

@@ -296,8 +296,8 @@ def _build_context(
             )
         )
     else:
-        entry = snapshot.lookup(dockerfile)
-        if entry is None:
+        found_dockerfile = snapshot.lookup(dockerfile)
+        if found_dockerfile is None:
             found.append(
                 diag.error(
                     "dockerfile-missing",
@@ -307,7 +307,7 @@ def _build_context(
                     line,
                 )
             )
-        elif _dockerfile_size(memo, snapshot, entry) > MAX_DOCKERFILE_BYTES:
+        elif _dockerfile_size(memo, snapshot, found_dockerfile) > MAX_DOCKERFILE_BYTES:
             found.append(
                 diag.error(
                     "dockerfile-too-large",

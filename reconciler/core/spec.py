@@ -243,8 +243,8 @@ def check_environment(
     except ValidationError as exc:
         return None, found + _pydantic_diagnostics(exc, doc, path)
 
-    line = doc.lines.get
-    found.extend(check_name(env.name, path, line("name")))
+    where = doc.lines.get
+    found.extend(check_name(env.name, path, where("name")))
     if env.version is not None and not VERSION_PATTERN.match(env.version):
         found.append(
             diag.error(
@@ -252,7 +252,7 @@ def check_environment(
                 f"version {env.version!r} must start with a letter or digit and hold only "
                 "letters, digits and `._:+-` (at most 64)",
                 path,
-                line("version"),
+                where("version"),
             )
         )
     if env.image is None and env.build is None:
@@ -262,13 +262,16 @@ def check_environment(
                 "an environment needs exactly one of `image` and `build` (a Docker image or "
                 "a Docker build context)",
                 path,
-                line("conda_file") or line("name"),
+                where("conda_file") or where("name"),
             )
         )
     if env.image is not None and env.build is not None:
         found.append(
             diag.error(
-                "image-or-build", "`image` and `build` are exclusive; keep one", path, line("build")
+                "image-or-build",
+                "`image` and `build` are exclusive; keep one",
+                path,
+                where("build"),
             )
         )
     if env.conda_file is not None and env.build is not None:
@@ -278,7 +281,7 @@ def check_environment(
                 "`conda_file` is not allowed with `build`: install the packages in the "
                 "Dockerfile of the build context",
                 path,
-                line("conda_file"),
+                where("conda_file"),
             )
         )
     for key in env.tags:
@@ -288,7 +291,7 @@ def check_environment(
                     "reserved-tag",
                     f"tag `{key}`: the `{STAMP_PREFIX}` prefix is reserved for ownership stamps",
                     path,
-                    line(f"tags.{key}"),
+                    where(f"tags.{key}"),
                 )
             )
     if diag.has_errors(found):

@@ -44,7 +44,7 @@ class YamlDocument:
     duplicate_keys: list[tuple[str, int]] = field(default_factory=list)
 
 
-class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
+class _Loader(_BaseLoader):
     pass
 
 

@@ -4,7 +4,7 @@ functions from documents to strings; printing happens in the CLI."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 MARKERS = {
@@ -111,7 +111,9 @@ def format_plan(doc: Mapping[str, Any], style: Style) -> str:
 
 
 def format_apply(
-    applied: list[Mapping[str, Any]], failed: list[tuple[Mapping[str, Any], str]], style: Style
+    applied: Sequence[Mapping[str, Any]],
+    failed: Sequence[tuple[Mapping[str, Any], str]],
+    style: Style,
 ) -> str:
     lines = []
     for change in applied:
