@@ -82,7 +82,7 @@ class CliError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from reconciler import commands  # the wiring; kept out of --help and parse errors
+    from reconciler.cli import commands  # the wiring; kept out of --help and parse errors
 
     try:
         return int(getattr(commands, "run_" + args.command)(args))
