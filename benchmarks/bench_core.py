@@ -164,7 +164,10 @@ APPLY_ONLY = """
     from argparse import Namespace
     from pathlib import Path
 
-    from reconciler.commands import _engine
+    try:  # the command wiring moved into the cli package
+        from reconciler.cli.commands import _engine
+    except ImportError:
+        from reconciler.commands import _engine
     from reconciler.core.plan import Action
     from reconciler.settings import load_settings
 

@@ -19,6 +19,10 @@ from reconciler.core.yamldoc import YamlDocument
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,254}$")
 REGISTRY_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$")
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}$")
+# The service documents no pattern for versions; these can never work, as the version is a
+# URL path segment (`.../versions/<version>`) and the tail of a `name:version` reference.
+VERSION_FORBIDDEN = re.compile(r"[/\\?#%\s]|[\x00-\x1f\x7f]")
+MAX_VERSION_LENGTH = 64
 RESERVED_PREFIXES = ("azureml-", "microsoft")
 READ_ONLY_FIELDS = ("id", "creation_context", "latest_version", "intellectual_property")
 
@@ -205,6 +209,30 @@ def check_name(name: str, path: str, line: int | None) -> list[Diagnostic]:
     ]
 
 
+def check_version(version: str, path: str, line: int | None) -> list[Diagnostic]:
+    if len(version) > MAX_VERSION_LENGTH or VERSION_FORBIDDEN.search(version):
+        return [
+            diag.error(
+                "version-pattern",
+                f"version {version!r} may not hold `/`, `\\`, `?`, `#`, `%`, spaces or control "
+                f"characters, and has at most {MAX_VERSION_LENGTH} characters",
+                path,
+                line,
+            )
+        ]
+    if VERSION_PATTERN.match(version):
+        return []
+    return [
+        diag.warning(
+            "version-chars",
+            f"version {version!r} holds characters other than letters, digits and `._:+-` "
+            "(or does not start with a letter or digit): is it a template placeholder?",
+            path,
+            line,
+        )
+    ]
+
+
 def check_environment(
     doc: YamlDocument, path: str
 ) -> tuple[EnvironmentFile | None, list[Diagnostic]]:
@@ -245,16 +273,8 @@ def check_environment(
 
     where = doc.lines.get
     found.extend(check_name(env.name, path, where("name")))
-    if env.version is not None and not VERSION_PATTERN.match(env.version):
-        found.append(
-            diag.error(
-                "version-pattern",
-                f"version {env.version!r} must start with a letter or digit and hold only "
-                "letters, digits and `._:+-` (at most 64)",
-                path,
-                where("version"),
-            )
-        )
+    if env.version is not None:
+        found.extend(check_version(env.version, path, where("version")))
     if env.image is None and env.build is None:
         found.append(
             diag.error(
