@@ -7,6 +7,7 @@ atomic (temporary file + rename) so a killed process never leaves a torn cache.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import marshal
 import os
@@ -14,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import reconciler.core
 from reconciler import __version__
 from reconciler.core.desired import LoadMemo
 
@@ -34,9 +36,27 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def _core_revision() -> str:
+    """Parse results depend on the core's code, not only on the package version: hash the
+    core's sources so that any change to parsing or validation invalidates the cache."""
+    digest = hashlib.sha256(__version__.encode())
+    core = Path(reconciler.core.__file__).parent
+    for source in sorted(core.glob("*.py")):
+        digest.update(source.name.encode())
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 class DiskCache:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._revision: str | None = None
+
+    @property
+    def revision(self) -> str:
+        if self._revision is None:
+            self._revision = _core_revision()
+        return self._revision
 
     def load_memo(self) -> LoadMemo:
         try:
@@ -44,7 +64,7 @@ class DiskCache:
             data = marshal.loads(raw)
         except (OSError, ValueError, EOFError, TypeError):
             return LoadMemo()
-        if not isinstance(data, dict) or data.get("version") != __version__:
+        if not isinstance(data, dict) or data.get("version") != self.revision:
             return LoadMemo()  # written by another reconciler version: parse again
         return LoadMemo(parsed=data["parsed"], conda=data["conda"], sizes=data["sizes"])
 
@@ -66,6 +86,8 @@ class DiskCache:
         except (OSError, ValueError):
             return None
         if not isinstance(data, dict) or data.get("key") != key:
+            return None
+        if data.get("revision") != self.revision:
             return None
         document = data.get("document")
         return document if isinstance(document, dict) else None
