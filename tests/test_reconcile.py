@@ -510,3 +510,12 @@ def test_settings_file_env_and_flags_precedence(
     repo.write("reconciler.toml", '[reconciler]\npaht = "typo"\n')
     code, out, err = cli("plan")
     assert code == 1 and "unknown setting `paht`" in err
+
+
+def test_usage_errors_exit_1_not_2(repo: GitRepo) -> None:
+    """Exit 2 means "changes pending" to CI; a mistyped flag must not look like it."""
+    from reconciler.cli import main
+
+    with pytest.raises(SystemExit) as raised:
+        main(["plan", "--repo", str(repo.root), "--no-such-flag"])
+    assert raised.value.code == 1
