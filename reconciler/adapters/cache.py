@@ -72,7 +72,7 @@ class DiskCache:
         if not memo.changed:
             return
         payload = {
-            "version": __version__,
+            "version": self.revision,
             "parsed": memo.parsed,
             "conda": memo.conda,
             "sizes": memo.sizes,
@@ -95,5 +95,6 @@ class DiskCache:
     def save_plan(self, key: str, document: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
             _atomic_write(
-                self.directory / _PLAN_FILE, json.dumps({"key": key, "document": document}).encode()
+                self.directory / _PLAN_FILE,
+                json.dumps({"key": key, "revision": self.revision, "document": document}).encode(),
             )

@@ -365,12 +365,36 @@ _VERSION_SELECT = (
 )
 
 
+class _LazyJson(Mapping[str, Any]):
+    """Stored content, decoded on first use: a plan compares digests and rarely needs it."""
+
+    __slots__ = ("_text", "_value")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._value: dict[str, Any] | None = None
+
+    def _data(self) -> dict[str, Any]:
+        if self._value is None:
+            self._value = json.loads(self._text)
+        return self._value
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data())
+
+    def __len__(self) -> int:
+        return len(self._data())
+
+
 def _version(row: tuple[Any, ...]) -> RegisteredVersion:
     name, version, content, digest, description, tags, archived, created_at, datastore = row
     return RegisteredVersion(
         name=name,
         version=version,
-        content=json.loads(content),
+        content=_LazyJson(content),
         digest=digest,
         description=description,
         tags=json.loads(tags),

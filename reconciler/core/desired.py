@@ -95,7 +95,10 @@ class Selection:
 
 
 def _parse_candidate(content: bytes) -> dict[str, Any]:
-    """Parse one YAML file into a plain record (cached by blob id). Paths are filled in later."""
+    """Parse one YAML file into a plain record (cached by blob id). Paths are filled in later.
+
+    A conda file comes back with its data under "conda", so that it is parsed only once.
+    """
     # Imported here: PyYAML and pydantic are only needed when a file was not parsed before.
     from reconciler.core.spec import check_environment
     from reconciler.core.yamldoc import YamlError, parse_environment_yaml
@@ -108,7 +111,7 @@ def _parse_candidate(content: bytes) -> dict[str, Any]:
             "diags": [diag.error("yaml-syntax", exc.message, None, exc.line).to_dict()],
         }
     if is_conda_document(doc.data):
-        return {"kind": "conda"}
+        return {"kind": "conda", "conda": {"data": json.loads(canonical_json(doc.data))}}
     env, found = check_environment(doc, "")
     record: dict[str, Any] = {
         "kind": "environment" if env is not None else "invalid",
@@ -122,10 +125,18 @@ def _parse_candidate(content: bytes) -> dict[str, Any]:
 
 def _parsed(memo: LoadMemo, snapshot: Snapshot, entry: FileEntry) -> dict[str, Any]:
     record = memo.parsed.get(entry.blob_id)
-    if record is None:
+    if record is not None:
+        return record
+    known = memo.conda.get(entry.blob_id)
+    if known is not None and is_conda_document(known.get("data")):
+        record = {"kind": "conda"}  # parsed already, as some environment's conda file
+    else:
         record = _parse_candidate(snapshot.read(entry))
-        memo.parsed[entry.blob_id] = record
-        memo.changed = True
+        conda = record.pop("conda", None)
+        if conda is not None:
+            memo.conda[entry.blob_id] = conda
+    memo.parsed[entry.blob_id] = record
+    memo.changed = True
     return record
 
 
@@ -413,6 +424,7 @@ def load_desired(
             else:
                 candidates.append(entry)
     found: list[Diagnostic] = [] if only is None else missing
+    snapshot.prefetch([e for e in candidates if e.blob_id not in memo.parsed])
     resolved: list[DesiredEnvironment] = []
     referenced: set[str] = set()
     invalid: list[tuple[FileEntry, dict[str, Any]]] = []

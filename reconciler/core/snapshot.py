@@ -41,3 +41,6 @@ class Snapshot(Protocol):
 
     def read(self, entry: FileEntry) -> bytes:
         """Content of a file (for a symlink, its target text)."""
+
+    def prefetch(self, entries: list[FileEntry]) -> None:
+        """A hint that these files will be read: fetch them in one go where that is faster."""

@@ -1,0 +1,64 @@
+"""The caches are used (a no-op plan parses nothing) and never change an answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from reconciler.core import desired as desired_module
+from reconciler.engine import Engine
+from tests.conftest import CONDA, Cli, GitRepo, conda_env, image_env
+
+
+def seed(repo: GitRepo) -> None:
+    repo.write("environments/a.yml", image_env("a"))
+    repo.write("environments/b/env.yml", conda_env("b"))
+    repo.write("environments/b/conda.yml", CONDA)
+    repo.commit("seed")
+
+
+def forbid(monkeypatch: pytest.MonkeyPatch, target: Any, name: str) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"{name} was called: the cache missed")
+
+    monkeypatch.setattr(target, name, refuse)
+
+
+def test_unchanged_plan_is_answered_from_the_plan_cache(
+    repo: GitRepo, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(repo)
+    cli("apply")
+    first = cli.json("plan")
+    forbid(monkeypatch, Engine, "plan")
+    assert cli.json("plan") == first
+
+
+def test_parse_cache_survives_a_registry_change(
+    repo: GitRepo, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(repo)
+    cli("apply")
+    cli("plan")
+    from reconciler.adapters.sqlite_registry import SqliteRegistry
+    from reconciler.core.plan import VersionWrite
+
+    SqliteRegistry(repo.registry_db).put_version(
+        "hand", "1", VersionWrite({"image": "x"}, "", None, {})
+    )
+    forbid(monkeypatch, desired_module, "_parse_candidate")
+    code, plan = cli.json("plan")  # plan cache misses (registry changed), parse cache hits
+    assert code == 0 and plan["changes"] == []
+
+
+def test_edits_invalidate_the_caches(repo: GitRepo, cli: Cli) -> None:
+    seed(repo)
+    cli("apply")
+    assert cli.json("plan")[1]["changes"] == []
+    repo.write("environments/b/conda.yml", CONDA.replace("3.11", "3.12"))  # not committed
+    code, plan = cli.json("plan")
+    assert code == 2 and [c["action"] for c in plan["changes"]] == ["new_version"]
+    repo.write("environments/new.yml", image_env("new"))  # untracked
+    code, plan = cli.json("plan")
+    assert sorted(c["name"] for c in plan["changes"]) == ["b", "new"]
