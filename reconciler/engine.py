@@ -37,10 +37,10 @@ class MemoStore:
     def save_memo(self, memo: LoadMemo) -> None:
         return None
 
-    def load_plan(self, key: str) -> dict[str, Any] | None:
+    def load_plan(self, slot: str) -> dict[str, Any] | None:
         return None
 
-    def save_plan(self, key: str, document: dict[str, Any]) -> None:
+    def save_plan(self, slot: str, entry: dict[str, Any]) -> None:
         return None
 
 
@@ -68,47 +68,59 @@ class Engine:
     # -- reading --------------------------------------------------------------------
 
     def desired(self, ref: str | None = None, only: Iterable[str] | None = None) -> DesiredState:
+        return self._read(ref, only)[0]
+
+    def _read(
+        self, ref: str | None, only: Iterable[str] | None = None
+    ) -> tuple[DesiredState, list[str] | None]:
+        """Desired state, and the watch list that keeps a cached plan of it honest."""
         memo = self.cache.load_memo()
         snapshot = self.source.snapshot(ref)
         try:
             state = load_desired(snapshot, self.selection, memo, only)
+            watch = self.source.watch_list(snapshot, self.selection.root, state.references)
         finally:
             close = getattr(snapshot, "close", None)
             if close is not None:
                 close()
         self.cache.save_memo(memo)
-        return state
+        return state, watch
 
     def plan(self, ref: str | None = None) -> Plan:
         desired = self.desired(ref)
         return make_plan(desired, self.registry.read_state(), self.selection, self.options)
 
-    def _plan_key(self, ref: str | None) -> str | None:
-        source = self.source.fingerprint(ref)
-        token = self.registry.state_token()
-        if source is None or token is None:
+    def _settings_key(self, token: str | None) -> str | None:
+        if token is None:
             return None
-        parts = [
-            __version__,
-            source,
-            token,
-            self.registry.url,
-            repr(self.selection),
-            repr(self.options),
-        ]
+        parts = [__version__, token, self.registry.url, repr(self.selection), repr(self.options)]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
     def plan_document(self, ref: str | None = None) -> dict[str, Any]:
         """The plan as a document; answered from the cache when neither git nor the
-        registry changed since the last plan (no parsing, no registry read)."""
-        key = self._plan_key(ref)
+        registry changed since the last plan of the same ref (no parsing, no registry read)."""
+        slot = "working-tree" if ref is None else f"ref:{ref}"
+        token = self.registry.state_token()
+        key = self._settings_key(token)
         if key is not None:
-            cached = self.cache.load_plan(key)
-            if cached is not None:
-                return cached
-        document = plan_document(self.plan(ref), self.registry.url, self.selection.path)
-        if key is not None:
-            self.cache.save_plan(key, document)
+            entry = self.cache.load_plan(slot)
+            if entry is not None and entry.get("key") == key:
+                fingerprint = self.source.fingerprint(ref, entry.get("watch"))
+                if fingerprint is not None and fingerprint == entry.get("fingerprint"):
+                    document: dict[str, Any] = entry["document"]
+                    return document
+        desired, watch = self._read(ref)
+        plan = make_plan(desired, self.registry.read_state(), self.selection, self.options)
+        document = plan_document(plan, self.registry.url, self.selection.path)
+        if key is not None and not plan.has_errors and self.registry.state_token() == token:
+            # Taken after planning: a file edited meanwhile is too fresh to be trusted, and
+            # the fingerprint then comes back None.
+            fingerprint = self.source.fingerprint(ref, watch)
+            if fingerprint is not None:
+                self.cache.save_plan(
+                    slot,
+                    {"key": key, "fingerprint": fingerprint, "watch": watch, "document": document},
+                )
         return document
 
     # -- applying ---------------------------------------------------------------------

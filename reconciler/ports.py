@@ -46,8 +46,14 @@ class Source(Protocol):
     def snapshot(self, ref: str | None) -> Snapshot:
         """Files at ``ref`` (a commit, branch or tag), or the working tree when None."""
 
-    def fingerprint(self, ref: str | None) -> str | None:
-        """A cheap identity of the files at ``ref`` (None if unknown), for plan caching."""
+    def fingerprint(self, ref: str | None, watch: list[str] | None = None) -> str | None:
+        """A cheap identity of the files at ``ref`` (None if unknown), for plan caching.
+        ``watch`` is what ``watch_list`` returned when the cached plan was made."""
+
+    def watch_list(
+        self, snapshot: Snapshot, root: str, references: frozenset[str]
+    ) -> list[str] | None:
+        """Paths whose stat data ``fingerprint`` needs for this snapshot (None: not needed)."""
 
 
 class Registry(Protocol):

@@ -30,9 +30,31 @@ def test_unchanged_plan_is_answered_from_the_plan_cache(
 ) -> None:
     seed(repo)
     cli("apply")
+    repo.age()
     first = cli.json("plan")
-    forbid(monkeypatch, Engine, "plan")
+    forbid(monkeypatch, Engine, "_read")
     assert cli.json("plan") == first
+
+
+def test_fresh_files_are_not_trusted_by_the_plan_cache(
+    repo: GitRepo, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(repo)
+    cli("apply")
+    cli.json("plan")  # files written just now: this plan is not cached
+    forbid(monkeypatch, Engine, "_read")
+    with pytest.raises(AssertionError, match="cache missed"):
+        cli.json("plan")
+
+
+def test_ref_plans_are_cached_by_commit(
+    repo: GitRepo, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(repo)
+    cli("apply")
+    first = cli.json("plan", "--ref", "HEAD")
+    forbid(monkeypatch, Engine, "_read")
+    assert cli.json("plan", "--ref", "HEAD") == first
 
 
 def test_parse_cache_survives_a_registry_change(
@@ -55,10 +77,37 @@ def test_parse_cache_survives_a_registry_change(
 def test_edits_invalidate_the_caches(repo: GitRepo, cli: Cli) -> None:
     seed(repo)
     cli("apply")
+    repo.age()
     assert cli.json("plan")[1]["changes"] == []
     repo.write("environments/b/conda.yml", CONDA.replace("3.11", "3.12"))  # not committed
     code, plan = cli.json("plan")
     assert code == 2 and [c["action"] for c in plan["changes"]] == ["new_version"]
+    repo.age()
+    assert cli.json("plan")[0] == 2  # cached now
     repo.write("environments/new.yml", image_env("new"))  # untracked
+    repo.age(30)
     code, plan = cli.json("plan")
     assert sorted(c["name"] for c in plan["changes"]) == ["b", "new"]
+
+
+def test_edit_of_an_untracked_file_invalidates_the_plan_cache(repo: GitRepo, cli: Cli) -> None:
+    seed(repo)
+    cli("apply")
+    repo.write("environments/new.yml", image_env("new"))
+    repo.age()
+    assert [c["name"] for c in cli.json("plan")[1]["changes"]] == ["new"]
+    repo.write("environments/new.yml", image_env("renamed"))
+    repo.age(30)
+    assert [c["name"] for c in cli.json("plan")[1]["changes"]] == ["renamed"]
+
+
+def test_staged_change_invalidates_the_plan_cache(repo: GitRepo, cli: Cli) -> None:
+    seed(repo)
+    cli("apply")
+    repo.write("environments/a.yml", image_env("a", image="busybox:9"))
+    repo.git("add", "-A")
+    repo.age()
+    assert [c["action"] for c in cli.json("plan")[1]["changes"]] == ["new_version"]
+    repo.git("reset", "-q", "--hard")
+    repo.age(30)
+    assert cli.json("plan")[1]["changes"] == []

@@ -20,7 +20,6 @@ from reconciler import __version__
 from reconciler.core.desired import LoadMemo
 
 _MEMO_FILE = "parsed.marshal"
-_PLAN_FILE = "last-plan.json"
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -80,21 +79,20 @@ class DiskCache:
         with contextlib.suppress(OSError):  # a cache that cannot be written is no error
             _atomic_write(self.directory / _MEMO_FILE, marshal.dumps(payload))
 
-    def load_plan(self, key: str) -> dict[str, Any] | None:
+    def _plan_path(self, slot: str) -> Path:
+        name = hashlib.sha256(slot.encode()).hexdigest()[:16]
+        return self.directory / f"plan-{name}.json"
+
+    def load_plan(self, slot: str) -> dict[str, Any] | None:
         try:
-            data = json.loads((self.directory / _PLAN_FILE).read_bytes())
+            data = json.loads(self._plan_path(slot).read_bytes())
         except (OSError, ValueError):
             return None
-        if not isinstance(data, dict) or data.get("key") != key:
+        if not isinstance(data, dict) or data.get("revision") != self.revision:
             return None
-        if data.get("revision") != self.revision:
-            return None
-        document = data.get("document")
-        return document if isinstance(document, dict) else None
+        return data
 
-    def save_plan(self, key: str, document: dict[str, Any]) -> None:
+    def save_plan(self, slot: str, entry: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
-            _atomic_write(
-                self.directory / _PLAN_FILE,
-                json.dumps({"key": key, "revision": self.revision, "document": document}).encode(),
-            )
+            payload = dict(entry, revision=self.revision)
+            _atomic_write(self._plan_path(slot), json.dumps(payload).encode())

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import stat
 import subprocess
+import time
 from bisect import bisect_left
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,32 @@ def _git(root: Path, *args: str) -> bytes:
         message = done.stderr.decode("utf-8", "replace").strip().splitlines()
         raise SourceError(f"git {' '.join(args)}: {message[-1] if message else 'failed'}")
     return done.stdout
+
+
+def _git_many(root: Path, *commands: tuple[str, ...]) -> list[bytes]:
+    """Run several read-only git commands at once (they are independent)."""
+    try:
+        running = [
+            subprocess.Popen(
+                ["git", *args], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            for args in commands
+        ]
+    except FileNotFoundError as exc:
+        raise SourceError("git is not installed") from exc
+    outputs = []
+    for args, process in zip(commands, running, strict=True):
+        out, err = process.communicate()
+        if process.returncode != 0:
+            message = err.decode("utf-8", "replace").strip().splitlines()
+            raise SourceError(f"git {' '.join(args)}: {message[-1] if message else 'failed'}")
+        outputs.append(out)
+    return outputs
+
+
+# A file changed less than this long ago may change again within the same timestamp tick
+# (git's "racy clean" problem): a fingerprint that includes one is not trusted.
+RACY_SECONDS = 2.0
 
 
 def find_repo_root(start: Path) -> Path | None:
@@ -106,14 +134,24 @@ class WorkTreeSnapshot(_DiskReads):
         self._listing: _Listing | None = None
         self._known: dict[str, FileEntry | None] = {}
         self._dirty: set[str] = set()
+        self._untracked: set[str] = set()
+
+    @property
+    def untracked(self) -> set[str]:
+        self._load()
+        return self._untracked
 
     def _load(self) -> _Listing:
         if self._listing is not None:
             return self._listing
-        root = self.root
-        index = _git(root, "ls-files", "-s", "-z")
-        changed = set(_git(root, "diff-files", "--name-only", "-z").decode().split("\0"))
-        untracked = _git(root, "ls-files", "-o", "-z", "--exclude-standard").decode().split("\0")
+        index, changed_raw, untracked_raw = _git_many(
+            self.root,
+            ("ls-files", "-s", "-z"),
+            ("diff-files", "--name-only", "-z"),
+            ("ls-files", "-o", "-z", "--exclude-standard"),
+        )
+        changed = set(changed_raw.decode("utf-8", "surrogateescape").split("\0"))
+        untracked = untracked_raw.decode("utf-8", "surrogateescape").split("\0")
         for record in index.decode("utf-8", "surrogateescape").split("\0"):
             if not record:
                 continue
@@ -129,6 +167,7 @@ class WorkTreeSnapshot(_DiskReads):
         for path in untracked:
             if path and path.split("/", 1)[0] not in _SKIP_DIRS:
                 self._dirty.add(path)
+                self._untracked.add(path)
                 self._known[path] = None
         self._listing = _Listing(self._known)
         return self._listing
@@ -281,37 +320,70 @@ class GitSource:
         except SourceError:
             raise SourceError(f"unknown git ref {ref!r} in {self.root}") from None
 
-    def fingerprint(self, ref: str | None) -> str | None:
-        """A cheap identity of the files at ``ref``: equal fingerprints, equal files."""
+    def fingerprint(self, ref: str | None, watch: list[str] | None = None) -> str | None:
+        """A cheap identity of the files at ``ref``: equal fingerprints, equal files.
+
+        For the working tree: HEAD, git's index, the tracked files git sees modified (by
+        their stat data), and the stat data of ``watch`` (the directories of the selection,
+        whose mtimes change when files appear or vanish, and its untracked files). None
+        when it cannot be trusted: no watch list yet, or a file changed a moment ago.
+        """
         if ref is not None:
             return "commit:" + self.resolve(ref)
-        if not self.is_git:
+        if not self.is_git or watch is None:
             return None
-        # One git process: HEAD, staged and unstaged changes, untracked files. Files git
-        # reports as changed are identified by their stat data, like git's own index.
-        status = _git(
-            self.root,
-            "--no-optional-locks",
-            "status",
-            "--porcelain=v2",
-            "-z",
-            "--branch",
-            "--untracked-files=all",
-            "--no-renames",
-        )
-        digest = hashlib.sha256(status)
-        for record in status.split(b"\0"):
-            if record.startswith((b"1 ", b"? ", b"u ")):
-                path = record.split(b" ", 8)[-1] if record[:1] != b"?" else record[2:]
-                try:
-                    info = (self.root / os.fsdecode(path)).lstat()
-                except OSError:
-                    continue
-                digest.update(
-                    f"{path!r}:{info.st_size}:{info.st_mtime_ns}:{info.st_mode}:"
-                    f"{info.st_ino}".encode()
-                )
+        try:
+            head, changed = _git_many(
+                self.root,
+                ("rev-parse", "--absolute-git-dir", "HEAD"),
+                ("diff-files", "--name-only", "-z"),
+            )
+        except SourceError:
+            return None  # e.g. no commit yet
+        git_dir, _, head_sha = head.decode().strip().partition("\n")
+        digest = hashlib.sha256(head_sha.encode())
+        fresh_after = (time.time() - RACY_SECONDS) * 1e9
+        paths = [os.path.join(git_dir, "index")]
+        paths += [
+            str(self.root / p) for p in changed.decode("utf-8", "surrogateescape").split("\0") if p
+        ]
+        paths += [str(self.root / p) if p else str(self.root) for p in watch]
+        for path in paths:
+            try:
+                info = os.lstat(path)
+            except OSError:
+                digest.update(f"{path}:missing\n".encode())
+                continue
+            if info.st_mtime_ns > fresh_after:
+                return None
+            digest.update(
+                f"{path}:{info.st_size}:{info.st_mtime_ns}:{info.st_mode}:{info.st_ino}\n".encode()
+            )
         return "worktree:" + digest.hexdigest()
+
+    def watch_list(
+        self, snapshot: object, root: str, references: frozenset[str]
+    ) -> list[str] | None:
+        """What ``fingerprint`` must stat for a working-tree plan to stay valid: every
+        directory of the selection and of referenced files, and the untracked files there."""
+        if not isinstance(snapshot, WorkTreeSnapshot):
+            return None
+        dirs: set[str] = set()
+        base = self.root / root if root else self.root
+        for dirpath, dirnames, _ in os.walk(base):
+            dirnames[:] = [d for d in dirnames if d not in _SKIP_DIRS]
+            rel = os.path.relpath(dirpath, self.root)
+            dirs.add("" if rel == "." else rel.replace(os.sep, "/"))
+        for path in references:
+            parent = posixpath.dirname(path)
+            while parent not in dirs:
+                dirs.add(parent)
+                if not parent:
+                    break
+                parent = posixpath.dirname(parent)
+        prefixes = tuple(d + "/" for d in dirs if d)
+        untracked = [p for p in snapshot.untracked if "" in dirs or p.startswith(prefixes)]
+        return sorted(dirs) + sorted(untracked)
 
     def snapshot(self, ref: str | None) -> WorkTreeSnapshot | RefSnapshot | DirectorySnapshot:
         if ref is None:

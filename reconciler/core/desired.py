@@ -46,6 +46,7 @@ class DesiredState:
     commit: str | None
     source: str
     candidates: int = 0
+    references: frozenset[str] = frozenset()  # files the environments use (conda, context)
 
     @property
     def has_errors(self) -> bool:
@@ -498,4 +499,5 @@ def load_desired(
         commit=snapshot.commit,
         source=snapshot.label,
         candidates=len(candidates),
+        references=frozenset(referenced),
     )

@@ -174,7 +174,7 @@ def _compose(content: bytes) -> yaml.Node | None:
         raise _as_yaml_error(exc) from None
     finally:
         loader.dispose()
-    if root is not None:
+    if root is not None and b"*" in content:  # no "*", no alias: nothing can expand
         _count_nodes(root, MAX_NODES)
     return root
 
