@@ -8,6 +8,7 @@ transient errors; a terminal error stops that environment only and is reported.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,6 +23,24 @@ from reconciler.ports import Registry, RegistryError, Source
 
 RETRIES = 3
 RETRY_BASE_DELAY = 0.2
+
+
+PARALLEL_PARSE_MIN = 2000  # below this, starting worker processes costs more than it saves
+
+
+def parallel_map(
+    function: Callable[[bytes], dict[str, Any]], items: list[bytes]
+) -> Iterable[dict[str, Any]]:
+    """Parse on every core when there is a lot to parse (a cold plan of a big repository)."""
+    workers = min(os.cpu_count() or 1, 8)
+    if workers < 2 or len(items) < PARALLEL_PARSE_MIN:
+        return map(function, items)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # fork: the workers inherit the imported parser instead of importing it again
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        return list(pool.map(function, items, chunksize=64))
 
 
 class ApplyRefused(Exception):
@@ -77,7 +96,7 @@ class Engine:
         memo = self.cache.load_memo()
         snapshot = self.source.snapshot(ref)
         try:
-            state = load_desired(snapshot, self.selection, memo, only)
+            state = load_desired(snapshot, self.selection, memo, only, parallel_map)
             watch = self.source.watch_list(snapshot, self.selection.root, state.references)
         finally:
             close = getattr(snapshot, "close", None)

@@ -11,7 +11,6 @@ import hashlib
 import json
 import marshal
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +23,9 @@ _MEMO_FILE = "parsed.marshal"
 
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with open(tmp, "xb") as handle:
             handle.write(data)
         os.replace(tmp, path)
     except BaseException:

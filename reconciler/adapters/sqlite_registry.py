@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
-import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -123,7 +123,7 @@ class SqliteRegistry:
             "BEGIN IMMEDIATE;"
             + _SCHEMA
             + "INSERT OR IGNORE INTO meta VALUES ('generation', '0');"
-            + f"INSERT OR IGNORE INTO meta VALUES ('registry_id', '{uuid.uuid4().hex}');"
+            + f"INSERT OR IGNORE INTO meta VALUES ('registry_id', '{os.urandom(16).hex()}');"
             + f"INSERT OR IGNORE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
             + "COMMIT;"
         )

@@ -10,7 +10,7 @@ import fnmatch
 import json
 import posixpath
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +122,12 @@ def _parse_candidate(content: bytes) -> dict[str, Any]:
     if env is not None:
         record["env"] = env.model_dump(mode="json", exclude_none=True, by_alias=False)
     return record
+
+
+def _serial_map(
+    function: Callable[[bytes], dict[str, Any]], items: list[bytes]
+) -> Iterable[dict[str, Any]]:
+    return map(function, items)
 
 
 def _parsed(memo: LoadMemo, snapshot: Snapshot, entry: FileEntry) -> dict[str, Any]:
@@ -405,11 +411,39 @@ def _resolve_environment(
 # ---------------------------------------------------------------------------- loading
 
 
+Mapper = Callable[[Callable[[bytes], dict[str, Any]], list[bytes]], Iterable[dict[str, Any]]]
+
+
+def _parse_missing(
+    memo: LoadMemo, snapshot: Snapshot, candidates: list[FileEntry], mapper: Mapper
+) -> None:
+    """Parse every candidate the memo does not know yet, in one batch (``mapper`` may run
+    it in parallel; it must return results in order)."""
+    seen: set[str] = set()
+    todo: list[FileEntry] = []
+    for entry in candidates:
+        if entry.is_symlink or entry.blob_id in memo.parsed or entry.blob_id in seen:
+            continue
+        seen.add(entry.blob_id)
+        todo.append(entry)
+    if not todo:
+        return
+    snapshot.prefetch(todo)
+    contents = [snapshot.read(entry) for entry in todo]
+    for entry, record in zip(todo, mapper(_parse_candidate, contents), strict=True):
+        conda = record.pop("conda", None)
+        if conda is not None:
+            memo.conda[entry.blob_id] = conda
+        memo.parsed[entry.blob_id] = record
+    memo.changed = True
+
+
 def load_desired(
     snapshot: Snapshot,
     selection: Selection,
     memo: LoadMemo | None = None,
     only: Iterable[str] | None = None,
+    mapper: Mapper | None = None,
 ) -> DesiredState:
     """Read every environment of the selection (or just the files in ``only``)."""
     memo = memo if memo is not None else LoadMemo()
@@ -425,7 +459,7 @@ def load_desired(
             else:
                 candidates.append(entry)
     found: list[Diagnostic] = [] if only is None else missing
-    snapshot.prefetch([e for e in candidates if e.blob_id not in memo.parsed])
+    _parse_missing(memo, snapshot, candidates, mapper or _serial_map)
     resolved: list[DesiredEnvironment] = []
     referenced: set[str] = set()
     invalid: list[tuple[FileEntry, dict[str, Any]]] = []
