@@ -12,14 +12,17 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler import __version__
-from reconciler.core import diagnostics as diag
-from reconciler.core.desired import DesiredState, LoadMemo, Selection, load_desired
-from reconciler.core.document import plan_document
-from reconciler.core.plan import Action, Change, Plan, PlanOptions, make_plan
+from reconciler.core.options import PlanOptions
+from reconciler.core.selection import Selection
 from reconciler.ports import Registry, RegistryError, Source
+
+if TYPE_CHECKING:  # the rest of the core is imported when a plan is computed, not when
+    # a cached one is answered
+    from reconciler.core.desired import DesiredState, LoadMemo
+    from reconciler.core.plan import Change, Plan
 
 RETRIES = 3
 RETRY_BASE_DELAY = 0.2
@@ -51,6 +54,8 @@ class MemoStore:
     """What the engine needs of a cache (see adapters/cache.py)."""
 
     def load_memo(self) -> LoadMemo:
+        from reconciler.core.desired import LoadMemo
+
         return LoadMemo()
 
     def save_memo(self, memo: LoadMemo) -> None:
@@ -93,6 +98,8 @@ class Engine:
         self, ref: str | None, only: Iterable[str] | None = None
     ) -> tuple[DesiredState, list[str] | None]:
         """Desired state, and the watch list that keeps a cached plan of it honest."""
+        from reconciler.core.desired import load_desired
+
         memo = self.cache.load_memo()
         snapshot = self.source.snapshot(ref)
         try:
@@ -106,6 +113,8 @@ class Engine:
         return state, watch
 
     def plan(self, ref: str | None = None) -> Plan:
+        from reconciler.core.plan import make_plan
+
         desired = self.desired(ref)
         return make_plan(desired, self.registry.read_state(), self.selection, self.options)
 
@@ -128,6 +137,9 @@ class Engine:
                 if fingerprint is not None and fingerprint == entry.get("fingerprint"):
                     document: dict[str, Any] = entry["document"]
                     return document
+        from reconciler.core.document import plan_document
+        from reconciler.core.plan import make_plan
+
         desired, watch = self._read(ref)
         plan = make_plan(desired, self.registry.read_state(), self.selection, self.options)
         document = plan_document(plan, self.registry.url, self.selection.path)
@@ -148,7 +160,7 @@ class Engine:
         with self.registry.lock(self.lock_timeout):
             plan = self.plan(ref)
             if plan.has_errors:
-                count = sum(1 for d in plan.diagnostics if d.severity is diag.Severity.ERROR)
+                count = sum(1 for d in plan.diagnostics if d.severity == "error")
                 raise ApplyRefused(
                     f"apply refused: {count} error(s) in the plan; nothing was written"
                 )
@@ -185,6 +197,8 @@ class Engine:
                 time.sleep(RETRY_BASE_DELAY * 2**attempt)
 
     def _execute(self, change: Change) -> None:
+        from reconciler.core.plan import Action
+
         registry = self.registry
         if change.action in (Action.CREATE, Action.NEW_VERSION, Action.UPDATE_METADATA):
             assert change.write is not None and change.version is not None

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from reconciler.core.model import RegisteredContainer, RegisteredVersion, RegistryState
-from reconciler.core.plan import VersionWrite
-from reconciler.core.snapshot import Snapshot
+if TYPE_CHECKING:  # types only: keeps a cached plan from importing the whole core
+    from reconciler.core.model import RegisteredContainer, RegisteredVersion, RegistryState
+    from reconciler.core.plan import VersionWrite
+    from reconciler.core.snapshot import Snapshot
 
 
 class RegistryError(Exception):

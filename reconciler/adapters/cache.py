@@ -12,11 +12,13 @@ import json
 import marshal
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import reconciler.core
 from reconciler import __version__
-from reconciler.core.desired import LoadMemo
+
+if TYPE_CHECKING:
+    from reconciler.core.desired import LoadMemo
 
 _MEMO_FILE = "parsed.marshal"
 
@@ -57,6 +59,8 @@ class DiskCache:
         return self._revision
 
     def load_memo(self) -> LoadMemo:
+        from reconciler.core.desired import LoadMemo
+
         try:
             raw = (self.directory / _MEMO_FILE).read_bytes()
             data = marshal.loads(raw)

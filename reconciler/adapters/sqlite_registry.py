@@ -14,12 +14,14 @@ import sqlite3
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.adapters.locking import file_lock
 from reconciler.core.digest import canonical_json, content_digest
-from reconciler.core.model import RegisteredContainer, RegisteredVersion, RegistryState
-from reconciler.core.plan import VersionWrite
+
+if TYPE_CHECKING:
+    from reconciler.core.model import RegisteredContainer, RegisteredVersion, RegistryState
+    from reconciler.core.plan import VersionWrite
 from reconciler.ports import NotFound, RegistryError, TransientRegistryError, VersionConflict
 
 SCHEMA_VERSION = "1"
@@ -180,6 +182,8 @@ class SqliteRegistry:
         return f"{rows.get('registry_id')}:{rows.get('generation')}"
 
     def read_state(self) -> RegistryState:
+        from reconciler.core.model import RegisteredContainer, RegistryState
+
         if not self.path.exists():
             return RegistryState({}, "empty")
         try:
@@ -206,6 +210,8 @@ class SqliteRegistry:
         return [c for c in state.containers.values() if include_archived or not c.archived]
 
     def get_container(self, name: str) -> RegisteredContainer | None:
+        from reconciler.core.model import RegisteredContainer
+
         if not self.path.exists():
             return None
         row = self.conn.execute("SELECT archived FROM containers WHERE name=?", (name,)).fetchone()
@@ -390,6 +396,8 @@ class _LazyJson(Mapping[str, Any]):
 
 
 def _version(row: tuple[Any, ...]) -> RegisteredVersion:
+    from reconciler.core.model import RegisteredVersion  # cheap once imported
+
     name, version, content, digest, description, tags, archived, created_at, datastore = row
     return RegisteredVersion(
         name=name,

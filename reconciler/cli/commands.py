@@ -7,19 +7,21 @@ import json
 import sys
 from argparse import Namespace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.adapters.cache import DiskCache
 from reconciler.adapters.gitsource import GitSource, find_repo_root
 from reconciler.adapters.sqlite_registry import SqliteRegistry
 from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError, color_enabled
-from reconciler.core.desired import Selection
-from reconciler.core.model import RegisteredContainer, RegisteredVersion
-from reconciler.core.plan import PlanOptions
+from reconciler.core.options import PlanOptions
+from reconciler.core.selection import Selection
 from reconciler.engine import ApplyRefused, Engine, MemoStore
 from reconciler.ports import RegistryError, SourceError
 from reconciler.render import text
 from reconciler.settings import Settings, SettingsError, load_settings, registry_location
+
+if TYPE_CHECKING:
+    from reconciler.core.model import RegisteredContainer, RegisteredVersion
 
 EXPECTED_ERRORS = (CliError, SettingsError, SourceError, RegistryError, ApplyRefused)
 

@@ -6,7 +6,6 @@ never parsed twice (the engine keeps the memo on disk between runs).
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import posixpath
 import re
@@ -18,11 +17,11 @@ from reconciler.core import diagnostics as diag
 from reconciler.core.diagnostics import Diagnostic
 from reconciler.core.digest import build_content, canonical_json, content_digest
 from reconciler.core.kinds import is_conda_document, is_url
+from reconciler.core.selection import Selection
 from reconciler.core.snapshot import FileEntry, Snapshot
 
 MAX_DOCKERFILE_BYTES = 1024 * 1024
 MAX_SYMLINK_HOPS = 16
-YAML_SUFFIXES = (".yml", ".yaml")
 _WINDOWS_ABSOLUTE = re.compile(r"^([A-Za-z]:[\\/]|\\\\)")
 
 
@@ -61,35 +60,6 @@ class LoadMemo:
     conda: dict[str, dict[str, Any]] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
     changed: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Selection:
-    """Which files are candidates: a directory plus include/exclude globs relative to it."""
-
-    path: str = "environments"
-    include: tuple[str, ...] = ("**/*.yml", "**/*.yaml", "*.yml", "*.yaml")
-    exclude: tuple[str, ...] = ()
-
-    @property
-    def root(self) -> str:
-        cleaned = posixpath.normpath(self.path.strip("/")) if self.path.strip("/") else ""
-        return "" if cleaned == "." else cleaned
-
-    def matches(self, repo_path: str) -> bool:
-        root = self.root
-        rel = repo_path[len(root) + 1 :] if root else repo_path
-        if not rel.endswith(YAML_SUFFIXES):
-            return False
-        if not any(fnmatch.fnmatchcase(rel, pattern) for pattern in self.include):
-            return False
-        return not any(fnmatch.fnmatchcase(rel, pattern) for pattern in self.exclude)
-
-    def owns(self, repo_path: str) -> bool:
-        """Is a stamped source path within this selection (for archive decisions)?"""
-        root = self.root
-        inside = not root or repo_path == root or repo_path.startswith(root + "/")
-        return inside and self.matches(repo_path)
 
 
 # ---------------------------------------------------------------------------- parsing

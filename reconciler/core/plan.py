@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from reconciler.core import diagnostics as diag
-from reconciler.core.desired import DesiredEnvironment, DesiredState, Selection
+from reconciler.core.desired import DesiredEnvironment, DesiredState
 from reconciler.core.diagnostics import Diagnostic
 from reconciler.core.fielddiff import FieldChange, field_changes
 from reconciler.core.model import (
@@ -28,6 +28,8 @@ from reconciler.core.model import (
     metadata_digest,
     user_tags,
 )
+from reconciler.core.options import PlanOptions
+from reconciler.core.selection import Selection
 
 PLAN_FORMAT_VERSION = 1
 
@@ -78,13 +80,6 @@ class Change:
     @property
     def target(self) -> str:
         return f"{self.name}:{self.version}" if self.version else self.name
-
-
-@dataclass(frozen=True, slots=True)
-class PlanOptions:
-    allow_mass_archive: bool = False
-    archive_limit_count: int = 10
-    archive_limit_fraction: float = 0.25
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,12 @@
+"""Options that change what the planner decides (from settings and flags)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class PlanOptions:
+    allow_mass_archive: bool = False
+    archive_limit_count: int = 10
+    archive_limit_fraction: float = 0.25
