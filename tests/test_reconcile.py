@@ -519,3 +519,56 @@ def test_usage_errors_exit_1_not_2(repo: GitRepo) -> None:
     with pytest.raises(SystemExit) as raised:
         main(["plan", "--repo", str(repo.root), "--no-such-flag"])
     assert raised.value.code == 1
+
+
+def test_environment_inside_another_build_context_is_kept(repo: GitRepo, cli: Cli) -> None:
+    """`build: {path: .}` next to other environment files must not make them vanish (and
+    be archived): they stay environments, and are also context files of the other one."""
+    repo.write("environments/a.yml", image_env("env-a"))
+    repo.write("environments/b.yml", image_env("env-b"))
+    repo.commit("two")
+    assert cli("apply")[0] == 0
+    repo.write("environments/Dockerfile", DOCKERFILE)
+    repo.write("environments/c.yml", "name: env-c\nbuild: {path: .}\n")
+    repo.commit("context at the top")
+    code, plan = cli.json("plan")
+    assert actions(plan) == [("create", "env-c", "1")], plan["changes"]
+    assert "environment-in-build-context" in [d["rule"] for d in plan["diagnostics"]]
+
+
+def test_broken_environment_inside_a_build_context_still_reports(repo: GitRepo, cli: Cli) -> None:
+    repo.write("environments/Dockerfile", DOCKERFILE)
+    repo.write("environments/c.yml", "name: env-c\nbuild: {path: .}\n")
+    repo.write("environments/broken.yml", "name: oops\nimage: a\nimgae: b\n")
+    repo.write("environments/config.yaml", "just: [some, data]\n")  # context data
+    repo.commit("mixed")
+    code, result = cli.json("validate")
+    assert code == 1
+    errors = [(d["path"], d["rule"]) for d in result["diagnostics"] if d["severity"] == "error"]
+    assert errors == [("environments/broken.yml", "schema")]
+
+
+def test_conda_file_content_does_not_depend_on_the_selection(repo: GitRepo, cli: Cli) -> None:
+    repo.write("environments/conda.yml", "name: 2024.10\ndependencies: [python=3.11]\n")
+    repo.write("environments/team/e.yml", conda_env("e1", conda_path="../conda.yml"))
+    repo.commit("shared conda")
+    assert cli("apply")[0] == 0
+    assert cli.json("plan", "--path", "environments/team")[1]["changes"] == []
+
+
+def test_unicode_digit_versions_do_not_break_numbering(repo: GitRepo, cli: Cli) -> None:
+    reg = registry(repo)
+    reg.put_version("e", "²", VersionWrite({"image": "a"}, "", None, {}))
+    reg.close()
+    repo.write("environments/e.yml", image_env("e", image="b"))
+    repo.commit("e")
+    code, plan = cli.json("plan")
+    assert actions(plan) == [("new_version", "e", "1")]
+
+
+def test_conda_file_with_mixed_key_types_is_a_diagnostic_or_loads(repo: GitRepo, cli: Cli) -> None:
+    repo.write("shared/conda.yml", "1: x\nchannels: [c]\ndependencies: [{1: a, b: c}]\n")
+    repo.write("environments/e.yml", conda_env("e", conda_path="../shared/conda.yml"))
+    repo.commit("odd keys")
+    code, result = cli.json("validate")
+    assert code == 0, result

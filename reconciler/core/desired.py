@@ -81,17 +81,39 @@ def _parse_candidate(content: bytes) -> dict[str, Any]:
             "kind": "invalid",
             "diags": [diag.error("yaml-syntax", exc.message, None, exc.line).to_dict()],
         }
-    if is_conda_document(doc.data):
-        return {"kind": "conda", "conda": {"data": json.loads(canonical_json(doc.data))}}
+    if doc.is_conda and is_conda_document(doc.data):
+        return {"kind": "conda", "conda": {"data": plain_data(doc.data)}}
     env, found = check_environment(doc, "")
+    data = doc.data
     record: dict[str, Any] = {
         "kind": "environment" if env is not None else "invalid",
+        "env_like": isinstance(data, dict) and bool(set(data) & _ENVIRONMENT_MARKERS),
         "diags": [d.to_dict() for d in found],
         "lines": {k: v for k, v in doc.lines.items() if "." not in k or k.startswith("build.")},
     }
     if env is not None:
         record["env"] = env.model_dump(mode="json", exclude_none=True, by_alias=False)
     return record
+
+
+def plain_data(value: Any) -> Any:
+    """JSON-shaped data with string keys (YAML allows `1: x` beside `a: y`, which canonical
+    JSON cannot sort) and dates and the like as strings."""
+    return json.loads(canonical_json(_string_keys(value)))
+
+
+def _string_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _string_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_string_keys(v) for v in value]
+    return value
+
+
+# Keys that make a YAML file an attempt at an environment definition.
+_ENVIRONMENT_MARKERS = frozenset(
+    {"name", "image", "build", "conda_file", "docker", "inference_config", "os_type"}
+)
 
 
 def _serial_map(
@@ -204,7 +226,7 @@ def _conda_content(
         else:
             if isinstance(data, dict):
                 # canonical JSON round trip: plain data only, dates and the like as strings
-                record = {"data": json.loads(canonical_json(data))}
+                record = {"data": plain_data(data)}
             else:
                 record = {"error": "a conda file must be a mapping (channels, dependencies)"}
         memo.conda[entry.blob_id] = record
@@ -319,7 +341,7 @@ def _resolve_environment(
     conda: Any = None
     conda_ref = env.get("conda_file")
     if isinstance(conda_ref, dict):
-        conda = json.loads(canonical_json(conda_ref))
+        conda = plain_data(conda_ref)
     elif isinstance(conda_ref, str):
         line = lines.get("conda_file")
         try:
@@ -459,15 +481,24 @@ def load_desired(
     # Files that an environment references (its conda file, its build context) are not
     # environments, whatever they look like.
     for entry, record in invalid:
-        if entry.path not in referenced:
+        # A YAML file in a build context is context data, unless it tries to be an
+        # environment: then its errors stand (and withhold archives).
+        if entry.path not in referenced or record.get("env_like", True):
             found.extend(_diags_at(record, entry.path))
     environments: dict[str, DesiredEnvironment] = {}
     sources: dict[str, DesiredEnvironment] = {}
     duplicates: set[str] = set()
     for desired in resolved:
         if desired.source_path in referenced:
-            per_file_diags.pop(desired.source_path, None)
-            continue
+            # Still an environment (dropping it would archive it); say why it matters.
+            found.append(
+                diag.info(
+                    "environment-in-build-context",
+                    "this environment file is also part of another environment's build "
+                    "context: editing it changes that environment's content",
+                    desired.source_path,
+                )
+            )
         first = sources.get(desired.name)
         if first is not None:
             duplicates.add(desired.name)
@@ -486,8 +517,7 @@ def load_desired(
     for name in duplicates:
         environments.pop(name, None)
     for path in sorted(per_file_diags):
-        if path not in referenced:
-            found.extend(per_file_diags[path])
+        found.extend(per_file_diags[path])
     for path in conda_files:
         if path not in referenced:
             found.append(

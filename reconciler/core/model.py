@@ -87,7 +87,10 @@ class RegisteredContainer:
         return None
 
     def next_version(self) -> str:
-        numbers = [int(v.version) for v in self.versions if v.version.isdigit()]
+        # isascii: str.isdigit() accepts digits such as "²" that int() refuses
+        numbers = [
+            int(v.version) for v in self.versions if v.version.isascii() and v.version.isdigit()
+        ]
         return str(max(numbers, default=0) + 1)
 
     def owner_path(self) -> str | None:

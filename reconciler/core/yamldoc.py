@@ -42,6 +42,9 @@ class YamlDocument:
     # (key.path, line) for nested values where a string was required
     nested: list[tuple[str, int]] = field(default_factory=list)
     duplicate_keys: list[tuple[str, int]] = field(default_factory=list)
+    # a conda specification (top-level channels/dependencies, no environment keys): its
+    # data is built as plain YAML, as the service reads it, not with as-written scalars
+    is_conda: bool = False
 
 
 class _Loader(_BaseLoader):
@@ -130,6 +133,19 @@ def _string_map(
     return result
 
 
+_CONDA_KEYS = frozenset({"channels", "dependencies"})
+_ENVIRONMENT_KEYS = frozenset(
+    {"image", "build", "conda_file", "docker", "inference_config", "os_type"}
+)
+
+
+def _looks_like_conda(root: yaml.Node) -> bool:
+    if not isinstance(root, yaml.MappingNode):
+        return False
+    keys = {k.value for k, _ in root.value if isinstance(k, yaml.ScalarNode)}
+    return bool(keys & _CONDA_KEYS) and not keys & _ENVIRONMENT_KEYS
+
+
 def parse_environment_yaml(content: bytes) -> YamlDocument:
     """Parse an environment file. Raises YamlError with a line where known."""
     root = _compose(content)
@@ -138,7 +154,11 @@ def parse_environment_yaml(content: bytes) -> YamlDocument:
         return doc
     loader = _Loader("")
     try:
-        doc.data = _parse_root(loader, root, doc)
+        if _looks_like_conda(root):
+            doc.is_conda = True
+            doc.data = loader.construct_document(root)
+        else:
+            doc.data = _parse_root(loader, root, doc)
     except yaml.YAMLError as exc:
         raise _as_yaml_error(exc) from None
     finally:
