@@ -28,6 +28,7 @@ class Settings:
     archive_limit_count: int = 10
     archive_limit_fraction: float = 0.25
     cache: bool = True
+    owner: str | None = None  # default: the repository's origin URL, without credentials
 
 
 # Keys settable from the file and the environment, with their parsers.
@@ -40,6 +41,7 @@ _KEYS: dict[str, Any] = {
     "archive_limit_count": int,
     "archive_limit_fraction": float,
     "cache": bool,
+    "owner": str,
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -412,11 +413,13 @@ def test_unmanaged_environments_are_never_archived(repo: GitRepo, cli: Cli) -> N
 def test_interrupted_apply_converges_without_duplicates(repo: GitRepo, cli: Cli) -> None:
     from reconciler.adapters.gitsource import GitSource
     from reconciler.core.desired import Selection
+    from reconciler.core.options import PlanOptions
     from reconciler.engine import Engine
 
     seed(repo)
     reg = registry(repo)
-    engine = Engine(GitSource(repo.root), reg, Selection())
+    source = GitSource(repo.root)
+    engine = Engine(source, reg, Selection(), PlanOptions(owner=source.default_owner()))
     plan = engine.plan()
     for change in plan.changes[:2]:  # a run killed after two writes
         engine._execute(change)
@@ -572,3 +575,28 @@ def test_conda_file_with_mixed_key_types_is_a_diagnostic_or_loads(repo: GitRepo,
     repo.commit("odd keys")
     code, result = cli.json("validate")
     assert code == 0, result
+
+
+def test_another_repository_never_archives_or_takes_over(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two repositories on one registry: each only archives what it stamped as its own."""
+    shared = f"sqlite:///{tmp_path / 'shared.db'}"
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    first, second = GitRepo(tmp_path / "first"), GitRepo(tmp_path / "second")
+    first.git("remote", "add", "origin", "https://token:secret@Example.com/team-a/envs.git")
+    first.write("environments/x.yml", image_env("team-a-env"))
+    first.commit("a")
+    second.write("environments/y.yml", image_env("team-b-env"))
+    second.commit("b")
+    assert Cli(first, capsys)("apply", "--registry", shared)[0] == 0
+    code, plan = Cli(second, capsys).json("plan", "--registry", shared)
+    assert actions(plan) == [("create", "team-b-env", "1")]
+    version = SqliteRegistry(tmp_path / "shared.db").get_version("team-a-env", "1")
+    assert version is not None and version.tags["reconciler.owner"] == "example.com/team-a/envs"
+    second.write("environments/x.yml", image_env("team-a-env", image="other"))
+    second.commit("steal")
+    code, plan = Cli(second, capsys).json("plan", "--registry", shared)
+    assert code == 1
+    assert "owned-elsewhere" in [d["rule"] for d in plan["diagnostics"]]

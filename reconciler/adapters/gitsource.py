@@ -66,6 +66,19 @@ def _git_many(root: Path, *commands: tuple[str, ...]) -> list[bytes]:
 RACY_SECONDS = 2.0
 
 
+def normalize_remote(url: str) -> str:
+    """`https://user:token@Host/org/repo.git` and `git@host:org/repo` -> `host/org/repo`."""
+    text = url.strip()
+    _, sep, rest = text.partition("://")
+    if not sep:
+        rest = text
+        if ":" in rest and "@" in rest.split(":", 1)[0]:  # scp-like git@host:org/repo
+            rest = rest.replace(":", "/", 1)
+    rest = rest.rsplit("@", 1)[-1] if "@" in rest.split("/", 1)[0] else rest
+    host, _, path = rest.partition("/")
+    return f"{host.lower()}/{path}".removesuffix("/").removesuffix(".git")
+
+
 def find_repo_root(start: Path) -> Path | None:
     try:
         out = _git(start, "rev-parse", "--show-toplevel")
@@ -303,6 +316,18 @@ class GitSource:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.is_git = (root / ".git").exists()
+
+    def default_owner(self) -> str:
+        """The repository's identity for ownership stamps: its origin URL (credentials
+        removed), else its absolute path."""
+        if self.is_git:
+            try:
+                url = _git(self.root, "config", "--get", "remote.origin.url").decode().strip()
+            except SourceError:
+                url = ""
+            if url:
+                return normalize_remote(url)
+        return str(self.root.resolve())
 
     def head(self) -> str | None:
         try:

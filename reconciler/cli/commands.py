@@ -65,7 +65,9 @@ def _registry(settings: Settings) -> SqliteRegistry:
 
 def _engine(settings: Settings, args: Namespace) -> Engine:
     selection = Selection(settings.path, settings.include, settings.exclude)
+    source = GitSource(settings.repo)
     options = PlanOptions(
+        owner=settings.owner or source.default_owner(),
         allow_mass_archive=bool(getattr(args, "allow_mass_archive", False)),
         archive_limit_count=settings.archive_limit_count,
         archive_limit_fraction=settings.archive_limit_fraction,
@@ -74,7 +76,7 @@ def _engine(settings: Settings, args: Namespace) -> Engine:
     if settings.cache:
         cache = DiskCache(settings.repo / ".reconciler" / "cache")  # type: ignore[assignment]
     return Engine(
-        GitSource(settings.repo),
+        source,
         _registry(settings),
         selection,
         options,

@@ -17,6 +17,7 @@ STAMP_CONTENT_DIGEST = STAMP_PREFIX + "content-digest"
 # Hash of the description and user tags as the reconciler wrote them: a registry value
 # that no longer matches it was edited outside git (drift), not changed in git.
 STAMP_METADATA_DIGEST = STAMP_PREFIX + "metadata-digest"
+STAMP_OWNER = STAMP_PREFIX + "owner"
 
 
 def user_tags(tags: Mapping[str, str]) -> dict[str, str]:
@@ -93,11 +94,20 @@ class RegisteredContainer:
         ]
         return str(max(numbers, default=0) + 1)
 
-    def owner_path(self) -> str | None:
+    def _newest_managed(self) -> RegisteredVersion | None:
         for candidate in reversed(self.versions):
             if candidate.managed:
-                return candidate.source_path
+                return candidate
         return None
+
+    def owner_path(self) -> str | None:
+        newest = self._newest_managed()
+        return newest.source_path if newest else None
+
+    def owner(self) -> str | None:
+        """The owner stamped on the newest managed version (repository identity)."""
+        newest = self._newest_managed()
+        return newest.tags.get(STAMP_OWNER) if newest else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,3 +10,6 @@ class PlanOptions:
     allow_mass_archive: bool = False
     archive_limit_count: int = 10
     archive_limit_fraction: float = 0.25
+    # Who manages what this plan writes: usually the repository's remote URL. Archives
+    # only ever touch environments stamped with the same owner.
+    owner: str = ""

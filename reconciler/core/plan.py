@@ -20,6 +20,7 @@ from reconciler.core.model import (
     STAMP_CONTENT_DIGEST,
     STAMP_MANAGED_BY,
     STAMP_METADATA_DIGEST,
+    STAMP_OWNER,
     STAMP_SOURCE_COMMIT,
     STAMP_SOURCE_PATH,
     RegisteredContainer,
@@ -102,9 +103,10 @@ class Plan:
         return diag.has_errors(self.diagnostics)
 
 
-def stamps(desired: DesiredEnvironment, commit: str | None) -> dict[str, str]:
+def stamps(desired: DesiredEnvironment, commit: str | None, owner: str = "") -> dict[str, str]:
     return {
         STAMP_MANAGED_BY: MANAGED_BY,
+        STAMP_OWNER: owner,
         STAMP_SOURCE_PATH: desired.source_path,
         STAMP_SOURCE_COMMIT: commit or "none",
         STAMP_CONTENT_DIGEST: desired.digest,
@@ -112,9 +114,9 @@ def stamps(desired: DesiredEnvironment, commit: str | None) -> dict[str, str]:
     }
 
 
-def _write(desired: DesiredEnvironment, commit: str | None) -> VersionWrite:
+def _write(desired: DesiredEnvironment, commit: str | None, owner: str) -> VersionWrite:
     tags = dict(desired.tags)
-    tags.update(stamps(desired, commit))
+    tags.update(stamps(desired, commit, owner))
     return VersionWrite(
         content=desired.content,
         digest=desired.digest,
@@ -187,8 +189,21 @@ class _Planner:
                     version,
                     None,
                     (),
-                    _write(desired, commit),
+                    _write(desired, commit, self.options.owner),
                     desired.source_path,
+                )
+            )
+            return
+        other = container.owner()
+        if container.managed and other is not None and other != self.options.owner:
+            self.diagnostics.append(
+                diag.error(
+                    "owned-elsewhere",
+                    f"environment {desired.name!r} is managed by another repository "
+                    f"({other or 'unknown'}); one environment must have one source of truth. "
+                    "Rename it here, or set `owner` if this repository took over",
+                    desired.source_path,
+                    desired.line,
                 )
             )
             return
@@ -267,7 +282,7 @@ class _Planner:
                 version,
                 newest.version if newest else None,
                 fields,
-                _write(desired, self.desired.commit),
+                _write(desired, self.desired.commit, self.options.owner),
                 desired.source_path,
             )
         )
@@ -317,7 +332,7 @@ class _Planner:
             existing.version,
             existing.version,
             fields,
-            _write(desired, self.desired.commit),
+            _write(desired, self.desired.commit, self.options.owner),
             desired.source_path,
         )
         if not existing.managed:
@@ -354,6 +369,8 @@ class _Planner:
             owner = container.owner_path()
             if owner is None or not self.selection.owns(owner):
                 continue  # managed from another directory or repository selection
+            if container.owner() != self.options.owner:
+                continue  # managed by another repository
             newest = container.newest
             archives.append(
                 Change(
