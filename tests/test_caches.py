@@ -111,3 +111,28 @@ def test_staged_change_invalidates_the_plan_cache(repo: GitRepo, cli: Cli) -> No
     repo.git("reset", "-q", "--hard")
     repo.age(30)
     assert cli.json("plan")[1]["changes"] == []
+
+
+def test_new_ignore_rule_invalidates_the_plan_cache(repo: GitRepo, cli: Cli) -> None:
+    seed(repo)
+    cli("apply")
+    repo.write("environments/new.yml", image_env("new"))
+    repo.age()
+    assert [c["name"] for c in cli.json("plan")[1]["changes"]] == ["new"]
+    exclude = repo.root / ".git" / "info" / "exclude"
+    exclude.write_text(exclude.read_text() + "environments/new.yml\n")
+    repo.age(30)
+    assert cli.json("plan")[1]["changes"] == []
+
+
+def test_new_file_in_an_outside_build_context_invalidates(repo: GitRepo, cli: Cli) -> None:
+    repo.write("environments/e.yml", "name: e\nbuild:\n  path: ../docker/ctx\n")
+    repo.write("docker/ctx/Dockerfile", "FROM x\n")
+    (repo.root / "docker/ctx/sub").mkdir()
+    repo.commit("outside context")
+    cli("apply")
+    repo.age()
+    assert cli.json("plan")[1]["changes"] == []
+    repo.write("docker/ctx/sub/new.txt", "x\n")
+    repo.age(30)
+    assert [c["action"] for c in cli.json("plan")[1]["changes"]] == ["new_version"]

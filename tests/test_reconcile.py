@@ -600,3 +600,42 @@ def test_another_repository_never_archives_or_takes_over(
     code, plan = Cli(second, capsys).json("plan", "--registry", shared)
     assert code == 1
     assert "owned-elsewhere" in [d["rule"] for d in plan["diagnostics"]]
+
+
+def test_symlinked_ignored_directory_is_not_followed(
+    repo: GitRepo, cli: Cli, tmp_path: Path
+) -> None:
+    """A tracked path whose directory became a symlink out of the repository is not read."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "conda.yml").write_text("dependencies: [SECRET-FROM-OUTSIDE]\n")
+    repo.write("environments/deps/conda.yml", CONDA)
+    repo.write("environments/e.yml", conda_env("e1", conda_path="deps/conda.yml"))
+    repo.commit("deps")
+    import shutil
+
+    shutil.rmtree(repo.root / "environments/deps")
+    (repo.root / "environments/deps").symlink_to(outside)
+    exclude = repo.root / ".git/info/exclude"
+    exclude.write_text(exclude.read_text() + "environments/deps\n")
+    code, out, err = cli("apply")
+    assert code == 1
+    assert not repo.registry_db.exists() or "SECRET" not in repo.registry_db.read_bytes().decode(
+        "utf-8", "replace"
+    )
+
+
+def test_eol_conversion_gives_the_same_digest_before_and_after_commit(
+    repo: GitRepo, cli: Cli
+) -> None:
+    repo.write(".gitattributes", "* text eol=crlf\n")
+    repo.write("environments/e.yml", "name: e1\nbuild:\n  path: ctx\n")
+    repo.write("environments/ctx/Dockerfile", DOCKERFILE)
+    repo.write("environments/ctx/req.txt", "a==1\n")
+    repo.commit("crlf")
+    assert cli("apply")[0] == 0
+    repo.write("environments/ctx/req.txt", "a==2\n")
+    assert cli("apply")[0] == 0
+    repo.commit("b")
+    code, plan = cli.json("plan")
+    assert code == 0, plan["changes"]

@@ -107,8 +107,20 @@ class _Listing:
         return out
 
 
-def _disk_entry(root: Path, path: str) -> FileEntry | None:
+def _inside(root: Path, path: str) -> bool:
+    """No directory on the way to ``path`` is a symlink (lstat of the file itself would
+    follow a symlinked parent out of the repository)."""
+    parent = posixpath.dirname(path)
+    if not parent:
+        return True
+    expected = os.path.join(os.path.realpath(root), parent)
+    return os.path.realpath(root / parent) == expected
+
+
+def _disk_entry(root: Path, path: str, hasher: Any = None) -> FileEntry | None:
     full = root / path
+    if not _inside(root, path):
+        return None  # reached through a symlinked directory: not a file of this tree
     try:
         info = full.lstat()
     except OSError:
@@ -118,7 +130,8 @@ def _disk_entry(root: Path, path: str) -> FileEntry | None:
     if not stat.S_ISREG(info.st_mode):
         return None
     mode = EXECUTABLE_MODE if info.st_mode & 0o111 else "100644"
-    return FileEntry(path, blob_id(full.read_bytes()), mode)
+    blob = hasher(path) if hasher is not None else blob_id(full.read_bytes())
+    return FileEntry(path, blob, mode)
 
 
 class _DiskReads:
@@ -148,6 +161,21 @@ class WorkTreeSnapshot(_DiskReads):
         self._known: dict[str, FileEntry | None] = {}
         self._dirty: set[str] = set()
         self._untracked: set[str] = set()
+        self._uses_filters: bool | None = None
+
+    def _git_hasher(self) -> Any:
+        """With eol conversion or clean filters, only git knows the blob id a modified
+        file will have once committed; without them, hashing here is the same and faster."""
+        if self._uses_filters is None:
+            attributes = any(p.endswith(".gitattributes") for p in self._known)
+            try:
+                autocrlf = _git(self.root, "config", "--get", "core.autocrlf").strip()
+            except SourceError:
+                autocrlf = b""
+            self._uses_filters = attributes or autocrlf not in (b"", b"false")
+        if not self._uses_filters:
+            return None
+        return lambda path: _git(self.root, "hash-object", "--", path).decode().strip()
 
     @property
     def untracked(self) -> set[str]:
@@ -189,7 +217,7 @@ class WorkTreeSnapshot(_DiskReads):
         self._load()
         entry = self._known.get(path)
         if entry is None and path in self._dirty:
-            entry = _disk_entry(self.root, path)
+            entry = _disk_entry(self.root, path, self._git_hasher())
             if entry is None:
                 self._dirty.discard(path)  # deleted in the working tree
             self._known[path] = entry
@@ -368,7 +396,7 @@ class GitSource:
         git_dir, _, head_sha = head.decode().strip().partition("\n")
         digest = hashlib.sha256(head_sha.encode())
         fresh_after = (time.time() - RACY_SECONDS) * 1e9
-        paths = [os.path.join(git_dir, "index")]
+        paths = [os.path.join(git_dir, "index"), os.path.join(git_dir, "info", "exclude")]
         paths += [
             str(self.root / p) for p in changed.decode("utf-8", "surrogateescape").split("\0") if p
         ]
@@ -382,7 +410,8 @@ class GitSource:
             if info.st_mtime_ns > fresh_after:
                 return None
             digest.update(
-                f"{path}:{info.st_size}:{info.st_mtime_ns}:{info.st_mode}:{info.st_ino}\n".encode()
+                f"{path}:{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}:{info.st_mode}:"
+                f"{info.st_ino}\n".encode()
             )
         return "worktree:" + digest.hexdigest()
 
@@ -394,21 +423,29 @@ class GitSource:
         if not isinstance(snapshot, WorkTreeSnapshot):
             return None
         dirs: set[str] = set()
-        base = self.root / root if root else self.root
-        for dirpath, dirnames, _ in os.walk(base):
-            dirnames[:] = [d for d in dirnames if d not in _SKIP_DIRS]
-            rel = os.path.relpath(dirpath, self.root)
-            dirs.add("" if rel == "." else rel.replace(os.sep, "/"))
-        for path in references:
-            parent = posixpath.dirname(path)
-            while parent not in dirs:
-                dirs.add(parent)
-                if not parent:
-                    break
+        ignores: list[str] = []
+
+        def walk(top: str) -> None:
+            for dirpath, dirnames, filenames in os.walk(self.root / top if top else self.root):
+                dirnames[:] = [d for d in dirnames if d not in _SKIP_DIRS]
+                rel = os.path.relpath(dirpath, self.root)
+                rel = "" if rel == "." else rel.replace(os.sep, "/")
+                dirs.add(rel)
+                if ".gitignore" in filenames:
+                    ignores.append(posixpath.join(rel, ".gitignore"))
+
+        walk(root)
+        outside = {posixpath.dirname(p) for p in references}
+        for parent in sorted(outside):
+            if parent not in dirs:
+                walk(parent)  # a build context elsewhere: all of it, empty folders too
+        for parent in list(dirs):  # ancestors: a new .gitignore there changes what counts
+            while parent:
                 parent = posixpath.dirname(parent)
+                ignores.append(posixpath.join(parent, ".gitignore"))
         prefixes = tuple(d + "/" for d in dirs if d)
         untracked = [p for p in snapshot.untracked if "" in dirs or p.startswith(prefixes)]
-        return sorted(dirs) + sorted(untracked)
+        return sorted(dirs) + sorted(set(ignores)) + sorted(untracked)
 
     def snapshot(self, ref: str | None) -> WorkTreeSnapshot | RefSnapshot | DirectorySnapshot:
         if ref is None:
