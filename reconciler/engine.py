@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -17,18 +18,49 @@ from typing import TYPE_CHECKING, Any
 from reconciler import __version__
 from reconciler.core.options import PlanOptions
 from reconciler.core.selection import Selection
-from reconciler.ports import Registry, RegistryError, Source
+from reconciler.ports import BuildError, Registry, RegistryError, Source
 
 if TYPE_CHECKING:  # the rest of the core is imported when a plan is computed, not when
     # a cached one is answered
+    from reconciler.build_runner import BuildOutcome, BuildRunner, BuildTarget
     from reconciler.core.desired import DesiredState, LoadMemo
+    from reconciler.core.model import RegistryState
     from reconciler.core.plan import Change, Plan
+    from reconciler.core.snapshot import Snapshot
 
 RETRIES = 3
 RETRY_BASE_DELAY = 0.2
 
 
 PARALLEL_PARSE_MIN = 2000  # below this, starting worker processes costs more than it saves
+
+
+def _close(snapshot: object) -> None:
+    close = getattr(snapshot, "close", None)
+    if close is not None:
+        close()
+
+
+def build_targets(desired: DesiredState, state: RegistryState) -> list[BuildTarget]:
+    """The registered version that carries each environment's git content."""
+    from reconciler.build_runner import BuildTarget
+
+    targets = []
+    for name, env in desired.environments.items():
+        container = state.containers.get(name)
+        if container is None:
+            continue
+        if env.version is not None:
+            version = container.get(env.version)
+        else:
+            version = next(
+                (v for v in reversed(container.versions) if v.effective_digest == env.digest),
+                None,
+            )
+        if version is None or version.effective_digest != env.digest:
+            continue  # not registered (its write failed): nothing to build yet
+        targets.append(BuildTarget(name, version.version, env.digest, env.content, env.build_root))
+    return targets
 
 
 def parallel_map(
@@ -73,10 +105,11 @@ class ApplyOutcome:
     plan: Plan
     applied: list[Change] = field(default_factory=list)
     failed: list[tuple[Change, str]] = field(default_factory=list)
+    builds: BuildOutcome | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and (self.builds is None or not self.builds.failed)
 
 
 @dataclass
@@ -88,6 +121,7 @@ class Engine:
     cache: MemoStore = field(default_factory=MemoStore)
     lock_timeout: float = 60.0
     on_change: Callable[[Change, str], None] | None = None  # progress callback
+    builds: BuildRunner | None = None  # None: registering only, no images
 
     # -- reading --------------------------------------------------------------------
 
@@ -98,17 +132,20 @@ class Engine:
         self, ref: str | None, only: Iterable[str] | None = None
     ) -> tuple[DesiredState, list[str] | None]:
         """Desired state, and the watch list that keeps a cached plan of it honest."""
+        snapshot = self.source.snapshot(ref)
+        try:
+            return self._load(snapshot, only)
+        finally:
+            _close(snapshot)
+
+    def _load(
+        self, snapshot: Snapshot, only: Iterable[str] | None = None
+    ) -> tuple[DesiredState, list[str] | None]:
         from reconciler.core.desired import load_desired
 
         memo = self.cache.load_memo()
-        snapshot = self.source.snapshot(ref)
-        try:
-            state = load_desired(snapshot, self.selection, memo, only, parallel_map)
-            watch = self.source.watch_list(snapshot, self.selection.root, state.references)
-        finally:
-            close = getattr(snapshot, "close", None)
-            if close is not None:
-                close()
+        state = load_desired(snapshot, self.selection, memo, only, parallel_map)
+        watch = self.source.watch_list(snapshot, self.selection.root, state.references)
         self.cache.save_memo(memo)
         return state, watch
 
@@ -142,7 +179,14 @@ class Engine:
 
         desired, watch = self._read(ref)
         plan = make_plan(desired, self.registry.read_state(), self.selection, self.options)
-        document = plan_document(plan, self.registry.url, self.selection.path)
+        predictions = None
+        if self.builds is not None:
+            predictions = self.builds.predict(
+                c.write.digest
+                for c in plan.changes
+                if c.write is not None and c.version and c.action.value in ("create", "new_version")
+            )
+        document = plan_document(plan, self.registry.url, self.selection.path, predictions)
         if key is not None and not plan.has_errors and self.registry.state_token() == token:
             # Taken after planning: a file edited meanwhile is too fresh to be trusted, and
             # the fingerprint then comes back None.
@@ -157,30 +201,92 @@ class Engine:
     # -- applying ---------------------------------------------------------------------
 
     def apply(self, ref: str | None = None) -> ApplyOutcome:
+        from reconciler.core.plan import make_plan
+
         with self.registry.lock(self.lock_timeout):
-            plan = self.plan(ref)
-            if plan.has_errors:
-                count = sum(1 for d in plan.diagnostics if d.severity == "error")
-                raise ApplyRefused(
-                    f"apply refused: {count} error(s) in the plan; nothing was written"
-                )
-            outcome = ApplyOutcome(plan)
-            failed_names: set[str] = set()
-            with self.registry.batch():
-                for change in plan.changes:
-                    if change.name in failed_names:
-                        outcome.failed.append((change, "skipped: an earlier step failed"))
-                        continue
-                    try:
-                        self._with_retries(change)
-                    except RegistryError as exc:
-                        failed_names.add(change.name)
-                        outcome.failed.append((change, str(exc)))
-                        self._report(change, f"failed: {exc}")
-                    else:
-                        outcome.applied.append(change)
-                        self._report(change, "done")
-            return outcome
+            snapshot = self.source.snapshot(ref)
+            try:
+                desired, _ = self._load(snapshot)
+                plan = make_plan(desired, self.registry.read_state(), self.selection, self.options)
+                outcome = self._apply_plan(plan)
+                if self.builds is not None:
+                    targets = build_targets(desired, self.registry.read_state())
+                    outcome.builds = self.builds.run(targets, self._blob_reader(snapshot))
+                return outcome
+            finally:
+                _close(snapshot)
+
+    def build(self, name: str, version: str | None = None, ref: str | None = None) -> BuildOutcome:
+        """Build NAME (its version in git) or NAME:VERSION (any registered version) now,
+        whatever its record says."""
+        from reconciler.build_runner import BuildTarget
+
+        if self.builds is None:
+            raise BuildError("builds are not configured: set --image-registry")
+        with self.registry.lock(self.lock_timeout):
+            snapshot = self.source.snapshot(ref)
+            try:
+                desired, _ = self._load(snapshot)
+                state = self.registry.read_state()
+                container = state.containers.get(name)
+                if container is None:
+                    raise BuildError(f"no environment {name!r} in {self.registry.url}")
+                targets = [t for t in build_targets(desired, state) if t.name == name]
+                if version is not None and not any(t.version == version for t in targets):
+                    found = container.get(version)
+                    if found is None or found.content is None or found.digest is None:
+                        raise BuildError(f"no version {name}:{version} in {self.registry.url}")
+                    targets = [BuildTarget(name, version, found.digest, found.content)]
+                elif version is not None:
+                    targets = [t for t in targets if t.version == version]
+                if not targets:
+                    raise BuildError(f"{name} is not in git; name a version: {name}:VERSION")
+                return self.builds.run(targets, self._blob_reader(snapshot), force=True)
+            finally:
+                _close(snapshot)
+
+    def _blob_reader(self, snapshot: Snapshot) -> Callable[[str, BuildTarget], bytes]:
+        """Build context files by blob id: from the snapshot, else from git's history."""
+        from reconciler.core.snapshot import FileEntry
+
+        indexes: dict[str, dict[str, FileEntry]] = {}
+        lock = threading.Lock()
+
+        def read(blob: str, target: BuildTarget) -> bytes:
+            if target.build_root is not None:
+                with lock:
+                    index = indexes.get(target.build_root)
+                    if index is None:
+                        index = {e.blob_id: e for e in snapshot.files_under(target.build_root)}
+                        indexes[target.build_root] = index
+                    entry = index.get(blob)
+                    if entry is not None:
+                        return snapshot.read(entry)
+            return self.source.read_blob(blob)
+
+        return read
+
+    def _apply_plan(self, plan: Plan) -> ApplyOutcome:
+        if plan.has_errors:
+            count = sum(1 for d in plan.diagnostics if d.severity == "error")
+            raise ApplyRefused(f"apply refused: {count} error(s) in the plan; nothing was written")
+        outcome = ApplyOutcome(plan)
+        failed_names: set[str] = set()
+        with self.registry.batch():
+            for change in plan.changes:
+                if change.name in failed_names:
+                    outcome.failed.append((change, "skipped: an earlier step failed"))
+                    continue
+                try:
+                    self._with_retries(change)
+                except RegistryError as exc:
+                    failed_names.add(change.name)
+                    outcome.failed.append((change, str(exc)))
+                    self._report(change, f"failed: {exc}")
+                else:
+                    outcome.applied.append(change)
+                    self._report(change, "done")
+        return outcome
 
     def _report(self, change: Change, status: str) -> None:
         if self.on_change is not None:

@@ -7,11 +7,12 @@ version number is reused with different content. Every write is safe to repeat.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # types only: keeps a cached plan from importing the whole core
+    from reconciler.core.build import BuildJob, BuildRecord
     from reconciler.core.model import RegisteredContainer, RegisteredVersion, RegistryState
     from reconciler.core.plan import VersionWrite
     from reconciler.core.snapshot import Snapshot
@@ -43,6 +44,32 @@ class SourceError(Exception):
     """The desired state cannot be read (not a repository, unknown ref, ...)."""
 
 
+class BuildError(Exception):
+    """A build, push or image lookup failed; the message says why."""
+
+
+class BuilderUnavailable(BuildError):
+    """No Docker Engine (or no image registry) to build with."""
+
+
+class Builder(Protocol):
+    image_repository: str  # where images go: HOST:PORT/PREFIX/environments
+
+    def unavailable(self) -> str | None:
+        """Why builds cannot run now (no engine reachable), or None."""
+
+    def known_tags(self) -> set[str]:
+        """Tags present in the image repository or the local engine (one batched lookup)."""
+
+    def pushed_image(self, tag: str) -> str | None:
+        """`repo@sha256:...` of a tag in the OCI registry, or None."""
+
+    def build(
+        self, job: BuildJob, read_blob: Callable[[str], bytes], log: Callable[[str], None]
+    ) -> str:
+        """Build (or re-tag) and push; return `repo@sha256:...`. Raises BuildError."""
+
+
 class Source(Protocol):
     def snapshot(self, ref: str | None) -> Snapshot:
         """Files at ``ref`` (a commit, branch or tag), or the working tree when None."""
@@ -50,6 +77,9 @@ class Source(Protocol):
     def fingerprint(self, ref: str | None, watch: list[str] | None = None) -> str | None:
         """A cheap identity of the files at ``ref`` (None if unknown), for plan caching.
         ``watch`` is what ``watch_list`` returned when the cached plan was made."""
+
+    def read_blob(self, blob: str) -> bytes:
+        """Any file content of the repository's history, by git blob id."""
 
     def watch_list(
         self, snapshot: Snapshot, root: str, references: frozenset[str]
@@ -75,6 +105,11 @@ class Registry(Protocol):
         set its description and tags. Raises VersionConflict on different content."""
 
     def set_container_archived(self, name: str, archived: bool) -> None: ...
+
+    def build_records(self) -> dict[tuple[str, str], BuildRecord]:
+        """The build record of every version that has one, by (name, version)."""
+
+    def set_build_record(self, record: BuildRecord) -> None: ...
 
     def set_version_archived(self, name: str, version: str, archived: bool) -> None: ...
 

@@ -29,6 +29,10 @@ class Settings:
     archive_limit_fraction: float = 0.25
     cache: bool = True
     owner: str | None = None  # default: the repository's origin URL, without credentials
+    image_registry: str | None = None  # HOST:PORT/PREFIX where built images are pushed
+    docker_host: str | None = None  # default: DOCKER_HOST, as the docker CLI
+    build_workers: int = 2
+    report_dir: str = "drift-report"  # relative to the repository
 
 
 # Keys settable from the file and the environment, with their parsers.
@@ -42,6 +46,10 @@ _KEYS: dict[str, Any] = {
     "archive_limit_fraction": float,
     "cache": bool,
     "owner": str,
+    "image_registry": str,
+    "docker_host": str,
+    "build_workers": int,
+    "report_dir": str,
 }
 
 

@@ -345,6 +345,15 @@ class GitSource:
         self.root = root
         self.is_git = (root / ".git").exists()
 
+    def read_blob(self, blob: str) -> bytes:
+        """Any blob of the repository's history, by id (files of an older version)."""
+        if not self.is_git:
+            raise SourceError(f"{self.root} is not a git repository")
+        try:
+            return _git(self.root, "cat-file", "blob", blob)
+        except SourceError:
+            raise SourceError(f"blob {blob} is not in {self.root}'s git history") from None
+
     def default_owner(self) -> str:
         """The repository's identity for ownership stamps: its origin URL (credentials
         removed), else its absolute path."""

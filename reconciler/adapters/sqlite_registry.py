@@ -20,11 +20,12 @@ from reconciler.adapters.locking import file_lock
 from reconciler.core.digest import canonical_json, content_digest
 
 if TYPE_CHECKING:
+    from reconciler.core.build import BuildRecord
     from reconciler.core.model import RegisteredContainer, RegisteredVersion, RegistryState
     from reconciler.core.plan import VersionWrite
 from reconciler.ports import NotFound, RegistryError, TransientRegistryError, VersionConflict
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -74,6 +75,35 @@ BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation
 """
 
 
+# Schema 2: build records (one per version; the image is shared by content digest).
+_BUILDS = """
+CREATE TABLE IF NOT EXISTS builds (
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    status TEXT NOT NULL,
+    image TEXT,
+    started_at TEXT,
+    ended_at TEXT,
+    log_tail TEXT NOT NULL DEFAULT '',
+    log_path TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT,
+    message TEXT NOT NULL DEFAULT '',
+    cache_hit INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (name, version),
+    FOREIGN KEY (name, version) REFERENCES versions(name, version)
+);
+CREATE TRIGGER IF NOT EXISTS builds_never_deleted BEFORE DELETE ON builds
+BEGIN SELECT RAISE(ABORT, 'build records are never deleted'); END;
+CREATE TRIGGER IF NOT EXISTS gen_build_insert AFTER INSERT ON builds
+BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'; END;
+CREATE TRIGGER IF NOT EXISTS gen_build_update AFTER UPDATE ON builds
+BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'; END;
+"""
+_MIGRATIONS = {"1": _BUILDS}  # from version -> script to the next
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
@@ -113,10 +143,20 @@ class SqliteRegistry:
         with contextlib.suppress(sqlite3.OperationalError):
             row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is not None:
-            if row[0] != SCHEMA_VERSION:
-                raise RegistryError(
-                    f"{self.path}: registry schema {row[0]}, this reconciler knows "
-                    f"{SCHEMA_VERSION}; upgrade the reconciler"
+            version = row[0]
+            while version != SCHEMA_VERSION:
+                script = _MIGRATIONS.get(version)
+                if script is None:
+                    raise RegistryError(
+                        f"{self.path}: registry schema {version}, this reconciler knows "
+                        f"{SCHEMA_VERSION}; upgrade the reconciler"
+                    )
+                version = str(int(version) + 1)
+                conn.executescript(
+                    "BEGIN IMMEDIATE;"
+                    + script
+                    + f"UPDATE meta SET value = '{version}' WHERE key = 'schema_version';"
+                    + "COMMIT;"
                 )
             return
         # executescript commits any open transaction first, so the script carries its own;
@@ -124,6 +164,7 @@ class SqliteRegistry:
         conn.executescript(
             "BEGIN IMMEDIATE;"
             + _SCHEMA
+            + _BUILDS
             + "INSERT OR IGNORE INTO meta VALUES ('generation', '0');"
             + f"INSERT OR IGNORE INTO meta VALUES ('registry_id', '{os.urandom(16).hex()}');"
             + f"INSERT OR IGNORE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
@@ -238,6 +279,67 @@ class SqliteRegistry:
             {"at": at, "version": v, "action": action, "detail": json.loads(detail or "{}")}
             for at, v, action, detail in rows
         ]
+
+    def build_records(self) -> dict[tuple[str, str], BuildRecord]:
+        from reconciler.core.build import BuildRecord, BuildStatus
+
+        if not self.path.exists():
+            return {}
+        rows = self.conn.execute(
+            "SELECT name, version, digest, status, image, started_at, ended_at, log_tail, "
+            "log_path, attempts, next_attempt_at, message, cache_hit FROM builds"
+        )
+        out = {}
+        for row in rows:
+            record = BuildRecord(
+                row[0],
+                row[1],
+                row[2],
+                BuildStatus(row[3]),
+                row[4],
+                row[5],
+                row[6],
+                row[7],
+                row[8],
+                row[9],
+                row[10],
+                row[11],
+                bool(row[12]),
+            )
+            out[(record.name, record.version)] = record
+        return out
+
+    def set_build_record(self, record: BuildRecord) -> None:
+        try:
+            with self._tx() as conn:
+                conn.execute(
+                    "INSERT INTO builds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (name, version) DO UPDATE SET digest=excluded.digest, "
+                    "status=excluded.status, image=excluded.image, "
+                    "started_at=excluded.started_at, ended_at=excluded.ended_at, "
+                    "log_tail=excluded.log_tail, log_path=excluded.log_path, "
+                    "attempts=excluded.attempts, next_attempt_at=excluded.next_attempt_at, "
+                    "message=excluded.message, cache_hit=excluded.cache_hit",
+                    (
+                        record.name,
+                        record.version,
+                        record.digest,
+                        record.status.value,
+                        record.image,
+                        record.started_at,
+                        record.ended_at,
+                        record.log_tail,
+                        record.log_path,
+                        record.attempts,
+                        record.next_attempt_at,
+                        record.message,
+                        int(record.cache_hit),
+                    ),
+                )
+        except sqlite3.Error as exc:
+            raise _translate(
+                exc, f"cannot record the build of {record.name}:{record.version}"
+            ) from exc
 
     # -- writes -----------------------------------------------------------------------
 

@@ -39,6 +39,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true", help="ignore and skip the caches")
 
 
+def _build_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--image-registry",
+        metavar="HOST:PORT/PREFIX",
+        help="OCI registry for built images (or RECONCILER_IMAGE_REGISTRY)",
+    )
+    parser.add_argument("--build-workers", type=int, help="parallel builds (default 2)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="reconciler",
@@ -55,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="show what apply would change; exit 2 if anything")
     _common(p)
+    _build_options(p)
     p.add_argument(
         "--ref", help="plan git's state at this commit, branch or tag (default: the working tree)"
     )
@@ -70,6 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ref", help="apply git's state at this commit, branch or tag")
     p.add_argument("--allow-mass-archive", action="store_true", default=None)
     p.add_argument("--lock-timeout", type=float, help="seconds to wait for another apply")
+    _build_options(p)
+    p.add_argument(
+        "--require-builds",
+        action="store_true",
+        help="exit 1 when images cannot be built (no Docker Engine reachable)",
+    )
+
+    p = sub.add_parser("build", help="build NAME (its git version) or NAME:VERSION now")
+    _common(p)
+    _build_options(p)
+    p.add_argument("target", metavar="NAME[:VERSION]")
+    p.add_argument("--ref", help="read build contexts from this commit (default: working tree)")
 
     p = sub.add_parser("list", help="environments in the registry")
     _common(p)

@@ -16,14 +16,16 @@ from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError, color_en
 from reconciler.core.options import PlanOptions
 from reconciler.core.selection import Selection
 from reconciler.engine import ApplyRefused, Engine, MemoStore
-from reconciler.ports import RegistryError, SourceError
+from reconciler.ports import BuildError, RegistryError, SourceError
 from reconciler.render import text
 from reconciler.settings import Settings, SettingsError, load_settings, registry_location
 
 if TYPE_CHECKING:
+    from reconciler.build_runner import BuildOutcome, BuildRunner
+    from reconciler.core.build import BuildRecord
     from reconciler.core.model import RegisteredContainer, RegisteredVersion
 
-EXPECTED_ERRORS = (CliError, SettingsError, SourceError, RegistryError, ApplyRefused)
+EXPECTED_ERRORS = (CliError, SettingsError, SourceError, RegistryError, ApplyRefused, BuildError)
 
 
 # -- wiring -------------------------------------------------------------------------------
@@ -40,6 +42,9 @@ def _settings(args: Namespace) -> Settings:
             raise CliError("not inside a git repository; pass --repo PATH")
         repo = found
     flags: dict[str, Any] = {"path": args.path, "registry": args.registry}
+    for name in ("image_registry", "build_workers"):
+        if getattr(args, name, None) is not None:
+            flags[name] = getattr(args, name)
     if getattr(args, "lock_timeout", None) is not None:
         flags["lock_timeout"] = args.lock_timeout
     if args.no_cache:
@@ -63,7 +68,25 @@ def _registry(settings: Settings) -> SqliteRegistry:
     raise CliError(f"unsupported registry URL {url!r}: expected sqlite:///PATH or azureml://...")
 
 
-def _engine(settings: Settings, args: Namespace) -> Engine:
+def _builds(settings: Settings, registry: SqliteRegistry) -> BuildRunner:
+    from reconciler.build_runner import BuildRunner
+
+    builder = None
+    if settings.image_registry:
+        from reconciler.adapters.docker_builder import DockerBuilder
+
+        builder = DockerBuilder(settings.image_registry, settings.docker_host)
+    log_dir = settings.repo / settings.report_dir / "build-logs"
+    return BuildRunner(builder, registry, log_dir, settings.build_workers, _progress)
+
+
+def _progress(line: str) -> None:
+    # One plain line per event: readable in a terminal and in CI logs alike.
+    sys.stderr.write(f"reconciler: {line}\n")
+    sys.stderr.flush()
+
+
+def _engine(settings: Settings, args: Namespace, builds: bool = False) -> Engine:
     selection = Selection(settings.path, settings.include, settings.exclude)
     source = GitSource(settings.repo)
     options = PlanOptions(
@@ -75,13 +98,15 @@ def _engine(settings: Settings, args: Namespace) -> Engine:
     cache: MemoStore = MemoStore()
     if settings.cache:
         cache = DiskCache(settings.repo / ".reconciler" / "cache")  # type: ignore[assignment]
+    registry = _registry(settings)
     return Engine(
         source,
-        _registry(settings),
+        registry,
         selection,
         options,
         cache,
         settings.lock_timeout,
+        builds=_builds(settings, registry) if builds else None,
     )
 
 
@@ -129,7 +154,7 @@ def run_validate(args: Namespace) -> int:
 
 def run_plan(args: Namespace) -> int:
     settings = _settings(args)
-    engine = _engine(settings, args)
+    engine = _engine(settings, args, builds=True)
     try:
         document = engine.plan_document(args.ref)
     finally:
@@ -147,7 +172,7 @@ def run_apply(args: Namespace) -> int:
     from reconciler.core.document import plan_document
 
     settings = _settings(args)
-    engine = _engine(settings, args)
+    engine = _engine(settings, args, builds=True)
     style = text.Style(color_enabled())
     try:
         try:
@@ -170,6 +195,7 @@ def run_apply(args: Namespace) -> int:
 
     applied = [doc(c) for c in outcome.applied]
     failed = [(doc(c), error) for c, error in outcome.failed]
+    builds = _builds_document(outcome.builds)
     if args.json:
         _print_json(
             {
@@ -177,12 +203,57 @@ def run_apply(args: Namespace) -> int:
                 "failed": [dict(c, error=e) for c, e in failed],
                 "drift": document["drift"],
                 "diagnostics": document["diagnostics"],
+                "builds": builds,
             }
         )
     else:
         for line in text.format_diagnostics(document["diagnostics"], style):
             _print(line)
         _print(text.format_apply(applied, failed, style))
+        if builds is not None:
+            _print(text.format_builds(builds))
+    if not outcome.ok:
+        return EXIT_ERROR
+    if args.require_builds and builds is not None and builds["unavailable"]:
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _builds_document(outcome: BuildOutcome | None) -> dict[str, Any] | None:
+    if outcome is None:
+        return None
+
+    def rows(records: list[BuildRecord]) -> list[dict[str, Any]]:
+        return [
+            {"name": r.name, "version": r.version, "digest": r.digest, **r.to_dict()}
+            for r in records
+        ]
+
+    return {
+        "built": rows(outcome.built),
+        "cache_hits": rows(outcome.cache_hits),
+        "failed": rows(outcome.failed),
+        "waiting": rows(outcome.waiting),
+        "not_built": rows(outcome.not_built),
+        "unavailable": outcome.unavailable,
+        "builds_run": outcome.builds_run,
+    }
+
+
+def run_build(args: Namespace) -> int:
+    settings = _settings(args)
+    engine = _engine(settings, args, builds=True)
+    name, _, version = args.target.partition(":")
+    try:
+        outcome = engine.build(name, version or None, args.ref)
+    finally:
+        engine.registry.close()
+    builds = _builds_document(outcome)
+    assert builds is not None
+    if args.json:
+        _print_json(builds)
+    else:
+        _print(text.format_builds(builds))
     return EXIT_OK if outcome.ok else EXIT_ERROR
 
 
@@ -250,19 +321,24 @@ def run_show(args: Namespace) -> int:
     name, _, version = args.target.partition(":")
     try:
         container = registry.get_container(name)
+        build_records = registry.build_records()
     finally:
         registry.close()
     if container is None:
         raise CliError(f"no environment {name!r} in {registry.url}")
+    records = {k: r.to_dict() for k, r in build_records.items()}
     if version:
         found = container.get(version)
         if found is None:
             raise CliError(f"no version {name}:{version} in {registry.url}")
         document: dict[str, Any] = _version_doc(found, container)
+        document["build"] = records.get((name, version))
     else:
         newest = container.newest
         document = _container_row(container)
         document["latest"] = _version_doc(newest, container) if newest else None
+        if newest is not None:
+            document["latest"]["build"] = records.get((name, newest.version))
     if args.json:
         _print_json(document)
     else:

@@ -36,6 +36,7 @@ class DesiredEnvironment:
     datastore: str | None
     source_path: str
     line: int | None = None
+    build_root: str | None = None  # the local build context directory, repository-relative
 
 
 @dataclass(slots=True)
@@ -371,6 +372,7 @@ def _resolve_environment(
             return None, [], [problem_diag]
         references.append(conda_path)
     build = None
+    build_root = None
     if "build" in env:
         build, context_files, found = _build_context(
             memo, snapshot, yaml_path, env["build"], lines.get("build.path") or lines.get("build")
@@ -378,6 +380,8 @@ def _resolve_environment(
         if found:
             return None, [], found
         references.extend(context_files)
+        if build is not None and "files" in build:
+            build_root = _resolve(snapshot, yaml_path, str(env["build"]["path"]))
     inference = env.get("inference_config")
     content = build_content(
         image=env.get("image"),
@@ -396,6 +400,7 @@ def _resolve_environment(
         datastore=env.get("datastore"),
         source_path=yaml_path,
         line=lines.get("name"),
+        build_root=build_root,
     )
     return desired, references, []
 

@@ -6,12 +6,13 @@ planning again. A JSON Schema for it ships in ``reconciler/schemas/plan.schema.j
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from reconciler.core.plan import PLAN_FORMAT_VERSION, Change, Plan
 
 
-def _change(change: Change) -> dict[str, Any]:
+def _change(change: Change, predictions: Mapping[str, str] | None = None) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "name": change.name,
         "action": change.action.value,
@@ -23,10 +24,18 @@ def _change(change: Change) -> dict[str, Any]:
     }
     if change.write is not None:
         doc["digest"] = change.write.digest
+        if predictions and change.write.digest in predictions:
+            doc["build"] = predictions[change.write.digest]
     return doc
 
 
-def plan_document(plan: Plan, registry_url: str, selection_path: str) -> dict[str, Any]:
+def plan_document(
+    plan: Plan,
+    registry_url: str,
+    selection_path: str,
+    predictions: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """``predictions``: per content digest, `cache hit` or `will build` (see builds)."""
     return {
         "format_version": PLAN_FORMAT_VERSION,
         "kind": "plan",
@@ -35,7 +44,7 @@ def plan_document(plan: Plan, registry_url: str, selection_path: str) -> dict[st
         "summary": dict(plan.summary),
         "has_changes": plan.has_changes,
         "has_errors": plan.has_errors,
-        "changes": [_change(c) for c in plan.changes],
+        "changes": [_change(c, predictions) for c in plan.changes],
         "drift": [_change(c) for c in plan.drift],
         "in_sync": [{"name": c.name, "version": c.version} for c in plan.noops],
         "diagnostics": [d.to_dict() for d in plan.diagnostics],

@@ -56,6 +56,8 @@ def format_change(change: Mapping[str, Any], style: Style, marker: str | None = 
     mark = marker or MARKERS.get(change["action"], "?")
     action, target = change["action"], _target(change)
     head = f"  {style.paint(mark, mark)} {action:<15} {target:<36} {change['reason']}"
+    if change.get("build"):
+        head += f" [build: {change['build']}]"
     lines = [head.rstrip()]
     lines.extend(f"        {format_field(f)}" for f in change.get("fields", ()))
     return lines
@@ -132,6 +134,34 @@ def format_apply(
         lines.append(f"Apply complete: {len(applied)} change(s) applied.")
     else:
         lines.append("Nothing to do: the registry matches git.")
+    return "\n".join(lines)
+
+
+def format_builds(builds: Mapping[str, Any]) -> str:
+    lines = []
+    labels = (
+        ("built", "built"),
+        ("cache_hits", "cache hit"),
+        ("failed", "FAILED"),
+        ("waiting", "failed, waiting to retry"),
+        ("not_built", "not built"),
+    )
+    for key, label in labels:
+        for row in builds[key]:
+            where = row.get("image") or row.get("message") or ""
+            lines.append(f"  image {row['name']}:{row['version']}: {label} {where}".rstrip())
+            if key == "failed" and row.get("log_tail"):
+                lines.extend(f"      | {line}" for line in row["log_tail"].splitlines()[-10:])
+                if row.get("log_path"):
+                    lines.append(f"      full log: {row['log_path']}")
+    if builds.get("unavailable"):
+        lines.append(f"Builds skipped: {builds['unavailable']}")
+    total = sum(len(builds[key]) for key, _ in labels)
+    lines.append(
+        f"Images: {len(builds['built'])} built, {len(builds['cache_hits'])} cache hit(s), "
+        f"{len(builds['failed'])} failed, {len(builds['not_built'])} not built "
+        f"({total} version(s) needed attention)."
+    )
     return "\n".join(lines)
 
 
