@@ -45,8 +45,13 @@ class BuildOutcome:
     builds_run: int = 0  # docker builds (or re-tags) actually executed
 
     @property
+    def broken(self) -> bool:
+        """An environment whose image failed to build (now or before, awaiting a retry)."""
+        return bool(self.failed or self.waiting)
+
+    @property
     def ok(self) -> bool:
-        return not self.failed and self.unavailable is None
+        return not self.broken and self.unavailable is None
 
 
 def _now() -> datetime:
@@ -219,7 +224,7 @@ class BuildRunner:
         group: list[BuildTarget],
         read_blob: Callable[[str, BuildTarget], bytes],
     ) -> tuple[list[BuildRecord], int]:
-        records = self.registry.build_records()
+        records = self._known  # as they were before this run queued anything
         attempts = (
             max(
                 (

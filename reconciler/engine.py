@@ -109,7 +109,7 @@ class ApplyOutcome:
 
     @property
     def ok(self) -> bool:
-        return not self.failed and (self.builds is None or not self.builds.failed)
+        return not self.failed and (self.builds is None or not self.builds.broken)
 
 
 @dataclass

@@ -28,7 +28,7 @@ def _git_identity(monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in GIT_ENV.items():
         monkeypatch.setenv(key, value)
     for key in list(os.environ):
-        if key.startswith("RECONCILER_"):
+        if key.startswith("RECONCILER_") and not key.startswith("RECONCILER_TEST_"):
             monkeypatch.delenv(key)
 
 
@@ -128,3 +128,10 @@ def conda_env(name: str, conda_path: str = "conda.yml", tags: str = "") -> str:
     if tags:
         text += "tags:\n" + "".join(f"  {line}\n" for line in tags.splitlines())
     return text
+
+
+@pytest.fixture(scope="session")
+def docker_env() -> object:
+    from tests.docker_support import docker_env_or_skip
+
+    return docker_env_or_skip()
