@@ -17,7 +17,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reconciler.core.build import BuildJob, BuildRecord, BuildStatus, job_for, next_attempt, tail
+from reconciler.core.build import (
+    BuildJob,
+    BuildRecord,
+    BuildStatus,
+    image_tag,
+    job_for,
+    next_attempt,
+    tail,
+)
 from reconciler.ports import Builder, BuildError, Registry
 
 if TYPE_CHECKING:
@@ -113,7 +121,7 @@ class BuildRunner:
         if not wanted:
             return {}
         if self.builder is None:
-            return dict.fromkeys(wanted, "not configured")
+            return {}  # builds are not configured: nothing to predict
         built = {
             r.digest
             for r in self.registry.build_records().values()
@@ -174,29 +182,46 @@ class BuildRunner:
             self.report(f"image lookup failed, building without it: {exc}")
             known = set()
         jobs: list[tuple[BuildJob, list[BuildTarget]]] = []
-        for digest, group in groups.items():
-            job = job_for(digest, group[0].content)
-            if job.tag in known and not force:
-                image = self._pushed(builder, job.tag)
-                if image is not None:
-                    for target in group:
-                        record = BuildRecord(
-                            target.name,
-                            target.version,
-                            digest,
-                            BuildStatus.SUCCEEDED,
-                            image=image,
-                            cache_hit=True,
-                            ended_at=_iso(_now()),
-                            message="image already in the registry",
-                        )
-                        self._save(record)
-                        outcome.cache_hits.append(record)
-                    self.report(f"build {_names(group)}: cache hit {image}")
+        # The pushed digest of a cache hit: from a record of the same content if there is
+        # one, else one HEAD request per image (the registry answers those one by one).
+        recorded = {
+            image_tag(r.digest): r.image
+            for r in self._known.values()
+            if r.status is BuildStatus.SUCCEEDED and r.image
+        }
+        hits = [] if force else [image_tag(d) for d in groups if image_tag(d) in known]
+        images: dict[str, str | None] = {t: recorded[t] for t in hits if t in recorded}
+        unresolved = [t for t in hits if t not in images]
+        if unresolved:
+            images.update(builder.pushed_images(unresolved))
+        queued: list[BuildRecord] = []
+        with self.registry.batch():  # one transaction for many records (cache hits)
+            for digest, group in groups.items():
+                job = job_for(digest, group[0].content)
+                image = images.get(job.tag)
+                if image is None:  # not in the OCI registry (maybe only in the engine): build
+                    jobs.append((job, group))
+                    queued.extend(
+                        BuildRecord(t.name, t.version, digest, BuildStatus.QUEUED) for t in group
+                    )
                     continue
-            jobs.append((job, group))
-            for target in group:
-                self._save(BuildRecord(target.name, target.version, digest, BuildStatus.QUEUED))
+                for target in group:
+                    record = BuildRecord(
+                        target.name,
+                        target.version,
+                        digest,
+                        BuildStatus.SUCCEEDED,
+                        image=image,
+                        cache_hit=True,
+                        ended_at=_iso(_now()),
+                        message="image already in the registry",
+                    )
+                    self._save(record)
+                    outcome.cache_hits.append(record)
+            for record in queued:
+                self._save(record)
+        if outcome.cache_hits:
+            self.report(f"{len(outcome.cache_hits)} version(s): cache hit, nothing to build")
         if not jobs:
             return outcome
         with ThreadPoolExecutor(self.workers) as pool:
@@ -210,12 +235,6 @@ class BuildRunner:
                     outcome.built if record.status is BuildStatus.SUCCEEDED else outcome.failed
                 ).append(record)
         return outcome
-
-    def _pushed(self, builder: Builder, tag: str) -> str | None:
-        try:
-            return builder.pushed_image(tag)
-        except BuildError:
-            return None  # only in the local engine (or lookup failed): build/push again
 
     def _build(
         self,

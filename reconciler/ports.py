@@ -64,6 +64,9 @@ class Builder(Protocol):
     def pushed_image(self, tag: str) -> str | None:
         """`repo@sha256:...` of a tag in the OCI registry, or None."""
 
+    def pushed_images(self, tags: list[str]) -> dict[str, str | None]:
+        """`pushed_image` for many tags at once."""
+
     def build(
         self, job: BuildJob, read_blob: Callable[[str], bytes], log: Callable[[str], None]
     ) -> str:

@@ -639,3 +639,12 @@ def test_eol_conversion_gives_the_same_digest_before_and_after_commit(
     repo.commit("b")
     code, plan = cli.json("plan")
     assert code == 0, plan["changes"]
+
+
+def test_dockerfile_over_one_megabyte_is_refused(repo: GitRepo, cli: Cli) -> None:
+    repo.write("environments/e.yml", "name: big\nbuild:\n  path: ctx\n")
+    repo.write("environments/ctx/Dockerfile", "FROM x\n" + "# padding\n" * 110_000)
+    repo.commit("big")
+    code, result = cli.json("validate")
+    assert code == 1
+    assert [d["rule"] for d in result["diagnostics"]] == ["dockerfile-too-large"]

@@ -90,6 +90,19 @@ class DockerBuilder:
         digest = self.oci.manifest_digest(self._repo_path, tag)
         return f"{self.image_repository}@{digest}" if digest else None
 
+    def pushed_images(self, tags: list[str]) -> dict[str, str | None]:
+        """`pushed_image` for many tags, concurrently (one small HEAD request each)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(tag: str) -> str | None:
+            try:
+                return self.pushed_image(tag)
+            except BuildError:
+                return None
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return dict(zip(tags, pool.map(one, tags), strict=True))
+
     # -- building ---------------------------------------------------------------------
 
     def build(
