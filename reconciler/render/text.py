@@ -147,6 +147,8 @@ def format_builds(builds: Mapping[str, Any]) -> str:
         ("not_built", "not built"),
     )
     for key, label in labels:
+        if key == "not_built" and builds.get("unavailable"):
+            continue  # one message below says why, for all of them
         for row in builds[key]:
             where = row.get("image") or row.get("message") or ""
             lines.append(f"  image {row['name']}:{row['version']}: {label} {where}".rstrip())
