@@ -272,52 +272,33 @@ class BuildRunner:
         lines: list[str] = []
         log_path = self.log_dir / f"{job.tag[:16]}.log"
         clock = time.monotonic()
+        image: str | None = None
+        failure: str | None = None
         try:
             image = builder.build(job, lambda blob: read_blob(blob, group[0]), lines.append)
         except (BuildError, OSError) as exc:
+            failure = str(exc)
             lines.append(f"FAILED: {exc}")
-            ended = _now()
-            path = self._write_log(log_path, lines)
-            records_out = [
-                BuildRecord(
-                    t.name,
-                    t.version,
-                    job.digest,
-                    BuildStatus.FAILED,
-                    started_at=_iso(started),
-                    ended_at=_iso(ended),
-                    log_tail=tail("\n".join(lines)),
-                    log_path=path,
-                    attempts=attempts,
-                    next_attempt_at=_iso(next_attempt(attempts, ended)),
-                    message=str(exc),
-                )
-                for t in group
-            ]
-            self.report(
-                f"build {_names(group)}: FAILED after {time.monotonic() - clock:.1f}s: {exc}"
-            )
+        ended = _now()
+        finished = {
+            "started_at": _iso(started),
+            "ended_at": _iso(ended),
+            "log_tail": tail("\n".join(lines)),
+            "log_path": self._write_log(log_path, lines),
+            "attempts": attempts,
+        }
+        if failure is None:
+            status, extra = BuildStatus.SUCCEEDED, {"image": image}
+            outcome_text = f"succeeded in {time.monotonic() - clock:.1f}s: {image}"
         else:
-            ended = _now()
-            path = self._write_log(log_path, lines)
-            records_out = [
-                BuildRecord(
-                    t.name,
-                    t.version,
-                    job.digest,
-                    BuildStatus.SUCCEEDED,
-                    image=image,
-                    started_at=_iso(started),
-                    ended_at=_iso(ended),
-                    log_tail=tail("\n".join(lines)),
-                    log_path=path,
-                    attempts=attempts,
-                )
-                for t in group
-            ]
-            self.report(
-                f"build {_names(group)}: succeeded in {time.monotonic() - clock:.1f}s: {image}"
-            )
+            status = BuildStatus.FAILED
+            extra = {"message": failure, "next_attempt_at": _iso(next_attempt(attempts, ended))}
+            outcome_text = f"FAILED after {time.monotonic() - clock:.1f}s: {failure}"
+        records_out = [
+            BuildRecord(t.name, t.version, job.digest, status, **finished, **extra)  # type: ignore[arg-type]
+            for t in group
+        ]
+        self.report(f"build {_names(group)}: {outcome_text}")
         for record in records_out:
             self._save(record)
         return records_out, 1
