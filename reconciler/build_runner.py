@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -280,24 +280,29 @@ class BuildRunner:
             failure = str(exc)
             lines.append(f"FAILED: {exc}")
         ended = _now()
-        finished = {
-            "started_at": _iso(started),
-            "ended_at": _iso(ended),
-            "log_tail": tail("\n".join(lines)),
-            "log_path": self._write_log(log_path, lines),
-            "attempts": attempts,
-        }
+        finished = BuildRecord(
+            "",
+            "",
+            job.digest,
+            BuildStatus.SUCCEEDED,
+            image=image,
+            started_at=_iso(started),
+            ended_at=_iso(ended),
+            log_tail=tail("\n".join(lines)),
+            log_path=self._write_log(log_path, lines),
+            attempts=attempts,
+        )
         if failure is None:
-            status, extra = BuildStatus.SUCCEEDED, {"image": image}
             outcome_text = f"succeeded in {time.monotonic() - clock:.1f}s: {image}"
         else:
-            status = BuildStatus.FAILED
-            extra = {"message": failure, "next_attempt_at": _iso(next_attempt(attempts, ended))}
+            finished = replace(
+                finished,
+                status=BuildStatus.FAILED,
+                message=failure,
+                next_attempt_at=_iso(next_attempt(attempts, ended)),
+            )
             outcome_text = f"FAILED after {time.monotonic() - clock:.1f}s: {failure}"
-        records_out = [
-            BuildRecord(t.name, t.version, job.digest, status, **finished, **extra)  # type: ignore[arg-type]
-            for t in group
-        ]
+        records_out = [replace(finished, name=t.name, version=t.version) for t in group]
         self.report(f"build {_names(group)}: {outcome_text}")
         for record in records_out:
             self._save(record)
