@@ -22,10 +22,12 @@ from reconciler.core.build import (
     BuildRecord,
     BuildStatus,
     image_tag,
+    job_bases,
     job_for,
     next_attempt,
     tail,
 )
+from reconciler.core.secrets import mask_text
 from reconciler.ports import Builder, BuildError, Registry
 
 if TYPE_CHECKING:
@@ -80,6 +82,7 @@ class BuildRunner:
         report: Callable[[str], None] | None = None,
         reason_unconfigured: str = "no image registry configured "
         "(--image-registry or RECONCILER_IMAGE_REGISTRY)",
+        resolve_base: Callable[[str], str | None] | None = None,
     ) -> None:
         self.builder = builder
         self.registry = registry
@@ -87,6 +90,7 @@ class BuildRunner:
         self.workers = max(1, workers)
         self.report = report or (lambda line: None)
         self.reason_unconfigured = reason_unconfigured
+        self.resolve_base = resolve_base  # base image reference -> digest in its registry
         self._write_lock = threading.Lock()  # one registry connection, many build threads
         self._known: dict[tuple[str, str], BuildRecord] = {}
 
@@ -189,6 +193,9 @@ class BuildRunner:
             for r in self._known.values()
             if r.status is BuildStatus.SUCCEEDED and r.image
         }
+        recorded_bases = {
+            r.digest: r.bases for r in self._known.values() if r.status is BuildStatus.SUCCEEDED
+        }
         hits = [] if force else [image_tag(d) for d in groups if image_tag(d) in known]
         images: dict[str, str | None] = {t: recorded[t] for t in hits if t in recorded}
         unresolved = [t for t in hits if t not in images]
@@ -215,6 +222,7 @@ class BuildRunner:
                         cache_hit=True,
                         ended_at=_iso(_now()),
                         message="image already in the registry",
+                        bases=recorded_bases.get(digest, {}),
                     )
                     self._save(record)
                     outcome.cache_hits.append(record)
@@ -274,11 +282,20 @@ class BuildRunner:
         clock = time.monotonic()
         image: str | None = None
         failure: str | None = None
+        bases: dict[str, str | None] = {}
+
+        def read(blob: str) -> bytes:
+            return read_blob(blob, group[0])
+
+        def log(line: str) -> None:
+            lines.append(mask_text(line))  # build output echoes pip and conda URLs
+
         try:
-            image = builder.build(job, lambda blob: read_blob(blob, group[0]), lines.append)
+            bases = self._resolve_bases(job_bases(job, read))
+            image = builder.build(job, read, log)
         except (BuildError, OSError) as exc:
-            failure = str(exc)
-            lines.append(f"FAILED: {exc}")
+            failure = mask_text(str(exc))
+            log(f"FAILED: {exc}")
         ended = _now()
         finished = BuildRecord(
             "",
@@ -291,6 +308,7 @@ class BuildRunner:
             log_tail=tail("\n".join(lines)),
             log_path=self._write_log(log_path, lines),
             attempts=attempts,
+            bases=bases,
         )
         if failure is None:
             outcome_text = f"succeeded in {time.monotonic() - clock:.1f}s: {image}"
@@ -307,6 +325,16 @@ class BuildRunner:
         for record in records_out:
             self._save(record)
         return records_out, 1
+
+    def _resolve_bases(self, refs: list[str]) -> dict[str, str | None]:
+        """What each base tag points to now, recorded so a later move is seen as drift."""
+        out: dict[str, str | None] = {}
+        for ref in refs:
+            try:
+                out[ref] = self.resolve_base(ref) if self.resolve_base else None
+            except BuildError:
+                out[ref] = None  # registry not reachable: unknown, not an error
+        return out
 
     def _write_log(self, path: Path, lines: list[str]) -> str | None:
         try:

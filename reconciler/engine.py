@@ -309,13 +309,14 @@ class Engine:
         if change.action in (Action.CREATE, Action.NEW_VERSION, Action.UPDATE_METADATA):
             assert change.write is not None and change.version is not None
             registry.put_version(change.name, change.version, change.write)
-        elif change.action is Action.RESTORE:
+        elif change.action in (Action.RESTORE, Action.ARCHIVE):
+            archived = change.action is Action.ARCHIVE
             if change.version is None:
-                registry.set_container_archived(change.name, False)
+                registry.set_container_archived(change.name, archived)
             else:
-                registry.set_version_archived(change.name, change.version, False)
-        elif change.action is Action.ARCHIVE:
-            if change.version is None:
-                registry.set_container_archived(change.name, True)
-            else:
-                registry.set_version_archived(change.name, change.version, True)
+                registry.set_version_archived(change.name, change.version, archived)
+            # The stamp goes on after the flag: an apply killed in between leaves an
+            # archive without stamp (harmless while out of git) or a stale stamp on an
+            # active environment (the next plan clears it).
+            if change.write is not None and change.stamp_version is not None:
+                registry.put_version(change.name, change.stamp_version, change.write)

@@ -7,6 +7,7 @@ from typing import Any
 from reconciler.core.desired import DesiredEnvironment, DesiredState, Selection
 from reconciler.core.digest import build_content, content_digest
 from reconciler.core.model import (
+    STAMP_ARCHIVED,
     STAMP_METADATA_DIGEST,
     RegisteredContainer,
     RegisteredVersion,
@@ -146,14 +147,56 @@ def test_archived_container_restored_before_new_version() -> None:
     assert plan_actions(plan) == [("restore", "a", None), ("new_version", "a", "2")]
 
 
-def test_archived_version_with_matching_content_is_restored() -> None:
+def test_version_archived_by_hand_is_drift_until_self_heal() -> None:
     env = desired("a")
-    plan = make_plan(
-        state(env),
-        registry(RegisteredContainer("a", False, (registered(env, archived=True),))),
-        SEL,
+    actual = registry(RegisteredContainer("a", False, (registered(env, archived=True),)))
+    plan = make_plan(state(env), actual, SEL)
+    assert plan_actions(plan) == []
+    assert [(c.action.value, c.version) for c in plan.drift] == [("restore", "1")]
+    assert "outside git" in plan.drift[0].reason
+    healed = make_plan(state(env), actual, SEL, PlanOptions(self_heal=True))
+    assert plan_actions(healed) == [("restore", "a", "1")]
+    assert healed.changes[0].reason.startswith("self-heal: ")
+
+
+def test_archive_stamp_tells_git_removal_from_hand_archive() -> None:
+    env = desired("a")
+    stamped = registered(env, **{STAMP_ARCHIVED: "c0ffee"})
+    # archived by the reconciler, back in git: restore, and clear the stamp
+    plan = make_plan(state(env), registry(RegisteredContainer("a", True, (stamped,))), SEL)
+    assert plan_actions(plan) == [("restore", "a", None)]
+    write = plan.changes[0].write
+    assert write is not None and STAMP_ARCHIVED not in write.tags
+    assert plan.changes[0].stamp_version == "1"
+    # archived by hand while in git: drift, not a change
+    by_hand = make_plan(
+        state(env), registry(RegisteredContainer("a", True, (registered(env),))), SEL
     )
-    assert plan_actions(plan) == [("restore", "a", "1")]
+    assert plan_actions(by_hand) == []
+    assert [c.action.value for c in by_hand.drift] == ["restore"]
+    # archived by the reconciler, then restored by hand while still out of git: drift
+    restored = make_plan(state(), registry(RegisteredContainer("a", False, (stamped,))), SEL)
+    assert plan_actions(restored) == []
+    assert [c.action.value for c in restored.drift] == ["archive"]
+    # removed from git: the archive writes the stamp onto the newest managed version
+    removed = make_plan(
+        state(), registry(RegisteredContainer("a", False, (registered(env),))), SEL
+    )
+    archive = removed.changes[0]
+    assert archive.action.value == "archive" and archive.write is not None
+    assert archive.write.tags[STAMP_ARCHIVED] == "c0ffee"
+
+
+def test_latest_version_made_by_hand_is_drift() -> None:
+    env = desired("a")
+    hand = registered(desired("a", image="img:hand"), version="2", managed=False)
+    actual = registry(RegisteredContainer("a", False, (registered(env), hand)))
+    plan = make_plan(state(env), actual, SEL)
+    assert plan_actions(plan) == []
+    assert [(c.action.value, c.version) for c in plan.drift] == [("new_version", "3")]
+    # git changed as well: the new version is a change in git, applied without self-heal
+    moved = make_plan(state(desired("a", image="img:3")), actual, SEL)
+    assert plan_actions(moved) == [("new_version", "a", "3")]
 
 
 def test_pinned_version_collision_is_a_diagnostic() -> None:

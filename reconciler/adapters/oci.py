@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from reconciler.ports import BuildError
@@ -57,12 +58,20 @@ class OciRegistry:
         return found
 
     def manifest_digest(self, repository: str, reference: str) -> str | None:
-        request = urllib.request.Request(
-            f"{self.base}/v2/{repository}/manifests/{reference}",
-            method="HEAD",
-            headers={"Accept": _MANIFEST_TYPES},
+        url = f"{self.base}/v2/{repository}/manifests/{reference}"
+        headers_out = {"Accept": _MANIFEST_TYPES}
+        status, headers, _ = self._open(
+            urllib.request.Request(url, method="HEAD", headers=headers_out)
         )
-        status, headers, _ = self._open(request)
+        if status == 401:  # public registries want an anonymous bearer token first
+            token = self._anonymous_token(
+                headers.get("WWW-Authenticate") or headers.get("www-authenticate") or ""
+            )
+            if token:
+                headers_out["Authorization"] = f"Bearer {token}"
+                status, headers, _ = self._open(
+                    urllib.request.Request(url, method="HEAD", headers=headers_out)
+                )
         if status == 404:
             return None
         if status != 200:
@@ -70,3 +79,56 @@ class OciRegistry:
                 f"OCI registry {self.host}: manifest {repository}:{reference} gave HTTP {status}"
             )
         return headers.get("Docker-Content-Digest") or headers.get("docker-content-digest")
+
+    def _anonymous_token(self, challenge: str) -> str | None:
+        if not challenge.lower().startswith("bearer "):
+            return None
+        params = dict(_CHALLENGE.findall(challenge))
+        realm = params.pop("realm", None)
+        if not realm or not realm.startswith("https://"):
+            return None
+        query = urllib.parse.urlencode(params)
+        status, _, body = self._open(urllib.request.Request(f"{realm}?{query}"))
+        if status != 200:
+            return None
+        data = json.loads(body or b"{}")
+        token = data.get("token") or data.get("access_token")
+        return str(token) if token else None
+
+
+_CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+DEFAULT_REGISTRY = "registry-1.docker.io"
+
+
+def parse_reference(ref: str) -> tuple[str, str, str]:
+    """`host[:port]/repo[:tag][@digest]` -> (host, repository, tag or digest), with
+    Docker's defaults: no host means Docker Hub (`library/` for single names), no tag
+    means `latest`."""
+    name, _, digest = ref.partition("@")
+    first, slash, rest = name.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        host, path = first, rest
+    else:
+        host, path = DEFAULT_REGISTRY, name
+        if "/" not in path:
+            path = f"library/{path}"
+    repository, colon, tag = path.rpartition(":") if ":" in path else (path, "", "")
+    if not colon:
+        repository, tag = path, "latest"
+    return host, repository, digest or tag
+
+
+def _is_loopback(host: str) -> bool:
+    hostname = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return hostname == "localhost" or hostname.startswith("127.")
+
+
+def resolve(ref: str, timeout: float = 5.0) -> str | None:
+    """The manifest digest ``ref`` points to now (None: no such tag). A reference pinned
+    by digest resolves to itself. Raises BuildError when its registry cannot be asked."""
+    host, repository, reference = parse_reference(ref)
+    if reference.startswith("sha256:"):
+        return reference
+    # Docker talks plain HTTP to loopback registries only; everything else is HTTPS.
+    scheme = "http" if _is_loopback(host) else "https"
+    return OciRegistry(host, timeout=timeout, scheme=scheme).manifest_digest(repository, reference)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from reconciler.core.plan import VersionWrite
 from reconciler.ports import NotFound, RegistryError, TransientRegistryError, VersionConflict
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -101,7 +101,20 @@ BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation
 CREATE TRIGGER IF NOT EXISTS gen_build_update AFTER UPDATE ON builds
 BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'; END;
 """
-_MIGRATIONS = {"1": _BUILDS}  # from version -> script to the next
+# Schema 3: the digest each base image had when a version was built (base image drift).
+# A table of its own, not a column: CREATE IF NOT EXISTS is safe to run twice.
+_BUILD_BASES = """
+CREATE TABLE IF NOT EXISTS build_bases (
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    bases TEXT NOT NULL,
+    PRIMARY KEY (name, version),
+    FOREIGN KEY (name, version) REFERENCES versions(name, version)
+);
+CREATE TRIGGER IF NOT EXISTS build_bases_never_deleted BEFORE DELETE ON build_bases
+BEGIN SELECT RAISE(ABORT, 'build records are never deleted'); END;
+"""
+_MIGRATIONS = {"1": _BUILDS, "2": _BUILD_BASES}  # from version -> script to the next
 
 
 def _now() -> str:
@@ -165,6 +178,7 @@ class SqliteRegistry:
             "BEGIN IMMEDIATE;"
             + _SCHEMA
             + _BUILDS
+            + _BUILD_BASES
             + "INSERT OR IGNORE INTO meta VALUES ('generation', '0');"
             + f"INSERT OR IGNORE INTO meta VALUES ('registry_id', '{os.urandom(16).hex()}');"
             + f"INSERT OR IGNORE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
@@ -286,8 +300,9 @@ class SqliteRegistry:
         if not self.path.exists():
             return {}
         rows = self.conn.execute(
-            "SELECT name, version, digest, status, image, started_at, ended_at, log_tail, "
-            "log_path, attempts, next_attempt_at, message, cache_hit FROM builds"
+            "SELECT b.name, b.version, digest, status, image, started_at, ended_at, log_tail, "
+            "log_path, attempts, next_attempt_at, message, cache_hit, bases FROM builds b "
+            "LEFT JOIN build_bases USING (name, version)"
         )
         out = {}
         for row in rows:
@@ -305,6 +320,7 @@ class SqliteRegistry:
                 row[10],
                 row[11],
                 bool(row[12]),
+                json.loads(row[13]) if row[13] else {},
             )
             out[(record.name, record.version)] = record
         return out
@@ -335,6 +351,11 @@ class SqliteRegistry:
                         record.message,
                         int(record.cache_hit),
                     ),
+                )
+                conn.execute(
+                    "INSERT INTO build_bases VALUES (?, ?, ?) ON CONFLICT (name, version) "
+                    "DO UPDATE SET bases=excluded.bases",
+                    (record.name, record.version, canonical_json(dict(record.bases))),
                 )
         except sqlite3.Error as exc:
             raise _translate(

@@ -76,8 +76,12 @@ def _builds(settings: Settings, registry: SqliteRegistry) -> BuildRunner:
         from reconciler.adapters.docker_builder import DockerBuilder
 
         builder = DockerBuilder(settings.image_registry, settings.docker_host)
+    from reconciler.adapters.oci import resolve
+
     log_dir = settings.repo / settings.report_dir / "build-logs"
-    return BuildRunner(builder, registry, log_dir, settings.build_workers, _progress)
+    return BuildRunner(
+        builder, registry, log_dir, settings.build_workers, _progress, resolve_base=resolve
+    )
 
 
 def _progress(line: str) -> None:

@@ -7,7 +7,8 @@ one image, built once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -45,6 +46,9 @@ class BuildRecord:
     next_attempt_at: str | None = None
     message: str = ""
     cache_hit: bool = False
+    # Base image reference -> its manifest digest when this image was built (None: the
+    # registry could not be asked), to find a base tag that has moved since.
+    bases: Mapping[str, str | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +62,7 @@ class BuildRecord:
             "next_attempt_at": self.next_attempt_at,
             "message": self.message,
             "cache_hit": self.cache_hit,
+            "bases": dict(self.bases),
         }
 
 
@@ -130,6 +135,38 @@ def job_for(digest: str, content: Mapping[str, Any]) -> BuildJob:
             conda_yaml=text,
         )
     return BuildJob(digest, "image", base_image=image)
+
+
+_FROM = re.compile(
+    r"^\s*FROM\s+(?:--platform=\S+\s+)?(?P<ref>\S+)(?:\s+AS\s+(?P<stage>\S+))?",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def dockerfile_bases(text: str) -> list[str]:
+    """The external images a Dockerfile starts from: `FROM` references that are not an
+    earlier stage, `scratch` or built from build arguments (unknown until build time)."""
+    stages: set[str] = set()
+    bases: list[str] = []
+    for match in _FROM.finditer(text):
+        ref, stage = match["ref"], match["stage"]
+        if ref.lower() not in stages and ref != "scratch" and "$" not in ref and ref not in bases:
+            bases.append(ref)
+        if stage:
+            stages.add(stage.lower())
+    return bases
+
+
+def job_bases(job: BuildJob, read_blob: Callable[[str], bytes]) -> list[str]:
+    """Base image references of a build job (from its Dockerfile for a build context)."""
+    if job.base_image:
+        return [job.base_image]
+    if job.kind != "context":
+        return []
+    for path, _mode, blob in job.context_files:
+        if path == job.dockerfile_path:
+            return dockerfile_bases(read_blob(blob).decode("utf-8", "replace"))
+    return []
 
 
 def next_attempt(attempts: int, now: datetime) -> datetime:

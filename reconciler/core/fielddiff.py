@@ -19,7 +19,17 @@ class FieldChange:
     kind: str  # "added" | "removed" | "changed"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "kind": self.kind, "before": self.before, "after": self.after}
+        """The change as shown anywhere (plans, reports): credentials masked. ``masked``
+        says a credential was hidden, so an unchanged-looking `*** -> ***` still reads as
+        a change."""
+        from reconciler.core.secrets import last_key, mask
+
+        key = last_key(self.path)
+        before, after = mask(self.before, key), mask(self.after, key)
+        doc = {"path": self.path, "kind": self.kind, "before": before, "after": after}
+        if before != self.before or after != self.after:
+            doc["masked"] = True
+        return doc
 
 
 def _dotted(parts: list[Any]) -> str:

@@ -18,6 +18,11 @@ STAMP_CONTENT_DIGEST = STAMP_PREFIX + "content-digest"
 # that no longer matches it was edited outside git (drift), not changed in git.
 STAMP_METADATA_DIGEST = STAMP_PREFIX + "metadata-digest"
 STAMP_OWNER = STAMP_PREFIX + "owner"
+# Set on the newest managed version when the reconciler archives an environment (value:
+# the commit it was removed at). Without it, an archived environment that is still in
+# git was archived by hand, and an active one that is no longer in git was restored by
+# hand: out-of-band changes that are reported, not silently undone.
+STAMP_ARCHIVED = STAMP_PREFIX + "archived"
 
 
 def user_tags(tags: Mapping[str, str]) -> dict[str, str]:
@@ -94,20 +99,26 @@ class RegisteredContainer:
         ]
         return str(max(numbers, default=0) + 1)
 
-    def _newest_managed(self) -> RegisteredVersion | None:
+    def newest_managed(self) -> RegisteredVersion | None:
         for candidate in reversed(self.versions):
             if candidate.managed:
                 return candidate
         return None
 
     def owner_path(self) -> str | None:
-        newest = self._newest_managed()
+        newest = self.newest_managed()
         return newest.source_path if newest else None
 
     def owner(self) -> str | None:
         """The owner stamped on the newest managed version (repository identity)."""
-        newest = self._newest_managed()
+        newest = self.newest_managed()
         return newest.tags.get(STAMP_OWNER) if newest else None
+
+    @property
+    def archive_stamped(self) -> bool:
+        """The reconciler archived this environment (see STAMP_ARCHIVED)."""
+        newest = self.newest_managed()
+        return newest is not None and STAMP_ARCHIVED in newest.tags
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,3 +13,6 @@ class PlanOptions:
     # Who manages what this plan writes: usually the repository's remote URL. Archives
     # only ever touch environments stamped with the same owner.
     owner: str = ""
+    # Repair out-of-band drift (hand edits, hand archives and restores, hand-made latest
+    # versions) too; without it that drift is only reported.
+    self_heal: bool = False

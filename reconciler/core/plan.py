@@ -7,7 +7,7 @@ registry outside git) separately. Apply consumes a plan and nothing else.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -17,6 +17,7 @@ from reconciler.core.diagnostics import Diagnostic
 from reconciler.core.fielddiff import FieldChange, field_changes
 from reconciler.core.model import (
     MANAGED_BY,
+    STAMP_ARCHIVED,
     STAMP_CONTENT_DIGEST,
     STAMP_MANAGED_BY,
     STAMP_METADATA_DIGEST,
@@ -77,6 +78,9 @@ class Change:
     fields: tuple[FieldChange, ...] = ()
     write: VersionWrite | None = None
     source_path: str | None = None
+    # Archive and restore of a container also rewrite the tags of this version (the
+    # archive stamp); create, new_version and update_metadata write ``version`` itself.
+    stamp_version: str | None = None
 
     @property
     def target(self) -> str:
@@ -173,6 +177,27 @@ class _Planner:
             summary=summary,
         )
 
+    def _out_of_band(self, change: Change) -> None:
+        """A repair of something changed in the registry outside git: applied only with
+        self-heal, else reported as drift."""
+        if self.options.self_heal:
+            self.changes.append(_with_reason(change, f"self-heal: {change.reason}"))
+        else:
+            self.drift.append(change)
+
+    def _stamp_write(self, version: RegisteredVersion, archived: bool) -> VersionWrite | None:
+        """``version`` as it is, with the archive stamp set or cleared."""
+        if version.content is None or version.effective_digest is None:
+            return None  # the backend cannot return content: no stamp (reported as unknown)
+        tags = dict(version.tags)
+        if archived:
+            tags[STAMP_ARCHIVED] = self.desired.commit or "none"
+        else:
+            tags.pop(STAMP_ARCHIVED, None)
+        return VersionWrite(
+            version.content, version.effective_digest, version.description, tags, version.datastore
+        )
+
     # -- one environment ------------------------------------------------------------
 
     def _plan_environment(
@@ -208,23 +233,51 @@ class _Planner:
             )
             return
         newest = container.newest
-        if container.archived:
-            self.changes.append(
-                Change(
-                    desired.name,
-                    Action.RESTORE,
-                    "back in git: restore the archived environment",
-                    None,
-                    newest.version if newest else None,
-                    (),
-                    None,
-                    desired.source_path,
-                )
-            )
+        start = len(self.changes)
         if desired.version is not None:
             self._plan_pinned(desired, container)
         else:
             self._plan_floating(desired, container)
+        stamped = container.newest_managed()
+        if container.archived:
+            restore = Change(
+                desired.name,
+                Action.RESTORE,
+                "back in git: restore the archived environment",
+                None,
+                newest.version if newest else None,
+                (),
+                self._stamp_write(stamped, archived=False) if stamped else None,
+                desired.source_path,
+                stamped.version if stamped else None,
+            )
+            if container.archive_stamped or not container.managed:
+                self.changes.insert(start, restore)
+            elif len(self.changes) > start:
+                # git changed too: the change cannot land in an archived container
+                reason = "archived in the registry outside git; restored for the change in git"
+                self.changes.insert(start, _with_reason(restore, reason))
+            else:
+                self._out_of_band(_with_reason(restore, "archived in the registry outside git"))
+        elif stamped is not None and container.archive_stamped:
+            # Restored (by hand, or by an apply interrupted before it cleared the stamp)
+            # and in git: clear the stamp, so a later removal from git archives again.
+            written = {c.version for c in self.changes[start:]}
+            if stamped.version not in written:
+                write = self._stamp_write(stamped, archived=False)
+                if write is not None:
+                    self.changes.append(
+                        Change(
+                            desired.name,
+                            Action.UPDATE_METADATA,
+                            "active and in git: clear the archive stamp",
+                            stamped.version,
+                            stamped.version,
+                            (),
+                            write,
+                            desired.source_path,
+                        )
+                    )
 
     def _plan_pinned(self, desired: DesiredEnvironment, container: RegisteredContainer) -> None:
         assert desired.version is not None
@@ -259,6 +312,23 @@ class _Planner:
             self._same_content(desired, container, newest, newest)
             return
         older = next((v for v in container.versions if v.effective_digest == desired.digest), None)
+        stamped = container.newest_managed()
+        if (
+            not newest.managed
+            and stamped is not None
+            and stamped.effective_digest == desired.digest
+        ):
+            # git did not change since the reconciler's last version: someone made a
+            # newer one by hand
+            self._new_version(
+                desired,
+                container,
+                container.next_version(),
+                f"version {newest.version} was created in the registry outside git; a new "
+                "version makes latest match git",
+                out_of_band=True,
+            )
+            return
         if older is not None:
             reason = (
                 f"content equals older version {older.version}; a new version makes "
@@ -269,12 +339,17 @@ class _Planner:
         self._new_version(desired, container, container.next_version(), reason)
 
     def _new_version(
-        self, desired: DesiredEnvironment, container: RegisteredContainer, version: str, reason: str
+        self,
+        desired: DesiredEnvironment,
+        container: RegisteredContainer,
+        version: str,
+        reason: str,
+        out_of_band: bool = False,
     ) -> None:
         newest = container.newest
         before = dict(newest.content) if newest and newest.content is not None else {}
         fields = field_changes(_content_view(before), _content_view(desired.content))
-        self.changes.append(
+        (self._out_of_band if out_of_band else self.changes.append)(
             Change(
                 desired.name,
                 Action.NEW_VERSION,
@@ -295,18 +370,22 @@ class _Planner:
         newest: RegisteredVersion | None,
     ) -> None:
         if existing.archived:
-            self.changes.append(
-                Change(
-                    desired.name,
-                    Action.RESTORE,
-                    "in git, but this version was archived",
-                    existing.version,
-                    newest.version if newest else None,
-                    (),
-                    None,
-                    desired.source_path,
-                )
+            restore = Change(
+                desired.name,
+                Action.RESTORE,
+                "in git, but this version was archived",
+                existing.version,
+                newest.version if newest else None,
+                (),
+                None,
+                desired.source_path,
             )
+            if STAMP_ARCHIVED in existing.tags or not existing.managed:
+                self.changes.append(restore)
+            else:  # the reconciler never archived this version: someone did, by hand
+                self._out_of_band(
+                    _with_reason(restore, "this version was archived in the registry outside git")
+                )
         before = _metadata_view(existing.description, existing.tags, existing.source_path)
         after = _metadata_view(desired.description, desired.tags, desired.source_path)
         if before == after and existing.managed:
@@ -340,7 +419,7 @@ class _Planner:
                 _with_reason(change, "adopt: content matches git; stamp ownership and set metadata")
             )
         elif edited and not git_changed:
-            self.drift.append(
+            self._out_of_band(
                 _with_reason(change, "description or tags edited in the registry outside git")
             )
         elif edited:
@@ -372,18 +451,27 @@ class _Planner:
             if container.owner() != self.options.owner:
                 continue  # managed by another repository
             newest = container.newest
-            archives.append(
-                Change(
-                    name,
-                    Action.ARCHIVE,
-                    f"removed from git ({owner})",
-                    None,
-                    newest.version if newest else None,
-                    (),
-                    None,
-                    owner,
-                )
+            stamped = container.newest_managed()
+            archive = Change(
+                name,
+                Action.ARCHIVE,
+                f"removed from git ({owner})",
+                None,
+                newest.version if newest else None,
+                (),
+                self._stamp_write(stamped, archived=True) if stamped else None,
+                owner,
+                stamped.version if stamped else None,
             )
+            if container.archive_stamped:
+                archive = _with_reason(
+                    archive, f"restored in the registry outside git; not in git ({owner})"
+                )
+                if not self.options.self_heal:
+                    self.drift.append(archive)
+                    continue
+                archive = _with_reason(archive, f"self-heal: {archive.reason}")
+            archives.append(archive)
         if not archives:
             return
         if self.desired.has_errors:
@@ -413,16 +501,7 @@ class _Planner:
 
 
 def _with_reason(change: Change, reason: str) -> Change:
-    return Change(
-        change.name,
-        change.action,
-        reason,
-        change.version,
-        change.previous_version,
-        change.fields,
-        change.write,
-        change.source_path,
-    )
+    return replace(change, reason=reason)
 
 
 def _content_view(content: Mapping[str, Any]) -> dict[str, Any]:

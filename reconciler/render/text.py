@@ -40,7 +40,10 @@ def format_field(change: Mapping[str, Any]) -> str:
         return f"{path}: + {_value(change['after'])}"
     if kind == "removed":
         return f"{path}: - {_value(change['before'])}"
-    return f"{path}: {_value(change['before'])} -> {_value(change['after'])}"
+    text = f"{path}: {_value(change['before'])} -> {_value(change['after'])}"
+    if change.get("masked") and change["before"] == change["after"]:
+        text += " (a masked credential changed)"
+    return text
 
 
 def _target(change: Mapping[str, Any]) -> str:
