@@ -11,9 +11,9 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Protocol
 
 from reconciler import __version__
 from reconciler.core.options import PlanOptions
@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # the rest of the core is imported when a plan is computed, n
     # a cached one is answered
     from reconciler.build_runner import BuildOutcome, BuildRunner, BuildTarget
     from reconciler.core.desired import DesiredState, LoadMemo
+    from reconciler.core.drift import DriftClass, DriftReport
     from reconciler.core.model import RegistryState
     from reconciler.core.plan import Change, Plan
     from reconciler.core.snapshot import Snapshot
@@ -78,6 +79,35 @@ def parallel_map(
         return list(pool.map(function, items, chunksize=64))
 
 
+def _lines_of(
+    snapshot: Snapshot, subjects: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    """The first line of each file that mentions each text (to annotate a finding)."""
+    found: dict[tuple[str, str], int] = {}
+    by_path: dict[str, list[str]] = {}
+    for path, text in subjects:
+        by_path.setdefault(path, []).append(text)
+    for path, texts in by_path.items():
+        entry = snapshot.lookup(path)
+        if entry is None:
+            continue
+        lines = snapshot.read(entry).decode("utf-8", "replace").splitlines()
+        for text in texts:
+            for number, line in enumerate(lines, 1):
+                if text in line:
+                    found[(path, text)] = number
+                    break
+    return found
+
+
+class AppliedStore(Protocol):
+    """Where apply records what it applied (see adapters/inventory.py)."""
+
+    def load(self) -> dict[str, str]: ...
+
+    def save(self, applied: Mapping[str, str]) -> None: ...
+
+
 class ApplyRefused(Exception):
     """Apply will not start: the plan has error diagnostics."""
 
@@ -122,6 +152,7 @@ class Engine:
     lock_timeout: float = 60.0
     on_change: Callable[[Change, str], None] | None = None  # progress callback
     builds: BuildRunner | None = None  # None: registering only, no images
+    inventory: AppliedStore | None = None  # what was applied, for `missing` drift
 
     # -- reading --------------------------------------------------------------------
 
@@ -209,12 +240,104 @@ class Engine:
                 desired, _ = self._load(snapshot)
                 plan = make_plan(desired, self.registry.read_state(), self.selection, self.options)
                 outcome = self._apply_plan(plan)
+                if self.builds is None and self.inventory is None:
+                    return outcome
+                targets = build_targets(desired, self.registry.read_state())
+                if self.inventory is not None:
+                    self.inventory.save({t.name: t.version for t in targets})
                 if self.builds is not None:
-                    targets = build_targets(desired, self.registry.read_state())
                     outcome.builds = self.builds.run(targets, self._blob_reader(snapshot))
                 return outcome
             finally:
                 _close(snapshot)
+
+    # -- drift ----------------------------------------------------------------------------
+
+    def drift(self, ref: str | None, fail_on: Iterable[DriftClass] | None = None) -> DriftReport:
+        """Classify every environment: git at ``ref`` against the registry, its build
+        records, the OCI registry and the base images' registries."""
+        from reconciler.core.drift import DEFAULT_FAIL_ON, make_report
+        from reconciler.core.plan import make_plan
+
+        snapshot = self.source.snapshot(ref)
+        try:
+            desired, _ = self._load(snapshot)
+            state = self.registry.read_state()
+            plan = make_plan(desired, state, self.selection, replace(self.options, self_heal=False))
+            seen = self._observe(desired, state, snapshot)
+        finally:
+            _close(snapshot)
+        return make_report(
+            plan, desired, state, seen, DEFAULT_FAIL_ON if fail_on is None else fail_on
+        )
+
+    def _observe(self, desired: DesiredState, state: RegistryState, snapshot: Snapshot) -> Any:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from reconciler.core.build import BuildStatus, dockerfile_bases
+        from reconciler.core.drift import Observations, finding_subjects
+
+        bases: dict[str, tuple[str, ...]] = {}
+        for name, env in desired.environments.items():
+            build = env.content.get("build")
+            if env.build_root is None or not isinstance(build, Mapping):
+                continue
+            entry = snapshot.lookup(f"{env.build_root}/{build['dockerfile_path']}".lstrip("/"))
+            if entry is not None:
+                text = snapshot.read(entry).decode("utf-8", "replace")
+                bases[name] = tuple(dockerfile_bases(text))
+        seen = Observations(
+            applied=self.inventory.load() if self.inventory else {},
+            build_targets={t.name: t.version for t in build_targets(desired, state)},
+            dockerfile_bases=bases,
+        )
+        seen = replace(seen, finding_lines=_lines_of(snapshot, finding_subjects(desired, seen)))
+        runner = self.builds
+        if runner is None or runner.builder is None:
+            return seen
+        records = self.registry.build_records()
+        tags: frozenset[str] | None = None
+        error = None
+        try:
+            tags = frozenset(runner.builder.pushed_tags())
+        except BuildError as exc:
+            error = str(exc)
+        refs = sorted(
+            {
+                ref
+                for name, version in seen.build_targets.items()
+                if (r := records.get((name, version))) is not None
+                and r.status is BuildStatus.SUCCEEDED
+                for ref, digest in r.bases.items()
+                if digest is not None
+            }
+        )
+        digests: dict[str, str | None] = {}
+        errors: dict[str, str] = {}
+        resolve = runner.resolve_base
+        if resolve is not None and refs:
+
+            def one(ref: str) -> tuple[str, str | None, str | None]:
+                try:
+                    return ref, resolve(ref), None
+                except BuildError as exc:  # unreachable: unknown, not drift
+                    return ref, None, str(exc)
+
+            with ThreadPoolExecutor(min(8, len(refs))) as pool:
+                for ref, digest, problem in pool.map(one, refs):
+                    if problem is None:
+                        digests[ref] = digest
+                    else:
+                        errors[ref] = problem
+        return replace(
+            seen,
+            build_records=records,
+            builds_configured=True,
+            image_tags=tags,
+            image_lookup_error=error,
+            base_digests=digests,
+            base_errors=errors,
+        )
 
     def build(self, name: str, version: str | None = None, ref: str | None = None) -> BuildOutcome:
         """Build NAME (its version in git) or NAME:VERSION (any registered version) now,

@@ -61,6 +61,9 @@ class Builder(Protocol):
     def known_tags(self) -> set[str]:
         """Tags present in the image repository or the local engine (one batched lookup)."""
 
+    def pushed_tags(self) -> set[str]:
+        """Tags present in the image repository (the OCI registry) only."""
+
     def pushed_image(self, tag: str) -> str | None:
         """`repo@sha256:...` of a tag in the OCI registry, or None."""
 

@@ -72,6 +72,10 @@ class DockerBuilder:
 
     # -- lookups ----------------------------------------------------------------------
 
+    def pushed_tags(self) -> set[str]:
+        """Tags in the OCI repository only: what a job running elsewhere can pull."""
+        return set(self.oci.tags(self._repo_path))
+
     def known_tags(self) -> set[str]:
         """Tags in the OCI repository (one paged request) and in the local engine."""
         tags = set(self.oci.tags(self._repo_path))

@@ -87,6 +87,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 when images cannot be built (no Docker Engine reachable)",
     )
 
+    p.add_argument(
+        "--self-heal",
+        action="store_true",
+        help="also repair out-of-band drift: hand edits, hand archives and restores",
+    )
+
+    p = sub.add_parser("drift", help="write the drift report; exit 2 if drift is found")
+    _common(p)
+    _build_options(p)
+    p.add_argument("--ref", default="HEAD", help="git's state at this ref (default: HEAD)")
+    p.add_argument("--report-dir", help="where to write the report (default: drift-report/)")
+    p.add_argument(
+        "--fail-on",
+        metavar="CLASSES",
+        help="comma list of drift classes that exit 2 (pending, out-of-band, missing, "
+        "unmanaged, build, base-image-moved, finding; or all, none, default)",
+    )
+    p.add_argument(
+        "--github-annotations",
+        action="store_true",
+        help="print ::warning file=...,line=...:: lines for findings tied to a file",
+    )
+
     p = sub.add_parser("build", help="build NAME (its git version) or NAME:VERSION now")
     _common(p)
     _build_options(p)

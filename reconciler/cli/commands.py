@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.adapters.cache import DiskCache
 from reconciler.adapters.gitsource import GitSource, find_repo_root
+from reconciler.adapters.inventory import Inventory
+from reconciler.adapters.report_files import ReportWriteError, write_files
 from reconciler.adapters.sqlite_registry import SqliteRegistry
 from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError, color_enabled
 from reconciler.core.options import PlanOptions
@@ -25,7 +27,15 @@ if TYPE_CHECKING:
     from reconciler.core.build import BuildRecord
     from reconciler.core.model import RegisteredContainer, RegisteredVersion
 
-EXPECTED_ERRORS = (CliError, SettingsError, SourceError, RegistryError, ApplyRefused, BuildError)
+EXPECTED_ERRORS = (
+    CliError,
+    SettingsError,
+    SourceError,
+    RegistryError,
+    ApplyRefused,
+    BuildError,
+    ReportWriteError,
+)
 
 
 # -- wiring -------------------------------------------------------------------------------
@@ -96,6 +106,7 @@ def _engine(settings: Settings, args: Namespace, builds: bool = False) -> Engine
     options = PlanOptions(
         owner=settings.owner or source.default_owner(),
         allow_mass_archive=bool(getattr(args, "allow_mass_archive", False)),
+        self_heal=bool(getattr(args, "self_heal", False)),
         archive_limit_count=settings.archive_limit_count,
         archive_limit_fraction=settings.archive_limit_fraction,
     )
@@ -111,6 +122,7 @@ def _engine(settings: Settings, args: Namespace, builds: bool = False) -> Engine
         cache,
         settings.lock_timeout,
         builds=_builds(settings, registry) if builds else None,
+        inventory=Inventory(settings.repo / ".reconciler" / "inventory", registry.url),
     )
 
 
@@ -242,6 +254,46 @@ def _builds_document(outcome: BuildOutcome | None) -> dict[str, Any] | None:
         "unavailable": outcome.unavailable,
         "builds_run": outcome.builds_run,
     }
+
+
+def run_drift(args: Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from reconciler.core.drift import DEFAULT_FAIL_ON, parse_classes
+    from reconciler.core.drift_document import report_document
+    from reconciler.render.html import format_html
+    from reconciler.render.markdown import format_annotations, format_markdown
+
+    settings = _settings(args)
+    try:
+        fail_on = DEFAULT_FAIL_ON if args.fail_on is None else parse_classes(args.fail_on)
+    except ValueError as exc:
+        raise CliError(f"--fail-on: {exc}") from None
+    engine = _engine(settings, args, builds=True)
+    try:
+        report = engine.drift(args.ref, fail_on)
+    finally:
+        engine.registry.close()
+    generated = datetime.now(UTC).isoformat(timespec="seconds")
+    document = report_document(report, engine.registry.url, settings.path, args.ref, generated)
+    report_dir = Path(args.report_dir) if args.report_dir else settings.repo / settings.report_dir
+    files = {
+        "drift-report.json": json.dumps(document, indent=2, ensure_ascii=False) + "\n",
+        "drift-report.md": format_markdown(document),
+        "drift-report.html": format_html(document),
+    }
+    written = write_files(report_dir, files)
+    if args.github_annotations:
+        for line in format_annotations(document):
+            _print(line)
+    if args.json:
+        _print_json(document)
+    else:
+        _print(text.format_drift(document, text.Style(color_enabled())))
+        _print(f"Report: {', '.join(str(p) for p in written)}")
+    if document["has_errors"]:
+        return EXIT_ERROR
+    return EXIT_CHANGES if document["drift_found"] else EXIT_OK
 
 
 def run_build(args: Namespace) -> int:

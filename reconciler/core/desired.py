@@ -37,6 +37,8 @@ class DesiredEnvironment:
     source_path: str
     line: int | None = None
     build_root: str | None = None  # the local build context directory, repository-relative
+    lines: Mapping[str, int] = field(default_factory=dict)  # field -> line in source_path
+    conda_path: str | None = None  # the conda file, repository-relative (None: inline)
 
 
 @dataclass(slots=True)
@@ -340,6 +342,7 @@ def _resolve_environment(
     lines = record.get("lines", {})
     references: list[str] = []
     conda: Any = None
+    conda_path: str | None = None
     conda_ref = env.get("conda_file")
     if isinstance(conda_ref, dict):
         conda = plain_data(conda_ref)
@@ -401,8 +404,13 @@ def _resolve_environment(
         source_path=yaml_path,
         line=lines.get("name"),
         build_root=build_root,
+        lines={k: v for k, v in lines.items() if k in _FIELD_LINES},
+        conda_path=conda_path if isinstance(conda_ref, str) else None,
     )
     return desired, references, []
+
+
+_FIELD_LINES = frozenset({"image", "conda_file", "build", "build.path", "tags", "description"})
 
 
 # ---------------------------------------------------------------------------- loading

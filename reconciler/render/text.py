@@ -179,3 +179,36 @@ def format_table(headers: list[str], rows: list[list[str]]) -> str:
     for row in rows:
         out.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     return "\n".join(out)
+
+
+def format_drift(document: Mapping[str, Any], style: Style) -> str:
+    """A terminal summary of a drift report: verdict, counts, one line per drift item."""
+    summary = document["summary"]
+    lines = format_diagnostics(
+        [d for d in document["diagnostics"] if d["severity"] != "info"], style
+    )
+    for env in document["environments"]:
+        for item in env["items"]:
+            if item["class"] in ("finding",):
+                continue
+            version = f":{item['version']}" if item.get("version") else ""
+            mark = style.paint("!", "!") if env["status"] == "drift" else " "
+            lines.append(
+                f"  {mark} {item['class']:<17} {env['name'] + version:<36} {item['reason']}"
+            )
+            lines.extend(f"        {format_field(f)}" for f in item["fields"])
+    findings = summary["by_class"].get("finding", 0)
+    coverage = document["coverage"]
+    if document["has_errors"]:
+        verdict = style.paint("errors in the environment files", "error")
+    elif document["drift_found"]:
+        verdict = style.paint("drift found", "error")
+    else:
+        verdict = "in sync"
+    lines.append(
+        f"Drift report: {verdict}. {summary['environments']} environment(s): "
+        f"{summary['in_sync']} in sync, {summary['drift']} with drift, "
+        f"{summary['unmanaged']} unmanaged; {findings} with findings; coverage "
+        f"{coverage['managed']}/{coverage['total']} ({coverage['percent']}%)."
+    )
+    return "\n".join(lines)

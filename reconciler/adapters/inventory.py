@@ -1,0 +1,48 @@
+"""What the reconciler applied to each registry, kept beside the repository.
+
+The registry's own stamps vanish with the asset; this record (like Flux's inventory)
+remembers that `NAME:VERSION` was applied, so an environment that later disappears from
+the registry is reported as `missing`, not as new. Local state: safe to delete (the
+`missing` class then has nothing to compare with until the next apply).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+
+class Inventory:
+    def __init__(self, directory: Path, registry_url: str) -> None:
+        key = hashlib.sha256(registry_url.encode()).hexdigest()[:16]
+        self.path = directory / f"{key}.json"
+        self.registry_url = registry_url
+
+    def load(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        applied = data.get("applied") if isinstance(data, dict) else None
+        if not isinstance(applied, dict):
+            return {}
+        return {str(k): str(v) for k, v in applied.items()}
+
+    def save(self, applied: Mapping[str, str]) -> None:
+        """Atomically (write, then rename): a crash leaves the old record or the new one."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        body = json.dumps(
+            {"registry": self.registry_url, "applied": dict(sorted(applied.items()))}, indent=1
+        )
+        handle, temp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                out.write(body)
+            os.replace(temp, self.path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise

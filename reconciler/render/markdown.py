@@ -1,0 +1,200 @@
+"""The drift report as Markdown (a PR comment or `$GITHUB_STEP_SUMMARY`) and as GitHub
+workflow annotations. Pure functions from the report document to text.
+
+GitHub refuses comments and summaries over 65,536 characters, so the Markdown is cut to a
+budget: environments with drift first, then findings; what was cut is said, with a pointer
+to the JSON, which always has everything.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+GITHUB_LIMIT = 65_536
+MARKER = "<!-- reconciler:drift-report -->"
+_RESERVE = 1_500  # room kept for the closing lines that say what was cut
+
+_CLASS_TITLES = {
+    "pending": "pending (git changed, registry not yet)",
+    "out_of_band": "out-of-band (registry changed outside git)",
+    "missing": "missing (applied, gone from the registry)",
+    "unmanaged": "unmanaged (no ownership stamp)",
+    "build": "build (image missing, failed or never built)",
+    "base_image_moved": "base image moved",
+    "finding": "findings (unpinned packages, floating tags)",
+}
+
+
+def text(value: str) -> str:
+    """Plain text safe inside Markdown tables and HTML-aware renderers."""
+    return html.escape(value, quote=False).replace("|", "&#124;").replace("\n", " ")
+
+
+def code(value: Any) -> str:
+    if not isinstance(value, str):
+        value = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    if len(value) > 120:
+        value = value[:117] + "..."
+    return f"<code>{text(value)}</code>"
+
+
+def _field(change: Mapping[str, Any]) -> str:
+    path, kind = code(change["path"]), change["kind"]
+    if kind == "added":
+        line = f"{path}: + {code(change['after'])}"
+    elif kind == "removed":
+        line = f"{path}: - {code(change['before'])}"
+    else:
+        line = f"{path}: {code(change['before'])} → {code(change['after'])}"
+    if change.get("masked") and change["before"] == change["after"]:
+        line += " (a masked credential changed)"
+    return line
+
+
+def _where(item: Mapping[str, Any]) -> str:
+    if not item.get("path"):
+        return ""
+    return code(f"{item['path']}:{item['line']}" if item.get("line") else item["path"])
+
+
+def _environment(env: Mapping[str, Any]) -> str:
+    drift = [i for i in env["items"] if i["class"] != "finding"]
+    classes = ", ".join(c for c in env["classes"] if c != "finding")
+    lines = [
+        f"<details><summary><b>{text(env['name'])}</b> · {text(classes)}</summary>",
+        "",
+    ]
+    if env.get("source_path"):
+        lines.append(f"Source: {code(env['source_path'])}")
+        lines.append("")
+    for item in drift:
+        target = f" {code(item['version'])}" if item.get("version") else ""
+        action = f" → {code(item['action'])}" if item.get("action") else ""
+        lines.append(f"- **{item['class']}**{target}: {text(item['reason'])}{action}")
+        lines.extend(f"  - {_field(f)}" for f in item["fields"])
+    lines.extend(f"- unknown: {text(u)}" for u in env.get("unknown", ()))
+    lines += ["", "</details>", ""]
+    return "\n".join(lines)
+
+
+def _findings(document: Mapping[str, Any]) -> Iterator[str]:
+    for env in document["environments"]:
+        for item in env["items"]:
+            if item["class"] == "finding":
+                yield (
+                    f"| {text(env['name'])} | {item['severity']} | {code(item['rule'])} | "
+                    f"{_where(item)} | {text(item['reason'])} |"
+                )
+
+
+def format_markdown(document: Mapping[str, Any], limit: int = GITHUB_LIMIT) -> str:
+    summary, coverage, source = document["summary"], document["coverage"], document["source"]
+    if document["has_errors"]:
+        verdict = "errors in the environment files"
+    elif document["drift_found"]:
+        verdict = "drift found"
+    else:
+        verdict = "in sync"
+    commit = (source.get("commit") or "")[:12]
+    head = [
+        MARKER,
+        f"## Environment drift report: {verdict}",
+        "",
+        f"Git {code(source['path'])} at {code(source.get('ref') or source['label'])}"
+        + (f" ({code(commit)})" if commit else "")
+        + f" against {code(document['registry']['url'])}, {text(document['generated_at'])}.",
+        "",
+        f"**{summary['environments']}** environments: **{summary['in_sync']}** in sync, "
+        f"**{summary['drift']}** with drift, **{summary['unmanaged']}** unmanaged. "
+        f"Coverage: {coverage['managed']}/{coverage['total']} managed "
+        f"({coverage['percent']}%).",
+        "",
+        "| class | environments | fails the check |",
+        "|---|---:|:---:|",
+    ]
+    fail_on = set(document["fail_on"])
+    for cls, count in summary["by_class"].items():
+        head.append(
+            f"| {_CLASS_TITLES.get(cls, cls)} | {count} | {'yes' if cls in fail_on else ''} |"
+        )
+    if not document["builds_checked"]:
+        head += ["", "_Builds were not checked: no image registry configured._"]
+    if summary["unknown"]:
+        head += ["", f"_{summary['unknown']} check(s) could not be made (see `unknown`)._"]
+    errors = [d for d in document["diagnostics"] if d["severity"] == "error"]
+    if errors:
+        head += ["", "### Errors", ""]
+        for d in errors[:50]:
+            where = code(f"{d['path']}:{d['line']}" if d.get("line") else d.get("path") or "")
+            head.append(f"- {where} {text(d['message'])} ({code(d['rule'])})")
+        if len(errors) > 50:
+            head.append(f"- … and {len(errors) - 50} more errors")
+    body = "\n".join(head) + "\n"
+    budget = limit - _RESERVE
+    cut: list[str] = []
+
+    drifting = [e for e in document["environments"] if e["status"] in ("drift",)]
+    if drifting:
+        body += "\n### Environments with drift\n\n"
+        for index, env in enumerate(drifting):
+            section = _environment(env)
+            if len(body) + len(section) > budget:
+                cut.append(f"{len(drifting) - index} more environments with drift")
+                break
+            body += section
+    findings = list(_findings(document))
+    if findings:
+        header = (
+            "\n### Findings\n\n| environment | severity | rule | where | finding |\n"
+            "|---|---|---|---|---|\n"
+        )
+        if len(body) + len(header) < budget:
+            body += header
+            for index, row in enumerate(findings):
+                if len(body) + len(row) + 1 > budget:
+                    cut.append(f"{len(findings) - index} more findings")
+                    break
+                body += row + "\n"
+        else:
+            cut.append(f"{len(findings)} findings")
+    if cut:
+        body += (
+            f"\n_Cut to fit {limit:,} characters: {', '.join(cut)} not shown. "
+            "The full report is in `drift-report.json` (and `drift-report.html`)._\n"
+        )
+    return body
+
+
+def _escape_data(value: str) -> str:
+    return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(value: str) -> str:
+    return _escape_data(value).replace(":", "%3A").replace(",", "%2C")
+
+
+def format_annotations(document: Mapping[str, Any]) -> list[str]:
+    """`::warning file=...,line=...::` workflow commands for what is tied to a file."""
+    out = []
+    levels = {"warning": "warning", "info": "notice", "error": "error"}
+    for d in document["diagnostics"]:
+        if d.get("path") and d["severity"] in ("error", "warning"):
+            props = f"file={_escape_property(d['path'])}"
+            if d.get("line"):
+                props += f",line={d['line']}"
+            props += f",title={_escape_property(d['rule'])}"
+            out.append(f"::{levels[d['severity']]} {props}::{_escape_data(d['message'])}")
+    for env in document["environments"]:
+        for item in env["items"]:
+            if item["class"] != "finding" or not item.get("path"):
+                continue
+            props = f"file={_escape_property(item['path'])}"
+            if item.get("line"):
+                props += f",line={item['line']}"
+            props += f",title={_escape_property(env['name'] + ': ' + item['rule'])}"
+            level = levels.get(item.get("severity") or "", "notice")
+            out.append(f"::{level} {props}::{_escape_data(item['reason'])}")
+    return out
