@@ -179,9 +179,7 @@ def test_archive_stamp_tells_git_removal_from_hand_archive() -> None:
     assert plan_actions(restored) == []
     assert [c.action.value for c in restored.drift] == ["archive"]
     # removed from git: the archive writes the stamp onto the newest managed version
-    removed = make_plan(
-        state(), registry(RegisteredContainer("a", False, (registered(env),))), SEL
-    )
+    removed = make_plan(state(), registry(RegisteredContainer("a", False, (registered(env),))), SEL)
     archive = removed.changes[0]
     assert archive.action.value == "archive" and archive.write is not None
     assert archive.write.tags[STAMP_ARCHIVED] == "c0ffee"

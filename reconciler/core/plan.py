@@ -347,8 +347,12 @@ class _Planner:
         out_of_band: bool = False,
     ) -> None:
         newest = container.newest
-        before = dict(newest.content) if newest and newest.content is not None else {}
-        fields = field_changes(_content_view(before), _content_view(desired.content))
+        before = _content_view(newest.content if newest and newest.content is not None else {})
+        after = _content_view(desired.content)
+        if newest is not None:  # a new version carries git's metadata too: show its change
+            before.update(_metadata_view(newest.description, newest.tags, None))
+            after.update(_metadata_view(desired.description, desired.tags, None))
+        fields = field_changes(before, after)
         (self._out_of_band if out_of_band else self.changes.append)(
             Change(
                 desired.name,
