@@ -210,14 +210,7 @@ class Engine:
 
         desired, watch = self._read(ref)
         plan = make_plan(desired, self.registry.read_state(), self.selection, self.options)
-        predictions = None
-        if self.builds is not None:
-            predictions = self.builds.predict(
-                c.write.digest
-                for c in plan.changes
-                if c.write is not None and c.version and c.action.value in ("create", "new_version")
-            )
-        document = plan_document(plan, self.registry.url, self.selection.path, predictions)
+        document = plan_document(plan, self.registry.url, self.selection.path, self._predict(plan))
         if key is not None and not plan.has_errors and self.registry.state_token() == token:
             # Taken after planning: a file edited meanwhile is too fresh to be trusted, and
             # the fingerprint then comes back None.
@@ -250,6 +243,87 @@ class Engine:
                 return outcome
             finally:
                 _close(snapshot)
+
+    # -- saved plans and pull requests ---------------------------------------------------
+
+    def saved_plan(self, ref: str | None = None) -> dict[str, Any]:
+        """`plan --out`: the plan document and everything `apply FILE` will write."""
+        from reconciler.core.document import plan_document
+        from reconciler.core.plan import make_plan
+        from reconciler.core.saved_plan import saved_plan
+
+        desired, _ = self._read(ref)
+        state = self.registry.read_state()
+        plan = make_plan(desired, state, self.selection, self.options)
+        document = plan_document(plan, self.registry.url, self.selection.path, self._predict(plan))
+        return saved_plan(plan, document, state, self.registry.url, ref)
+
+    def apply_saved(self, data: Any, where: str) -> ApplyOutcome:
+        """Apply a saved plan exactly, under the lock, after checking it is not stale."""
+        from reconciler.build_runner import BuildTarget
+        from reconciler.core.plan import Action, Plan
+        from reconciler.core.saved_plan import check_fresh, load_saved_plan
+
+        section, changes = load_saved_plan(data, where)
+        with self.registry.lock(self.lock_timeout):
+            snapshot = self.source.snapshot(section.get("ref"))
+            try:
+                check_fresh(section, self.registry.url, self.registry.read_state(), snapshot.commit)
+                plan = Plan(tuple(changes), (), (), (), "saved plan", section.get("commit"))
+                outcome = self._apply_plan(plan)
+                written = [
+                    c
+                    for c in outcome.applied
+                    if c.write is not None
+                    and c.version is not None
+                    and c.action in (Action.CREATE, Action.NEW_VERSION)
+                ]
+                if self.inventory is not None and written:
+                    applied = self.inventory.load()
+                    applied.update({c.name: c.version for c in written if c.version})
+                    self.inventory.save(applied)
+                if self.builds is not None:
+                    targets = [
+                        BuildTarget(c.name, c.version, c.write.digest, c.write.content)
+                        for c in written
+                        if c.write is not None and c.version is not None
+                    ]
+                    outcome.builds = self.builds.run(targets, self._blob_reader(snapshot))
+                return outcome
+            finally:
+                _close(snapshot)
+
+    def _predict(self, plan: Plan) -> dict[str, str] | None:
+        if self.builds is None:
+            return None
+        return self.builds.predict(
+            c.write.digest
+            for c in plan.changes
+            if c.write is not None and c.version and c.action.value in ("create", "new_version")
+        )
+
+    def pull_request_plan(self, base: str, head: str) -> dict[str, Any]:
+        """What merging ``head`` would do to the registry: head's tree planned against the
+        registry, each change marked with whether this pull request introduces it (base's
+        tree would not make it), and the findings of the environments it touches."""
+        from reconciler.core.document import pull_request_document
+        from reconciler.core.plan import make_plan
+
+        head_desired, _ = self._read(head)
+        base_desired, _ = self._read(base)
+        state = self.registry.read_state()
+        head_plan = make_plan(head_desired, state, self.selection, self.options)
+        base_plan = make_plan(base_desired, state, self.selection, self.options)
+        return pull_request_document(
+            head_plan,
+            base_plan,
+            head_desired,
+            base_desired,
+            self.registry.url,
+            self.selection.path,
+            (base, head),
+            self._predict(head_plan),
+        )
 
     # -- drift ----------------------------------------------------------------------------
 

@@ -74,9 +74,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="allow a plan to archive more than the archive limit",
     )
+    p.add_argument("--self-heal", action="store_true", help="plan repairs of out-of-band drift too")
+    p.add_argument("--out", metavar="FILE", help="save the plan for `apply FILE`")
+    p.add_argument("--base", metavar="REF", help="pull request mode: the branch merged into")
+    p.add_argument("--head", metavar="REF", help="pull request mode: the commit being merged")
+    p.add_argument(
+        "--markdown",
+        metavar="FILE",
+        help="also write the plan as Markdown (a pull request comment; `-` for stdout)",
+    )
 
-    p = sub.add_parser("apply", help="plan and apply the changes to the registry")
+    p = sub.add_parser("apply", help="plan and apply the changes, or apply a saved plan")
     _common(p)
+    p.add_argument(
+        "plan_file", nargs="?", metavar="PLAN", help="a plan saved by `plan --out` (exactly it)"
+    )
     p.add_argument("--ref", help="apply git's state at this commit, branch or tag")
     p.add_argument("--allow-mass-archive", action="store_true", default=None)
     p.add_argument("--lock-timeout", type=float, help="seconds to wait for another apply")

@@ -16,8 +16,9 @@ from reconciler.adapters.report_files import ReportWriteError, write_files
 from reconciler.adapters.sqlite_registry import SqliteRegistry
 from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError, color_enabled
 from reconciler.core.options import PlanOptions
+from reconciler.core.plan_errors import BadPlanFile, StalePlan
 from reconciler.core.selection import Selection
-from reconciler.engine import ApplyRefused, Engine, MemoStore
+from reconciler.engine import ApplyOutcome, ApplyRefused, Engine, MemoStore
 from reconciler.ports import BuildError, RegistryError, SourceError
 from reconciler.render import text
 from reconciler.settings import Settings, SettingsError, load_settings, registry_location
@@ -35,6 +36,8 @@ EXPECTED_ERRORS = (
     ApplyRefused,
     BuildError,
     ReportWriteError,
+    StalePlan,
+    BadPlanFile,
 )
 
 
@@ -170,12 +173,40 @@ def run_validate(args: Namespace) -> int:
 
 def run_plan(args: Namespace) -> int:
     settings = _settings(args)
+    if (args.base is None) != (args.head is None):
+        raise CliError("--base and --head go together (pull request mode)")
+    if args.base is not None and (args.ref or args.out):
+        raise CliError("--base/--head plan a pull request: not with --ref or --out")
     engine = _engine(settings, args, builds=True)
     try:
-        document = engine.plan_document(args.ref)
+        if args.base is not None:
+            document = engine.pull_request_plan(args.base, args.head)
+        elif args.out:
+            saved = engine.saved_plan(args.ref)
+            document = saved["plan"]
+            if document["has_errors"]:
+                _print(text.format_plan(document, text.Style(color_enabled())))
+                raise CliError(f"the plan has errors: {args.out} not written")
+            write_files(
+                Path(args.out).resolve().parent,
+                {Path(args.out).name: json.dumps(saved, indent=1, ensure_ascii=False) + "\n"},
+            )
+        else:
+            document = engine.plan_document(args.ref)
     finally:
         engine.registry.close()
-    if args.json:
+    if args.markdown:
+        from reconciler.render.markdown import format_plan_markdown
+
+        markdown = format_plan_markdown(document)
+        if args.markdown == "-":
+            _print(markdown)
+        else:
+            target = Path(args.markdown).resolve()
+            write_files(target.parent, {target.name: markdown})
+    if args.markdown == "-":
+        pass  # stdout is the comment
+    elif args.json:
         _print_json(document)
     else:
         _print(text.format_plan(document, text.Style(color_enabled())))
@@ -185,12 +216,18 @@ def run_plan(args: Namespace) -> int:
 
 
 def run_apply(args: Namespace) -> int:
-    from reconciler.core.document import plan_document
-
     settings = _settings(args)
+    if args.plan_file and (args.ref or args.self_heal or args.allow_mass_archive):
+        raise CliError(
+            "a saved plan is applied as it is: no --ref, --self-heal or "
+            "--allow-mass-archive (give them to `plan --out`)"
+        )
     engine = _engine(settings, args, builds=True)
     style = text.Style(color_enabled())
     try:
+        if args.plan_file:
+            outcome = engine.apply_saved(_read_plan_file(args.plan_file), args.plan_file)
+            return _report_apply(outcome, engine, settings, args, style)
         try:
             outcome = engine.apply(args.ref)
         except ApplyRefused:
@@ -202,6 +239,23 @@ def run_apply(args: Namespace) -> int:
             raise
     finally:
         engine.registry.close()
+    return _report_apply(outcome, engine, settings, args, style)
+
+
+def _read_plan_file(path: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CliError(f"{path}: cannot read the saved plan: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise CliError(f"{path}: not a saved plan (invalid JSON: {exc})") from None
+
+
+def _report_apply(
+    outcome: ApplyOutcome, engine: Engine, settings: Settings, args: Namespace, style: text.Style
+) -> int:
+    from reconciler.core.document import plan_document
+
     document = plan_document(outcome.plan, engine.registry.url, settings.path)
     by_key = {(c["name"], c["action"], c["version"]): c for c in document["changes"]}
 

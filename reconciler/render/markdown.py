@@ -198,3 +198,120 @@ def format_annotations(document: Mapping[str, Any]) -> list[str]:
             level = levels.get(item.get("severity") or "", "notice")
             out.append(f"::{level} {props}::{_escape_data(item['reason'])}")
     return out
+
+
+PLAN_MARKER = "<!-- reconciler:plan -->"
+_SIGNS = {
+    "create": "+",
+    "new_version": "+",
+    "update_metadata": "~",
+    "restore": "~",
+    "archive": "-",
+    "noop": " ",
+}
+
+
+def _change_block(change: Mapping[str, Any]) -> str:
+    target = change["name"] + (f":{change['version']}" if change.get("version") else "")
+    if change["action"] == "new_version" and change.get("previous_version"):
+        target += f" (from {change['previous_version']})"
+    build = f" · image: {text(change['build'])}" if change.get("build") else ""
+    lines = [
+        f"<details><summary><code>{_SIGNS.get(change['action'], '?')} {change['action']}"
+        f"</code> <b>{text(target)}</b>{build}</summary>",
+        "",
+        text(change["reason"])
+        + (f" ({code(change['source_path'])})" if change.get("source_path") else ""),
+        "",
+    ]
+    lines.extend(f"- {_field(f)}" for f in change["fields"])
+    lines += ["", "</details>", ""]
+    return "\n".join(lines)
+
+
+def format_plan_markdown(document: Mapping[str, Any], limit: int = GITHUB_LIMIT) -> str:
+    """A pull request comment for a plan: what merging does, per environment, with field
+    diffs, image build predictions, findings and errors; under ``limit`` characters."""
+    pr = document.get("pull_request") or {}
+    changes = document["changes"]
+    introduced = [c for c in changes if c.get("introduced", True)]
+    pending = [c for c in changes if not c.get("introduced", True)]
+    summary = document["summary"]
+    if document["has_errors"]:
+        title = "errors in the environment files"
+    elif introduced:
+        title = f"{len(introduced)} change(s) from this pull request"
+    else:
+        title = "no changes from this pull request"
+    head_ref, base_ref = pr.get("head", {}), pr.get("base", {})
+    lines = [PLAN_MARKER, f"## Environment plan: {title}", ""]
+    if pr:
+        lines.append(
+            f"Merging {code(head_ref.get('ref'))} ({code((head_ref.get('commit') or '')[:12])}) "
+            f"into {code(base_ref.get('ref'))} ({code((base_ref.get('commit') or '')[:12])}), "
+            f"applied to {code(document['registry']['url'])}."
+        )
+    else:
+        source = document["source"]
+        lines.append(
+            f"{code(source['label'])} ({code((source.get('commit') or '')[:12])}) "
+            f"against {code(document['registry']['url'])}."
+        )
+    counts = ", ".join(
+        f"{summary.get(a, 0)} {a.replace('_', ' ')}"
+        for a in ("create", "new_version", "update_metadata", "restore", "archive")
+    )
+    lines += ["", f"**Plan:** {counts}; {summary.get('noop', 0)} in sync.", ""]
+    errors = [d for d in document["diagnostics"] if d["severity"] == "error"]
+    if errors:
+        lines += ["### Errors", ""]
+        for d in errors[:50]:
+            where = f"{d['path']}:{d['line']}" if d.get("line") else d.get("path") or ""
+            lines.append(f"- {code(where)} {text(d['message'])} ({code(d['rule'])})")
+        if len(errors) > 50:
+            lines.append(f"- … and {len(errors) - 50} more")
+        lines.append("")
+    body = "\n".join(lines) + "\n"
+    budget = limit - _RESERVE
+    cut: list[str] = []
+
+    def section(title: str, blocks: list[str], what: str) -> None:
+        nonlocal body
+        if not blocks:
+            return
+        body += f"\n### {title}\n\n"
+        for index, block in enumerate(blocks):
+            if len(body) + len(block) > budget:
+                cut.append(f"{len(blocks) - index} {what}")
+                return
+            body += block
+
+    heading = "Changes from this pull request" if pr else "Changes"
+    section(heading, [_change_block(c) for c in introduced], "more changes")
+    section(
+        "Already pending on the base branch (not from this pull request)",
+        [_change_block(c) for c in pending],
+        "more pending changes",
+    )
+    section(
+        "Drift in the registry (reported, not applied)",
+        [_change_block(c) for c in document["drift"]],
+        "more drift items",
+    )
+    findings = pr.get("findings") or []
+    section(
+        "Findings in the environments this pull request changes",
+        [
+            f"- {f['severity']} {code(f['rule'])} **{text(f['name'])}** "
+            f"{code(f['path'] + (':' + str(f['line']) if f.get('line') else ''))}: "
+            f"{text(f['message'])}\n"
+            for f in findings
+        ],
+        "more findings",
+    )
+    if cut:
+        body += (
+            f"\n_Cut to fit {limit:,} characters: {', '.join(cut)} not shown. "
+            "The full plan is in the JSON artifact (`plan.json`)._\n"
+        )
+    return body
