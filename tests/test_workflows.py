@@ -1,0 +1,160 @@
+"""The GitHub workflows: valid against the workflow schema, and the exact commands they run,
+end to end, on a real git repository with a main branch and a pull request branch."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import GIT_ENV, GitRepo, image_env
+
+PROJECT = Path(__file__).resolve().parent.parent
+WORKFLOWS = PROJECT / ".github" / "workflows"
+BIN = Path(sys.executable).parent
+
+
+def workflow(name: str) -> dict[Any, Any]:
+    loaded: dict[Any, Any] = yaml.safe_load((WORKFLOWS / name).read_text())
+    return loaded
+
+
+def runs(name: str) -> list[str]:
+    return [
+        step["run"]
+        for job in workflow(name)["jobs"].values()
+        for step in job["steps"]
+        if "run" in step
+    ]
+
+
+def check_schema(*files: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            str(BIN / "check-jsonschema"),
+            "--builtin-schema",
+            "vendor.github-workflows",
+            *map(str, files),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_workflows_validate_against_the_github_workflow_schema(tmp_path: Path) -> None:
+    files = sorted(WORKFLOWS.glob("*.yml"))
+    assert [f.name for f in files] == ["ci.yml", "plan.yml", "reconcile.yml"]
+    done = check_schema(*files)
+    assert done.returncode == 0, done.stdout + done.stderr
+    broken = tmp_path / "broken.yml"
+    broken.write_text((WORKFLOWS / "plan.yml").read_text().replace("runs-on:", "run-on:"))
+    assert check_schema(broken).returncode != 0  # the check can fail
+
+
+def test_workflows_wire_the_documented_triggers_and_commands() -> None:
+    # PyYAML reads the key `on` as True (YAML 1.1)
+    ci, plan, reconcile = (workflow(n) for n in ("ci.yml", "plan.yml", "reconcile.yml"))
+    assert any("scripts/test" in r for r in runs("ci.yml"))
+    assert plan[True]["pull_request"]["paths"][0] == "environments/**"
+    assert plan["permissions"]["pull-requests"] == "write"
+    assert runs("plan.yml")[-1] == "scripts/ci/pr-plan"
+    script = "\n".join(s.get("with", {}).get("script", "") for s in plan["jobs"]["plan"]["steps"])
+    assert "<!-- reconciler:plan -->" in script and "updateComment" in script
+    assert reconcile[True]["push"]["branches"] == ["main"]
+    assert reconcile[True]["schedule"][0]["cron"]
+    assert reconcile["concurrency"]["cancel-in-progress"] is False
+    assert runs("reconcile.yml")[-1] == "scripts/ci/reconcile"
+    for name in ("plan.yml", "reconcile.yml"):
+        uploads = [
+            s
+            for s in workflow(name)["jobs"][next(iter(workflow(name)["jobs"]))]["steps"]
+            if str(s.get("uses", "")).startswith("actions/upload-artifact")
+        ]
+        assert uploads and uploads[0]["with"]["path"] == "drift-report/"
+
+
+def run_step(command: str, repo: GitRepo, tmp_path: Path, **env: str) -> tuple[int, str, Path]:
+    """Run a workflow's `run:` command as the runner would: bash, in the checkout, with the
+    installed `reconciler` on PATH and a step summary file."""
+    summary = tmp_path / f"summary-{len(list(tmp_path.glob('summary-*')))}.md"
+    summary.touch()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    environ.update(GIT_ENV)
+    environ.update(env)
+    environ["PATH"] = f"{PROJECT / 'scripts' / 'ci'}:{BIN}:{environ.get('PATH', '')}"
+    environ["GITHUB_STEP_SUMMARY"] = str(summary)
+    done = subprocess.run(
+        ["bash", "-e", "-c", command.replace("scripts/ci/", str(PROJECT / "scripts/ci") + "/")],
+        cwd=repo.root,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    return done.returncode, done.stdout + done.stderr, summary
+
+
+def test_pull_request_then_merge_then_nightly_end_to_end(repo: GitRepo, tmp_path: Path) -> None:
+    assert shutil.which("git")
+    repo.write(".gitignore", "drift-report/\n")
+    repo.write("environments/a.yml", image_env("a", "busybox:1.36"))
+    repo.commit("seed")
+    [reconcile_step] = [r for r in runs("reconcile.yml") if "reconcile" in r]
+    code, output, summary = run_step(reconcile_step, repo, tmp_path)
+    assert code == 0, output
+    assert "Environment drift report: in sync" in summary.read_text()
+
+    base = repo.git("rev-parse", "main")
+    repo.git("checkout", "-q", "-b", "feature")
+    repo.write("environments/a.yml", image_env("a", "busybox:1.37"))
+    repo.write("environments/b.yml", image_env("b", "busybox:latest"))
+    head = repo.commit("feature")
+    [plan_step] = [r for r in runs("plan.yml") if "pr-plan" in r]
+    code, output, summary = run_step(plan_step, repo, tmp_path, BASE_SHA=base, HEAD_SHA=head)
+    assert code == 0, output  # changes pending: the check passes
+    comment = (repo.root / "drift-report" / "plan.md").read_text()
+    assert comment.startswith("<!-- reconciler:plan -->")
+    assert "2 change(s) from this pull request" in comment
+    assert summary.read_text() == comment
+    plan = json.loads((repo.root / "drift-report" / "plan.json").read_text())
+    assert {c["name"]: c["introduced"] for c in plan["changes"]} == {"a": True, "b": True}
+    assert (repo.root / "drift-report" / "drift-report.html").exists()
+    assert "::warning file=environments/b.yml,line=2" in output  # :latest, annotated
+
+    repo.git("checkout", "-q", "main")
+    repo.git("merge", "-q", "--ff-only", "feature")
+    code, output, summary = run_step(reconcile_step, repo, tmp_path)
+    assert code == 0, output
+    assert "Environment drift report: in sync" in summary.read_text()
+    code, output, summary = run_step(reconcile_step, repo, tmp_path)  # nightly, nothing new
+    assert code == 0 and "Apply complete" not in output and "Nothing to do" in output
+
+
+def test_pull_request_with_a_broken_file_fails_the_check(repo: GitRepo, tmp_path: Path) -> None:
+    repo.write("environments/a.yml", image_env("a"))
+    base = repo.commit("seed")
+    repo.write("environments/a.yml", "name: a\nimage: [\n")
+    head = repo.commit("broken")
+    code, output, summary = run_step(
+        "scripts/ci/pr-plan", repo, tmp_path, BASE_SHA=base, HEAD_SHA=head
+    )
+    assert code == 1
+    assert "::error file=environments/a.yml" in output
+    assert "errors in the environment files" in summary.read_text()
+
+
+@pytest.mark.parametrize("missing", ["BASE_SHA", "HEAD_SHA"])
+def test_pr_plan_needs_both_commits(repo: GitRepo, tmp_path: Path, missing: str) -> None:
+    env = {"BASE_SHA": "x", "HEAD_SHA": "y"}
+    del env[missing]
+    code, output, _ = run_step("scripts/ci/pr-plan", repo, tmp_path, **env)
+    assert code != 0 and missing in output
