@@ -95,9 +95,7 @@ def _resource(emulator: Emulator, request: Request, scope: Scope, rest: list[str
                 if not isinstance(body, dict):
                     raise BadRequest("the body must be a JSON object")
                 stored, created = store.put_version(scope, name, version, body)
-                return Response.json(
-                    201 if created else 200, version_resource(scope, name, stored)
-                )
+                return Response.json(201 if created else 200, version_resource(scope, name, stored))
     if rest[:1] == ["datastores"] and scope.kind == "workspaces":
         return _datastores(emulator, request, scope, rest)
     return arm_error(
@@ -178,8 +176,9 @@ def _datastores(emulator: Emulator, request: Request, scope: Scope, rest: list[s
         return emulator.page(request, [_datastore(emulator, scope)])
     if rest[1] != DEFAULT_DATASTORE:
         return arm_error(
-            404, "ResourceNotFound", f"datastore {rest[1]!r} not found (the emulator has only "
-            f"{DEFAULT_DATASTORE!r})"
+            404,
+            "ResourceNotFound",
+            f"datastore {rest[1]!r} not found (the emulator has only {DEFAULT_DATASTORE!r})",
         )
     if len(rest) == 2 and request.method == "GET":
         return Response.json(200, _datastore(emulator, scope))

@@ -106,8 +106,12 @@ def _container(emulator: Emulator, request: Request, account: str, container: st
         )
     if query.get("restype") == "container" and request.method in ("GET", "HEAD", "PUT"):
         # Containers exist as soon as they are named: the datastore's container always does.
-        return Response(200 if request.method != "PUT" else 201, b"", {"x-ms-version": STORAGE_VERSION})
-    return storage_error(501, "NotImplemented", f"the emulator does not serve {request.method} here")
+        return Response(
+            200 if request.method != "PUT" else 201, b"", {"x-ms-version": STORAGE_VERSION}
+        )
+    return storage_error(
+        501, "NotImplemented", f"the emulator does not serve {request.method} here"
+    )
 
 
 def _blob(
@@ -125,13 +129,13 @@ def _blob(
     if request.method == "PUT" and comp is None:
         if request.headers.get("x-ms-blob-type", "BlockBlob") != "BlockBlob":
             return storage_error(400, "InvalidBlobType", "the emulator stores block blobs only")
-        info = blobs.put(account, container, blob, request.body, metadata)
-        return Response(201, b"", _blob_headers(info) | {"x-ms-request-server-encrypted": "true"})
+        stored = blobs.put(account, container, blob, request.body, metadata)
+        return Response(201, b"", _blob_headers(stored) | {"x-ms-request-server-encrypted": "true"})
     if request.method == "PUT" and comp == "metadata":
-        found = blobs.set_metadata(account, container, blob, metadata)
-        if found is None:
+        updated = blobs.set_metadata(account, container, blob, metadata)
+        if updated is None:
             return storage_error(404, "BlobNotFound", "The specified blob does not exist.")
-        return Response(200, b"", {"ETag": found.etag, "Last-Modified": found.last_modified})
+        return Response(200, b"", {"ETag": updated.etag, "Last-Modified": updated.last_modified})
     if request.method in ("GET", "HEAD") and comp is None:
         info = blobs.info(account, container, blob)
         if info is None:

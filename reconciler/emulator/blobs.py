@@ -83,9 +83,7 @@ class BlobStore:
             name=blob,
             size=len(body),
             etag=f'"0x{etag[:16].upper()}"',
-            last_modified=format_datetime(
-                datetime.fromtimestamp(stat.st_mtime, UTC), usegmt=True
-            ),
+            last_modified=format_datetime(datetime.fromtimestamp(stat.st_mtime, UTC), usegmt=True),
             content_md5=base64.b64encode(hashlib.md5(body).digest()).decode(),
             metadata=metadata,
         )

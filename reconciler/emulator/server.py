@@ -78,9 +78,7 @@ class Emulator:
         self.db = db
         self.data_dir = db.parent
         self.token = token or secrets.token_urlsafe(24)
-        self.sas = "sv=2023-11-03&sr=c&sp=racwl&sig=" + quote(
-            secrets.token_urlsafe(16), safe=""
-        )
+        self.sas = "sv=2023-11-03&sr=c&sp=racwl&sig=" + quote(secrets.token_urlsafe(16), safe="")
         self.page_size = page_size
         self.store = EnvironmentStore(SqliteRegistry(db))
         self.blobs = BlobStore(self.data_dir / "blobs")

@@ -97,9 +97,7 @@ def _generate(files: TlsFiles) -> None:
     )
     pem = serialization.Encoding.PEM
     files.key.write_bytes(
-        key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     files.key.chmod(0o600)
     files.cert.write_bytes(cert.public_bytes(pem))
