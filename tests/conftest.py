@@ -136,4 +136,5 @@ def docker_env() -> object:
 
     return docker_env_or_skip()
 
+
 from tests.azure_support import emulator, workspace  # noqa: E402, F401  (Azure ML emulator)

@@ -225,6 +225,11 @@ class _Server(ThreadingHTTPServer):
     emulator: Emulator
     verbose: bool = False
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up or distrusts the certificate is the client's business.
+        if self.verbose:
+            super().handle_error(request, client_address)
+
 
 @dataclass
 class RunningEmulator:
