@@ -121,3 +121,30 @@ def test_emulator_command_prints_what_a_client_needs(tmp_path: Path) -> None:
     assert exports["REQUESTS_CA_BUNDLE"] == str(tmp_path / "tls" / "ca.pem")
     assert (tmp_path / "tls" / "ca.pem").read_text().startswith("-----BEGIN CERTIFICATE-----")
     assert len(exports["RECONCILER_AZUREML_TOKEN"]) >= 20
+
+
+def test_an_azure_ml_registry_url_applies_and_converges(
+    repo: GitRepo, cli: Cli, workspace: Workspace
+) -> None:
+    url = f"azureml://registries/{workspace.name}"
+    repo.write("environments/base.yml", image_env("base", description="Base image"))
+    repo.write(
+        "environments/pydata.yml",
+        "name: pydata\nimage: busybox:1.36\nconda_file:\n"
+        "  dependencies: [python=3.11]\ntags:\n  team: ds\n",
+    )
+    repo.commit("seed")
+    code, out, err = cli("apply", "--registry", url)
+    assert code == 0, out + err
+    assert any("/discovery" in line for line in workspace.running.emulator.requests)
+    repo.write(
+        "environments/pydata.yml",
+        "name: pydata\nimage: busybox:1.36\nconda_file:\n"
+        "  dependencies: [python=3.12]\ntags:\n  team: ml\n",
+    )
+    repo.commit("bump")
+    code, plan = cli.json("plan", "--registry", url)
+    assert actions(plan) == [("new_version", "pydata", "2")]
+    assert cli("apply", "--registry", url)[0] == 0
+    code, plan = cli.json("plan", "--registry", url)
+    assert code == 0 and len(plan["in_sync"]) == 2

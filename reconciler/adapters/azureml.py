@@ -13,7 +13,10 @@ content is a VersionConflict. Where the service differs:
 - there is no cheap change token (``state_token`` is None: no plan cache) and no
   server-side lock: ``lock`` is a file lock on this machine only, so run one applier per
   registry (one CI job, one controller);
-- build records are a version tag (see azureml_content).
+- build records are a version tag (see azureml_content);
+- for an Azure ML registry (``azureml://registries/<name>``) the SDK lists assets without
+  a view type, so archived containers and versions are not seen at all: a removed
+  environment is archived once, but re-adding it then fails to restore it (documented).
 """
 
 from __future__ import annotations
@@ -99,6 +102,8 @@ class AzureMLRegistry:
     def _list(self, name: str | None, view: str) -> list[Environment]:
         from azure.ai.ml.constants import ListViewType
 
+        if view == "archived" and self.target.registry is not None:
+            return []  # the SDK lists registry assets without a view type: active ones only
         kind = {"all": ListViewType.ALL, "archived": ListViewType.ARCHIVED_ONLY}[view]
         what = f"list {name or 'environments'} ({view})"
         return self._call(

@@ -96,6 +96,8 @@ def _resource(emulator: Emulator, request: Request, scope: Scope, rest: list[str
                     raise BadRequest("the body must be a JSON object")
                 stored, created = store.put_version(scope, name, version, body)
                 return Response.json(201 if created else 200, version_resource(scope, name, stored))
+    if len(rest) == 4 and rest[0] == "tempdatarefs" and method == "PUT":
+        return Response.json(200, _temporary_reference(emulator, scope, rest[1], rest[3]))
     if rest[:1] == ["datastores"] and scope.kind == "workspaces":
         return _datastores(emulator, request, scope, rest)
     return arm_error(
@@ -166,6 +168,24 @@ def _datastore(emulator: Emulator, scope: Scope) -> dict[str, Any]:
             "tags": {},
             "properties": {},
         },
+    }
+
+
+def _temporary_reference(
+    emulator: Emulator, scope: Scope, name: str, version: str
+) -> dict[str, Any]:
+    """Where a registry asset's files go: a SAS URL of a blob container on this server."""
+    from reconciler.emulator.server import BLOB_ACCOUNT
+
+    container = f"{emulator.base_url}{BLOB_ACCOUNT}/{_container_name(scope)}"
+    return {
+        "blobReferenceForConsumption": {
+            "blobUri": container,
+            "storageAccountArmId": f"{scope.arm_id}/storageAccounts/emulator",
+            "credential": {"credentialType": "SAS", "sasUri": f"{container}?{emulator.sas}"},
+        },
+        "temporaryDataReferenceId": f"{name}-{version}",
+        "temporaryDataReferenceType": "TemporaryBlobReference",
     }
 
 

@@ -59,6 +59,13 @@ class Scope:
         )
 
 
+def _asset_base(scope: Scope) -> str:
+    # Registry assets carry registry-style ids; the SDK parses them back into names.
+    if scope.kind == "registries":
+        return f"azureml://registries/{scope.name}"
+    return scope.arm_id
+
+
 def _system_data(created_at: str) -> dict[str, Any]:
     return {
         "createdAt": created_at,
@@ -188,7 +195,7 @@ def version_resource(scope: Scope, name: str, version: RegisteredVersion) -> dic
     }
     properties.update({k: v for k, v in content.items() if v is not None})
     return {
-        "id": f"{scope.arm_id}/environments/{name}/versions/{version.version}",
+        "id": f"{_asset_base(scope)}/environments/{name}/versions/{version.version}",
         "name": version.version,
         "type": f"{PROVIDER}/{scope.kind}/environments/versions",
         "properties": properties,
@@ -200,7 +207,7 @@ def container_resource(scope: Scope, name: str, container: RegisteredContainer) 
     newest = container.newest
     created = container.versions[0].created_at if container.versions else ""
     return {
-        "id": f"{scope.arm_id}/environments/{name}",
+        "id": f"{_asset_base(scope)}/environments/{name}",
         "name": name,
         "type": f"{PROVIDER}/{scope.kind}/environments",
         "properties": {

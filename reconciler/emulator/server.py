@@ -29,6 +29,7 @@ from reconciler.emulator.tls import TlsFiles, ensure_tls
 
 BLOB_ACCOUNT = "emulatorstore"
 CONTROL_PREFIX = "/_emulator/"
+MFE_PREFIX = "/mferp/managementfrontend/"
 DEFAULT_PAGE_SIZE = 100
 
 
@@ -106,6 +107,9 @@ class Emulator:
             if fault.retry_after is not None:
                 response.headers["Retry-After"] = str(fault.retry_after)
             return response
+        # Registries are served under the management front end's prefix; same resources.
+        if request.path.lower().startswith(MFE_PREFIX):
+            request.path = request.path[len(MFE_PREFIX) - 1 :]
         first = request.path.strip("/").split("/", 1)[0].lower()
         with self._write_lock:
             if first in ("subscriptions", "registrymanagement"):
