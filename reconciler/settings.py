@@ -33,6 +33,8 @@ class Settings:
     docker_host: str | None = None  # default: DOCKER_HOST, as the docker CLI
     build_workers: int = 2
     report_dir: str = "drift-report"  # relative to the repository
+    azureml_retries: int = 4  # calls per Azure ML request when the service is busy or down
+    azureml_backoff: float = 0.5  # seconds before the first retry; doubles each time
 
 
 # Keys settable from the file and the environment, with their parsers.
@@ -50,6 +52,8 @@ _KEYS: dict[str, Any] = {
     "docker_host": str,
     "build_workers": int,
     "report_dir": str,
+    "azureml_retries": int,
+    "azureml_backoff": float,
 }
 
 

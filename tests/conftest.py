@@ -135,3 +135,6 @@ def docker_env() -> object:
     from tests.docker_support import docker_env_or_skip
 
     return docker_env_or_skip()
+
+
+from tests.azure_support import emulator, workspace  # noqa: E402, F401  (Azure ML emulator)

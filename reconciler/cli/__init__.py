@@ -139,6 +139,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("history", help="versions of an environment and what happened to them")
     _common(p)
     p.add_argument("name")
+
+    p = sub.add_parser(
+        "emulator", help="serve a local emulator of the Azure ML environment API over HTTPS"
+    )
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free)")
+    p.add_argument(
+        "--db",
+        type=Path,
+        default=Path(".azureml-emulator/registry.db"),
+        help="its SQLite registry; the CA, certificate and blobs go next to it "
+        "(default: .azureml-emulator/registry.db)",
+    )
+    p.add_argument("--token", help="the bearer token clients must send (default: random)")
+    p.add_argument("--page-size", type=int, default=100, help="items per listing page")
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help='inject a fault, e.g. \'{"status": 429, "count": 3, "match": "PUT */versions/*"}\'',
+    )
+    p.add_argument("--verbose", action="store_true", help="log every request to stderr")
     return parser
 
 

@@ -4,6 +4,7 @@ return the exit code. Nothing here decides what to change."""
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from argparse import Namespace
 from pathlib import Path
@@ -24,6 +25,7 @@ from reconciler.render import text
 from reconciler.settings import Settings, SettingsError, load_settings, registry_location
 
 if TYPE_CHECKING:
+    from reconciler.adapters.azureml import AzureMLRegistry
     from reconciler.build_runner import BuildOutcome, BuildRunner
     from reconciler.core.build import BuildRecord
     from reconciler.core.model import RegisteredContainer, RegisteredVersion
@@ -65,23 +67,36 @@ def _settings(args: Namespace) -> Settings:
     return load_settings(repo, flags)
 
 
-def _registry(settings: Settings) -> SqliteRegistry:
+def _state_dir(path: Path) -> None:
+    if path.name == ".reconciler" and not path.exists():
+        path.mkdir(parents=True)
+        (path / ".gitignore").write_text("*\n")  # local state, never committed
+
+
+def _registry(
+    settings: Settings, source: GitSource | None = None
+) -> SqliteRegistry | AzureMLRegistry:
+    """The backend of the registry URL; ``source`` supplies build contexts to upload."""
     url = settings.registry
     if url.startswith("sqlite:///"):
         path = registry_location(url, settings.repo)
-        if path.parent.name == ".reconciler" and not path.parent.exists():
-            path.parent.mkdir(parents=True)
-            (path.parent / ".gitignore").write_text("*\n")  # local state, never committed
+        _state_dir(path.parent)
         return SqliteRegistry(path, url)
     if url.startswith("azureml://"):
-        raise CliError(
-            f"{url}: the Azure ML backend is not available in this version; use a "
-            "sqlite:/// registry"
+        from reconciler.adapters.azureml import AzureMLRegistry  # needs the `azure` extra
+        from reconciler.adapters.azureml_errors import RetryPolicy
+
+        _state_dir(settings.repo / ".reconciler")
+        return AzureMLRegistry(
+            url,
+            settings.repo / ".reconciler" / "locks",
+            source.read_blob if source is not None else None,
+            RetryPolicy(max(1, settings.azureml_retries), settings.azureml_backoff),
         )
     raise CliError(f"unsupported registry URL {url!r}: expected sqlite:///PATH or azureml://...")
 
 
-def _builds(settings: Settings, registry: SqliteRegistry) -> BuildRunner:
+def _builds(settings: Settings, registry: SqliteRegistry | AzureMLRegistry) -> BuildRunner:
     from reconciler.build_runner import BuildRunner
 
     builder = None
@@ -116,7 +131,7 @@ def _engine(settings: Settings, args: Namespace, builds: bool = False) -> Engine
     cache: MemoStore = MemoStore()
     if settings.cache:
         cache = DiskCache(settings.repo / ".reconciler" / "cache")  # type: ignore[assignment]
-    registry = _registry(settings)
+    registry = _registry(settings, source)
     return Engine(
         source,
         registry,
@@ -510,4 +525,43 @@ def run_history(args: Namespace) -> int:
                 [[e["at"][:19], e["version"] or "-", e["action"]] for e in events],
             )
         )
+    return EXIT_OK
+
+
+def run_emulator(args: Namespace) -> int:
+    """Serve until interrupted; print what a client needs first."""
+    from reconciler.emulator.faults import FaultSpecError, parse_fault
+    from reconciler.emulator.server import client_settings, start
+
+    faults = []
+    for spec in args.fault:
+        try:
+            faults.append(parse_fault(json.loads(spec)))
+        except (json.JSONDecodeError, FaultSpecError) as exc:
+            raise CliError(f"--fault {spec}: {exc}") from None
+    running = start(
+        args.db.resolve(),
+        args.port,
+        token=args.token,
+        page_size=max(1, args.page_size),
+        verbose=args.verbose,
+        background=False,
+    )
+    for fault in faults:
+        running.emulator.faults.add(fault)
+    settings = client_settings(running)
+    _print(f"Azure ML emulator on {running.endpoint} (registry {args.db})")
+    _print(f"CA bundle: {running.tls.ca}")
+    _print("Point a client at it with:")
+    for name, value in settings.items():
+        _print(f"export {name}={shlex.quote(value)}")
+    _print("Registry URL example: azureml://subscriptions/s/resourceGroups/r/workspaces/w")
+    sys.stdout.flush()
+    try:
+        running.server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        running.server.server_close()
+        running.emulator.store.registry.close()
     return EXIT_OK
