@@ -180,6 +180,7 @@ def record_from_tags(name: str, version: str, tags: Mapping[str, str]) -> BuildR
             next_attempt_at=data.get("next_attempt_at"),
             message=str(data.get("message") or ""),
             cache_hit=bool(data.get("cache_hit")),
+            bases={str(k): (str(v) if v else None) for k, v in (data.get("bases") or {}).items()},
         )
     except (ValueError, KeyError, TypeError):
         return None  # edited by hand into something else: as if there were no record
