@@ -104,12 +104,16 @@ def _builds(settings: Settings, registry: SqliteRegistry | AzureMLRegistry) -> B
         from reconciler.adapters.docker_builder import DockerBuilder
 
         builder = DockerBuilder(settings.image_registry, settings.docker_host)
-    from reconciler.adapters.oci import resolve
-
     log_dir = settings.repo / settings.report_dir / "build-logs"
     return BuildRunner(
-        builder, registry, log_dir, settings.build_workers, _progress, resolve_base=resolve
+        builder, registry, log_dir, settings.build_workers, _progress, resolve_base=_resolve_base
     )
+
+
+def _resolve_base(ref: str) -> str | None:
+    from reconciler.adapters.oci import resolve  # urllib: only when a build or drift asks
+
+    return resolve(ref)
 
 
 def _progress(line: str) -> None:
