@@ -109,7 +109,11 @@ class AppliedStore(Protocol):
 
 
 class ApplyRefused(Exception):
-    """Apply will not start: the plan has error diagnostics."""
+    """Apply will not start: the plan has error diagnostics (``plan`` holds them)."""
+
+    def __init__(self, message: str, plan: Plan | None = None) -> None:
+        super().__init__(message)
+        self.plan = plan
 
 
 class MemoStore:
@@ -392,7 +396,9 @@ class Engine:
     def _apply_plan(self, plan: Plan) -> ApplyOutcome:
         if plan.has_errors:
             count = sum(1 for d in plan.diagnostics if d.severity == "error")
-            raise ApplyRefused(f"apply refused: {count} error(s) in the plan; nothing was written")
+            raise ApplyRefused(
+                f"apply refused: {count} error(s) in the plan; nothing was written", plan
+            )
         outcome = ApplyOutcome(plan)
         failed_names: set[str] = set()
         with self.registry.batch():
