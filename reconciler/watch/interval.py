@@ -31,7 +31,7 @@ DriftReporter = Callable[[Engine, str | None], int]
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat(timespec="seconds") if moment is not None else None
+    return moment.isoformat(timespec="milliseconds") if moment is not None else None
 
 
 class StatusFile:
