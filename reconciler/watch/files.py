@@ -21,6 +21,7 @@ from reconciler.render.cycle import format_cycle
 from reconciler.settings import SettingsError
 from reconciler.watch.control import Backoff, Stopper
 from reconciler.watch.cycle import reconcile
+from reconciler.watch.memory import flush, keep_in_memory
 
 DEFAULT_DEBOUNCE_MS = 300
 # A stream of events that never goes quiet (a script rewriting files in a loop) still gets
@@ -39,6 +40,7 @@ class WatchTarget:
     settings_files: list[Path] = field(default_factory=list)  # a change rebuilds the target
 
     def close(self) -> None:
+        flush(self.engine)
         self.engine.registry.close()
 
 
@@ -74,21 +76,27 @@ class FileWatch:
         self.retry_at: float | None = None
         self.last: CycleResult | None = None
 
-    def run(self) -> None:
+    def _setup(self) -> WatchTarget:
         target = self.setup()
+        keep_in_memory(target.engine)
+        return target
+
+    def run(self) -> None:
+        target = self._setup()
+        trigger: str | None = "start"
         try:
-            self._reconcile(target, "start")
             while not self.stopper.stopped:
-                if not self._watch(target) or self.stopper.stopped:
+                if not self._watch(target, trigger) or self.stopper.stopped:
                     continue
                 try:
-                    fresh = self.setup()
+                    fresh = self._setup()
                 except SettingsError as exc:
                     self.out(f"settings not reloaded, the previous ones stay in effect: {exc}")
+                    trigger = None  # nothing new to apply
                     continue
                 target.close()
                 target = fresh
-                self._reconcile(target, "settings changed")
+                trigger = "settings changed"
         finally:
             target.close()
 
@@ -105,15 +113,17 @@ class FileWatch:
         self.last = result
         self.out(format_cycle(result))
 
-    def _watch(self, target: WatchTarget) -> bool:
-        """Reconcile on each quiet burst of events until a stop (False) or a change of the
-        settings file (True)."""
+    def _watch(self, target: WatchTarget, first_trigger: str | None) -> bool:
+        """Reconcile once, then on each quiet burst of events, until a stop (False) or a
+        change of the settings file (True). The watcher is running before that first
+        reconcile reads anything, so no edit falls between the two."""
         debounce = self.debounce_ms
         max_wait = max(MIN_MAX_WAIT_MS, MAX_WAIT_FACTOR * debounce) / 1000
         settings = {str(p) for p in target.settings_files}
         pending = 0
         first: float | None = None
         reload = False
+        initial: str | None = first_trigger
         # rust_timeout = the debounce: a call that sees no event for that long yields an
         # empty set, which ends a burst (and lets a retry after backoff come due).
         for changes in watch(
@@ -126,6 +136,10 @@ class FileWatch:
             yield_on_timeout=True,
             raise_interrupt=False,
         ):
+            if initial is not None:  # the watcher is up: what changes from here is seen
+                self._reconcile(target, initial)
+                initial = None
+                continue
             now = time.monotonic()
             if changes:
                 pending += len(changes)

@@ -23,6 +23,7 @@ from reconciler.ports import RegistryError, SourceError
 from reconciler.render.cycle import format_cycle
 from reconciler.watch.control import Backoff, Stopper, jittered
 from reconciler.watch.cycle import is_transient, reconcile
+from reconciler.watch.memory import flush, keep_in_memory
 
 STATUS_FORMAT_VERSION = 1
 
@@ -113,6 +114,13 @@ class IntervalLoop:
 
     def run(self, once: bool = False) -> CycleResult | None:
         """Cycles until stopped (or one with ``once``); the last result."""
+        keep_in_memory(self.engine)
+        try:
+            return self._cycles(once)
+        finally:
+            flush(self.engine)
+
+    def _cycles(self, once: bool) -> CycleResult | None:
         backoff = Backoff(base=1.0, cap=self.interval)
         number = 0
         last: CycleResult | None = None
