@@ -109,7 +109,11 @@ class AppliedStore(Protocol):
 
 
 class ApplyRefused(Exception):
-    """Apply will not start: the plan has error diagnostics."""
+    """Apply will not start: the plan has error diagnostics (``plan`` holds them)."""
+
+    def __init__(self, message: str, plan: Plan | None = None) -> None:
+        super().__init__(message)
+        self.plan = plan
 
 
 class MemoStore:
@@ -170,13 +174,15 @@ class Engine:
             _close(snapshot)
 
     def _load(
-        self, snapshot: Snapshot, only: Iterable[str] | None = None
+        self, snapshot: Snapshot, only: Iterable[str] | None = None, watch_list: bool = True
     ) -> tuple[DesiredState, list[str] | None]:
         from reconciler.core.desired import load_desired
 
         memo = self.cache.load_memo()
         state = load_desired(snapshot, self.selection, memo, only, parallel_map)
-        watch = self.source.watch_list(snapshot, self.selection.root, state.references)
+        watch = None
+        if watch_list:  # only a cached plan needs it; walking every directory is not free
+            watch = self.source.watch_list(snapshot, self.selection.root, state.references)
         self.cache.save_memo(memo)
         return state, watch
 
@@ -230,7 +236,7 @@ class Engine:
         with self.registry.lock(self.lock_timeout):
             snapshot = self.source.snapshot(ref)
             try:
-                desired, _ = self._load(snapshot)
+                desired, _ = self._load(snapshot, watch_list=False)
                 plan = make_plan(desired, self.registry.read_state(), self.selection, self.options)
                 outcome = self._apply_plan(plan)
                 if self.builds is None and self.inventory is None:
@@ -335,7 +341,7 @@ class Engine:
 
         snapshot = self.source.snapshot(ref)
         try:
-            desired, _ = self._load(snapshot)
+            desired, _ = self._load(snapshot, watch_list=False)
             state = self.registry.read_state()
             plan = make_plan(desired, state, self.selection, replace(self.options, self_heal=False))
             seen = self._observe(desired, state, snapshot)
@@ -466,7 +472,9 @@ class Engine:
     def _apply_plan(self, plan: Plan) -> ApplyOutcome:
         if plan.has_errors:
             count = sum(1 for d in plan.diagnostics if d.severity == "error")
-            raise ApplyRefused(f"apply refused: {count} error(s) in the plan; nothing was written")
+            raise ApplyRefused(
+                f"apply refused: {count} error(s) in the plan; nothing was written", plan
+            )
         outcome = ApplyOutcome(plan)
         failed_names: set[str] = set()
         with self.registry.batch():

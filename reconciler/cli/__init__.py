@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="print ::warning file=...,line=...:: lines for findings tied to a file",
     )
 
+    _loop_commands(sub)
+
     p = sub.add_parser("build", help="build NAME (its git version) or NAME:VERSION now")
     _common(p)
     _build_options(p)
@@ -162,6 +164,51 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
     return parser
+
+
+def _loop_options(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+    _build_options(parser)
+    parser.add_argument("--allow-mass-archive", action="store_true", default=None)
+    parser.add_argument("--self-heal", action="store_true", help="also repair out-of-band drift")
+    parser.add_argument("--lock-timeout", type=float, help="seconds to wait for another apply")
+
+
+def _loop_commands(sub: Any) -> None:
+    """The long-running reconcilers: until SIGINT or SIGTERM, then exit 0."""
+    p = sub.add_parser("watch", help="apply the working tree whenever environment files change")
+    _loop_options(p)
+    p.add_argument(
+        "--debounce",
+        type=int,
+        default=300,
+        metavar="MS",
+        help="quiet time after the last file event before reconciling (default 300)",
+    )
+
+    p = sub.add_parser("reconcile", help="apply and write the drift report on a schedule")
+    _loop_options(p)
+    p.add_argument(
+        "--interval", type=_duration, help="time between cycles: 30s, 10m, 1h (±10%% jitter)"
+    )
+    p.add_argument("--once", action="store_true", help="run one cycle and exit (for cron)")
+    p.add_argument("--ref", help="apply git's state at this ref (default: the working tree)")
+    p.add_argument("--report-dir", help="where to write the report (default: drift-report/)")
+    p.add_argument(
+        "--status-file",
+        type=Path,
+        help="status for operators, JSON (default: .reconciler/status.json)",
+    )
+    p.add_argument("--fail-on", metavar="CLASSES", help="drift classes that count (as drift)")
+
+
+def _duration(text: str) -> float:
+    from reconciler.watch.control import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class CliError(Exception):

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from reconciler.adapters.azureml import AzureMLRegistry
     from reconciler.build_runner import BuildOutcome, BuildRunner
     from reconciler.core.build import BuildRecord
+    from reconciler.core.drift import DriftClass
     from reconciler.core.model import RegisteredContainer, RegisteredVersion
 
 EXPECTED_ERRORS = (
@@ -329,33 +330,57 @@ def _builds_document(outcome: BuildOutcome | None) -> dict[str, Any] | None:
     }
 
 
-def run_drift(args: Namespace) -> int:
-    from datetime import UTC, datetime
-
+def _fail_on(args: Namespace) -> frozenset[DriftClass]:
     from reconciler.core.drift import DEFAULT_FAIL_ON, parse_classes
-    from reconciler.core.drift_document import report_document
-    from reconciler.render.html import format_html
-    from reconciler.render.markdown import format_annotations, format_markdown
 
-    settings = _settings(args)
     try:
-        fail_on = DEFAULT_FAIL_ON if args.fail_on is None else parse_classes(args.fail_on)
+        return DEFAULT_FAIL_ON if args.fail_on is None else parse_classes(args.fail_on)
     except ValueError as exc:
         raise CliError(f"--fail-on: {exc}") from None
-    engine = _engine(settings, args, builds=True)
+
+
+def _report_dir(args: Namespace, settings: Settings) -> Path:
+    given = getattr(args, "report_dir", None)
+    return Path(given) if given else settings.repo / settings.report_dir
+
+
+def _write_drift_report(
+    engine: Engine,
+    settings: Settings,
+    ref: str | None,
+    report_dir: Path,
+    fail_on: frozenset[DriftClass],
+) -> tuple[dict[str, Any], list[Path]]:
+    """Make the drift report and write its three files, each atomically."""
+    from datetime import UTC, datetime
+
+    from reconciler.core.drift_document import report_document
+    from reconciler.render.html import format_html
+    from reconciler.render.markdown import format_markdown
+
     try:
-        report = engine.drift(args.ref, fail_on)
+        report = engine.drift(ref, fail_on)
     finally:
         engine.registry.close()
     generated = datetime.now(UTC).isoformat(timespec="seconds")
-    document = report_document(report, engine.registry.url, settings.path, args.ref, generated)
-    report_dir = Path(args.report_dir) if args.report_dir else settings.repo / settings.report_dir
+    document = report_document(report, engine.registry.url, settings.path, ref, generated)
     files = {
         "drift-report.json": json.dumps(document, indent=2, ensure_ascii=False) + "\n",
         "drift-report.md": format_markdown(document),
         "drift-report.html": format_html(document),
     }
-    written = write_files(report_dir, files)
+    return document, write_files(report_dir, files)
+
+
+def run_drift(args: Namespace) -> int:
+    from reconciler.render.markdown import format_annotations
+
+    settings = _settings(args)
+    fail_on = _fail_on(args)
+    engine = _engine(settings, args, builds=True)
+    document, written = _write_drift_report(
+        engine, settings, args.ref, _report_dir(args, settings), fail_on
+    )
     if args.github_annotations:
         for line in format_annotations(document):
             _print(line)
@@ -569,3 +594,84 @@ def run_emulator(args: Namespace) -> int:
         running.server.server_close()
         running.emulator.store.registry.close()
     return EXIT_OK
+
+
+# -- long-running reconcilers ---------------------------------------------------------------
+
+
+def _line(value: str) -> None:
+    sys.stdout.write(value + "\n")
+    sys.stdout.flush()  # one line per reconcile, visible at once in a pipe or a log
+
+
+def run_watch(args: Namespace) -> int:
+    from reconciler.settings import SETTINGS_FILE
+    from reconciler.watch.control import Stopper
+    from reconciler.watch.files import FileWatch, WatchTarget
+
+    def setup() -> WatchTarget:
+        settings = _settings(args)
+        # Builds as in apply, when an image registry is configured (else: registering only).
+        engine = _engine(settings, args, builds=bool(settings.image_registry))
+        root = settings.repo / engine.selection.root
+        settings_file = settings.repo / SETTINGS_FILE
+        paths = [root if root.is_dir() else settings.repo]
+        if settings_file.is_file():
+            paths.append(settings_file)
+        return WatchTarget(
+            engine,
+            paths,
+            ignored=[
+                settings.repo / ".git",
+                settings.repo / ".reconciler",
+                _report_dir(args, settings),
+            ],
+            settings_files=[settings_file],
+        )
+
+    with Stopper() as stopper:
+        _line(f"watching (debounce {args.debounce} ms); stop with Ctrl-C or SIGTERM")
+        FileWatch(setup, stopper, _line, args.debounce).run()
+    _line("stopped")
+    return EXIT_OK
+
+
+def run_reconcile(args: Namespace) -> int:
+    from reconciler.watch.control import Stopper
+    from reconciler.watch.interval import IntervalLoop, StatusFile
+
+    if args.interval is None and not args.once:
+        raise CliError("give --interval DURATION (e.g. 10m), or --once for a single cycle")
+    settings = _settings(args)
+    fail_on = _fail_on(args)
+    report_dir = _report_dir(args, settings)
+    engine = _engine(settings, args, builds=bool(settings.image_registry))
+    status_path = args.status_file or settings.repo / ".reconciler" / "status.json"
+
+    def report(engine: Engine, ref: str | None) -> int:
+        document, _ = _write_drift_report(engine, settings, ref, report_dir, fail_on)
+        drift: int = document["summary"]["drift"] if document["drift_found"] else 0
+        return drift
+
+    interval = args.interval or 0.0
+    status = StatusFile(
+        status_path,
+        {
+            "interval_seconds": interval or None,
+            "ref": args.ref,
+            "registry": engine.registry.url,
+            "report_dir": str(report_dir),
+        },
+    )
+    with Stopper() as stopper:
+        loop = IntervalLoop(engine, report, status, stopper, _line, interval, args.ref)
+        try:
+            last = loop.run(once=args.once)
+        finally:
+            engine.registry.close()
+    if not args.once:
+        _line("stopped")
+        return EXIT_OK
+    if last is None or not last.ok:
+        return EXIT_ERROR
+    return EXIT_CHANGES if last.drift else EXIT_OK
