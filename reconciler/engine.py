@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from reconciler import __version__
 from reconciler.core.options import PlanOptions
 from reconciler.core.selection import Selection
-from reconciler.ports import BuildError, Registry, RegistryError, Source
+from reconciler.ports import BuildError, Registry, RegistryError, Source, SourceError
 
 if TYPE_CHECKING:  # the rest of the core is imported when a plan is computed, not when
     # a cached one is answered
@@ -181,10 +181,68 @@ class Engine:
         return state, watch
 
     def plan(self, ref: str | None = None) -> Plan:
-        from reconciler.core.plan import make_plan
+        return self._planned(ref)[0]
 
-        desired = self.desired(ref)
-        return make_plan(desired, self.registry.read_state(), self.selection, self.options)
+    def _planned(
+        self, ref: str | None, options: PlanOptions | None = None
+    ) -> tuple[Plan, DesiredState, RegistryState, list[str] | None]:
+        """Read ``ref``, plan it against the registry, with package diffs."""
+        desired, watch = self._read(ref)
+        state = self.registry.read_state()
+        return self._make_plan(desired, state, ref, None, options), desired, state, watch
+
+    def _make_plan(
+        self,
+        desired: DesiredState,
+        state: RegistryState,
+        ref: str | None,
+        snapshot: Snapshot | None = None,
+        options: PlanOptions | None = None,
+    ) -> Plan:
+        """The plan, with package diffs (requirement files read from ``snapshot``, or from
+        a new snapshot of ``ref`` when one is needed)."""
+        from reconciler.core.plan import make_plan
+        from reconciler.core.plan_packages import annotate_packages, package_blobs
+
+        plan = make_plan(desired, state, self.selection, options or self.options)
+        blobs = package_blobs(plan, state)
+        if not blobs:
+            return plan
+        if snapshot is not None:
+            return annotate_packages(plan, state, self._texts(blobs, snapshot, desired))
+        snapshot = self.source.snapshot(ref)
+        try:
+            return annotate_packages(plan, state, self._texts(blobs, snapshot, desired))
+        finally:
+            _close(snapshot)
+
+    def _texts(
+        self, blobs: Iterable[str], snapshot: Snapshot, desired: DesiredState
+    ) -> dict[str, str]:
+        """Text of files by blob id: from git's history, else from the snapshot (a file
+        edited in the working tree is not in git's object database yet). Unreadable ones
+        are left out (shown as not read)."""
+        from reconciler.core.snapshot import FileEntry
+
+        out: dict[str, str] = {}
+        index: dict[str, FileEntry] | None = None
+        for blob in sorted(blobs):
+            try:
+                data = self.source.read_blob(blob)
+            except SourceError:
+                if index is None:
+                    index = {
+                        e.blob_id: e
+                        for env in desired.environments.values()
+                        if env.build_root is not None
+                        for e in snapshot.files_under(env.build_root)
+                    }
+                entry = index.get(blob)
+                if entry is None:
+                    continue
+                data = snapshot.read(entry)
+            out[blob] = data.decode("utf-8", "replace")
+        return out
 
     def _settings_key(self, token: str | None) -> str | None:
         if token is None:
@@ -206,10 +264,8 @@ class Engine:
                     document: dict[str, Any] = entry["document"]
                     return document
         from reconciler.core.document import plan_document
-        from reconciler.core.plan import make_plan
 
-        desired, watch = self._read(ref)
-        plan = make_plan(desired, self.registry.read_state(), self.selection, self.options)
+        plan, _, _, watch = self._planned(ref)
         document = plan_document(plan, self.registry.url, self.selection.path, self._predict(plan))
         if key is not None and not plan.has_errors and self.registry.state_token() == token:
             # Taken after planning: a file edited meanwhile is too fresh to be trusted, and
@@ -225,13 +281,11 @@ class Engine:
     # -- applying ---------------------------------------------------------------------
 
     def apply(self, ref: str | None = None) -> ApplyOutcome:
-        from reconciler.core.plan import make_plan
-
         with self.registry.lock(self.lock_timeout):
             snapshot = self.source.snapshot(ref)
             try:
                 desired, _ = self._load(snapshot)
-                plan = make_plan(desired, self.registry.read_state(), self.selection, self.options)
+                plan = self._make_plan(desired, self.registry.read_state(), ref, snapshot)
                 outcome = self._apply_plan(plan)
                 if self.builds is None and self.inventory is None:
                     return outcome
@@ -249,12 +303,9 @@ class Engine:
     def saved_plan(self, ref: str | None = None) -> dict[str, Any]:
         """`plan --out`: the plan document and everything `apply FILE` will write."""
         from reconciler.core.document import plan_document
-        from reconciler.core.plan import make_plan
         from reconciler.core.saved_plan import saved_plan
 
-        desired, _ = self._read(ref)
-        state = self.registry.read_state()
-        plan = make_plan(desired, state, self.selection, self.options)
+        plan, _, state, _ = self._planned(ref)
         document = plan_document(plan, self.registry.url, self.selection.path, self._predict(plan))
         return saved_plan(plan, document, state, self.registry.url, ref)
 
@@ -309,10 +360,8 @@ class Engine:
         from reconciler.core.document import pull_request_document
         from reconciler.core.plan import make_plan
 
-        head_desired, _ = self._read(head)
+        head_plan, head_desired, state, _ = self._planned(head)
         base_desired, _ = self._read(base)
-        state = self.registry.read_state()
-        head_plan = make_plan(head_desired, state, self.selection, self.options)
         base_plan = make_plan(base_desired, state, self.selection, self.options)
         return pull_request_document(
             head_plan,
@@ -331,13 +380,13 @@ class Engine:
         """Classify every environment: git at ``ref`` against the registry, its build
         records, the OCI registry and the base images' registries."""
         from reconciler.core.drift import DEFAULT_FAIL_ON, make_report
-        from reconciler.core.plan import make_plan
 
         snapshot = self.source.snapshot(ref)
         try:
             desired, _ = self._load(snapshot)
             state = self.registry.read_state()
-            plan = make_plan(desired, state, self.selection, replace(self.options, self_heal=False))
+            options = replace(self.options, self_heal=False)
+            plan = self._make_plan(desired, state, ref, snapshot, options)
             seen = self._observe(desired, state, snapshot)
         finally:
             _close(snapshot)

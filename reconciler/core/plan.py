@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.core import diagnostics as diag
 from reconciler.core.desired import DesiredEnvironment, DesiredState
@@ -32,6 +32,9 @@ from reconciler.core.model import (
 )
 from reconciler.core.options import PlanOptions
 from reconciler.core.selection import Selection
+
+if TYPE_CHECKING:
+    from reconciler.core.package_diff import PackageDiff
 
 PLAN_FORMAT_VERSION = 1
 
@@ -81,6 +84,8 @@ class Change:
     # Archive and restore of a container also rewrite the tags of this version (the
     # archive stamp); create, new_version and update_metadata write ``version`` itself.
     stamp_version: str | None = None
+    # Package-level view of a content change (see plan_packages.py); None: not computed.
+    packages: PackageDiff | None = None
 
     @property
     def target(self) -> str:

@@ -13,6 +13,8 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from reconciler.render.packages import diff_lines, package_lines, shown_fields
+
 GITHUB_LIMIT = 65_536
 MARKER = "<!-- reconciler:drift-report -->"
 _RESERVE = 1_500  # room kept for the closing lines that say what was cut
@@ -74,7 +76,8 @@ def _environment(env: Mapping[str, Any]) -> str:
         target = f" {code(item['version'])}" if item.get("version") else ""
         action = f" → {code(item['action'])}" if item.get("action") else ""
         lines.append(f"- **{item['class']}**{target}: {text(item['reason'])}{action}")
-        lines.extend(f"  - {_field(f)}" for f in item["fields"])
+        lines.extend(f"  - {_field(f)}" for f in shown_fields(item))
+        lines.extend(f"  - {code(line)}" for line in package_lines(item, "→"))
     lines.extend(f"- unknown: {text(u)}" for u in env.get("unknown", ()))
     lines += ["", "</details>", ""]
     return "\n".join(lines)
@@ -224,7 +227,10 @@ def _change_block(change: Mapping[str, Any]) -> str:
         + (f" ({code(change['source_path'])})" if change.get("source_path") else ""),
         "",
     ]
-    lines.extend(f"- {_field(f)}" for f in change["fields"])
+    lines.extend(f"- {_field(f)}" for f in shown_fields(change))
+    packages = diff_lines(change)
+    if packages:
+        lines += ["Packages:", "", "```diff", *packages, "```"]
     lines += ["", "</details>", ""]
     return "\n".join(lines)
 

@@ -7,6 +7,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from reconciler.render.packages import package_lines, shown_fields
+
 MARKERS = {
     "create": "+",
     "new_version": "+",
@@ -62,7 +64,8 @@ def format_change(change: Mapping[str, Any], style: Style, marker: str | None = 
     if change.get("build"):
         head += f" [build: {change['build']}]"
     lines = [head.rstrip()]
-    lines.extend(f"        {format_field(f)}" for f in change.get("fields", ()))
+    lines.extend(f"        {format_field(f)}" for f in shown_fields(change))
+    lines.extend(f"        {line}" for line in package_lines(change))
     return lines
 
 
@@ -196,7 +199,8 @@ def format_drift(document: Mapping[str, Any], style: Style) -> str:
             lines.append(
                 f"  {mark} {item['class']:<17} {env['name'] + version:<36} {item['reason']}"
             )
-            lines.extend(f"        {format_field(f)}" for f in item["fields"])
+            lines.extend(f"        {format_field(f)}" for f in shown_fields(item))
+            lines.extend(f"        {line}" for line in package_lines(item))
     findings = summary["by_class"].get("finding", 0)
     coverage = document["coverage"]
     if document["has_errors"]:
