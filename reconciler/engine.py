@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from reconciler import __version__
@@ -24,9 +25,11 @@ if TYPE_CHECKING:  # the rest of the core is imported when a plan is computed, n
     # a cached one is answered
     from reconciler.build_runner import BuildOutcome, BuildRunner, BuildTarget
     from reconciler.core.desired import DesiredState, LoadMemo
+    from reconciler.core.diagnostics import Diagnostic
     from reconciler.core.drift import DriftClass, DriftReport
     from reconciler.core.model import RegistryState
     from reconciler.core.plan import Change, Plan
+    from reconciler.core.policy import Policy
     from reconciler.core.snapshot import Snapshot
 
 RETRIES = 3
@@ -153,6 +156,8 @@ class Engine:
     on_change: Callable[[Change, str], None] | None = None  # progress callback
     builds: BuildRunner | None = None  # None: registering only, no images
     inventory: AppliedStore | None = None  # what was applied, for `missing` drift
+    policy: Policy | None = None  # governance rules (see core/policy.py)
+    policy_date: date | None = None  # judge policy exceptions at this date (default: today)
 
     # -- reading --------------------------------------------------------------------
 
@@ -176,9 +181,48 @@ class Engine:
 
         memo = self.cache.load_memo()
         state = load_desired(snapshot, self.selection, memo, only, parallel_map)
+        if self.policy is not None:
+            state.diagnostics.extend(self._policy_diagnostics(state, snapshot, self.policy))
         watch = self.source.watch_list(snapshot, self.selection.root, state.references)
         self.cache.save_memo(memo)
         return state, watch
+
+    def today(self) -> date:
+        """The date policy exceptions are judged at (UTC)."""
+        return self.policy_date or datetime.now(UTC).date()
+
+    def _policy_diagnostics(
+        self, state: DesiredState, snapshot: Snapshot, policy: Policy
+    ) -> list[Diagnostic]:
+        """Policy violations of every valid environment, with the file and line."""
+        from reconciler.core.build import dockerfile_bases
+        from reconciler.core.package_diff import requirement_blobs
+        from reconciler.core.policy import evaluate
+
+        def text(path: str) -> str | None:
+            entry = snapshot.lookup(path)
+            return None if entry is None else snapshot.read(entry).decode("utf-8", "replace")
+
+        today = self.today()
+        violations = []
+        for env in state.environments.values():
+            bases: list[str] = []
+            requirements: dict[str, str] = {}
+            build = env.content.get("build")
+            if env.build_root is not None and isinstance(build, Mapping):
+                root = env.build_root
+                if policy.needs_dockerfiles:
+                    dockerfile = text(f"{root}/{build['dockerfile_path']}".lstrip("/"))
+                    bases = dockerfile_bases(dockerfile) if dockerfile is not None else []
+                if policy.needs_requirements:
+                    for path in requirement_blobs(env.content):
+                        found = text(f"{root}/{path}".lstrip("/"))
+                        if found is not None:
+                            requirements[path] = found
+            violations.extend(evaluate(policy, env, today, bases, requirements))
+        subjects = {(v.path, v.subject) for v in violations if v.line is None and v.path}
+        lines = _lines_of(snapshot, [(p, s) for p, s in subjects if s])
+        return [v.diagnostic(lines) for v in violations]
 
     def plan(self, ref: str | None = None) -> Plan:
         return self._planned(ref)[0]
@@ -248,6 +292,8 @@ class Engine:
         if token is None:
             return None
         parts = [__version__, token, self.registry.url, repr(self.selection), repr(self.options)]
+        if self.policy is not None:  # exceptions expire: a cached plan is good for one day
+            parts += [repr(self.policy), self.today().isoformat()]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
     def plan_document(self, ref: str | None = None) -> dict[str, Any]:

@@ -112,6 +112,7 @@ def _engine(settings: Settings, args: Namespace, builds: bool = False) -> Engine
         self_heal=bool(getattr(args, "self_heal", False)),
         archive_limit_count=settings.archive_limit_count,
         archive_limit_fraction=settings.archive_limit_fraction,
+        retention=settings.policy.retention() if settings.policy is not None else (),
     )
     cache: MemoStore = MemoStore()
     if settings.cache:
@@ -126,6 +127,7 @@ def _engine(settings: Settings, args: Namespace, builds: bool = False) -> Engine
         settings.lock_timeout,
         builds=_builds(settings, registry) if builds else None,
         inventory=Inventory(settings.repo / ".reconciler" / "inventory", registry.url),
+        policy=settings.policy,
     )
 
 
