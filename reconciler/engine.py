@@ -250,8 +250,8 @@ class Engine:
 
         plan = make_plan(desired, state, self.selection, options or self.options)
         blobs = package_blobs(plan, state)
-        if not blobs:
-            return plan
+        if not blobs:  # conda files only: their content is in the plan already
+            return annotate_packages(plan, state, {})
         if snapshot is not None:
             return annotate_packages(plan, state, self._texts(blobs, snapshot, desired))
         snapshot = self.source.snapshot(ref)
