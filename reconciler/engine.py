@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from reconciler import __version__
 from reconciler.core.options import PlanOptions
 from reconciler.core.selection import Selection
-from reconciler.ports import BuildError, Registry, RegistryError, Source, SourceError
+from reconciler.ports import BuildError, NotFound, Registry, RegistryError, Source, SourceError
 
 if TYPE_CHECKING:  # the rest of the core is imported when a plan is computed, not when
     # a cached one is answered
@@ -419,6 +419,57 @@ class Engine:
             (base, head),
             self._predict(head_plan),
         )
+
+    # -- comparing versions ----------------------------------------------------------------
+
+    def version_diff(
+        self, left: tuple[str, str], right: tuple[str, str] | None, ref: str | None = None
+    ) -> dict[str, Any]:
+        """NAME:V1 against NAME:V2, or against git's version of NAME (at ``ref``, default
+        the working tree) when ``right`` is None."""
+        from reconciler.core.package_diff import needed_blobs
+        from reconciler.core.version_diff import Side, compare
+
+        def registered(name: str, version: str) -> Side:
+            found = self.registry.get_version(name, version)
+            if found is None or found.content is None:
+                raise NotFound(f"no version {name}:{version} in {self.registry.url}")
+            return Side(
+                f"{name}:{version}",
+                name,
+                version,
+                found.content,
+                found.effective_digest,
+                found.description,
+                found.tags,
+                "registry",
+            )
+
+        before = registered(*left)
+        snapshot = self.source.snapshot(ref)
+        try:
+            desired, _ = self._load(snapshot)
+            if right is not None:
+                after = registered(*right)
+            else:
+                env = desired.environments.get(left[0])
+                if env is None:
+                    raise SourceError(f"no environment {left[0]!r} in git ({snapshot.label})")
+                after = Side(
+                    f"{env.name} in git ({snapshot.label})",
+                    env.name,
+                    env.version,
+                    env.content,
+                    env.digest,
+                    env.description,
+                    env.tags,
+                    "git",
+                )
+            blobs = needed_blobs(before.content, after.content)
+            texts = self._texts(blobs, snapshot, desired) if blobs else {}
+        finally:
+            _close(snapshot)
+        return compare(before, after, texts)
 
     # -- drift ----------------------------------------------------------------------------
 

@@ -128,6 +128,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", metavar="NAME[:VERSION]")
     p.add_argument("--ref", help="read build contexts from this commit (default: working tree)")
 
+    p = sub.add_parser(
+        "diff",
+        help="compare NAME:V1 with NAME:V2, or NAME:V with git; exit 0 identical, 2 different",
+    )
+    _common(p)
+    p.add_argument("left", metavar="NAME:VERSION")
+    p.add_argument(
+        "right", nargs="?", metavar="NAME:VERSION", help="default: NAME as git has it (--ref)"
+    )
+    p.add_argument("--ref", help="compare with git at this ref (default: the working tree)")
+
     p = sub.add_parser("list", help="environments in the registry")
     _common(p)
     p.add_argument("--include-archived", action="store_true")

@@ -369,6 +369,31 @@ def run_build(args: Namespace) -> int:
     return EXIT_OK if outcome.ok else EXIT_ERROR
 
 
+def _name_version(target: str) -> tuple[str, str]:
+    name, _, version = target.partition(":")
+    if not name or not version:
+        raise CliError(f"{target!r}: name a version, as NAME:VERSION")
+    return name, version
+
+
+def run_diff(args: Namespace) -> int:
+    left = _name_version(args.left)
+    right = _name_version(args.right) if args.right else None
+    if right is not None and args.ref:
+        raise CliError("--ref compares with git: give one NAME:VERSION, not two")
+    settings = _settings(args)
+    engine = _engine(settings, args)
+    try:
+        document = engine.version_diff(left, right, args.ref)
+    finally:
+        engine.registry.close()
+    if args.json:
+        _print_json(document)
+    else:
+        _print(text.format_version_diff(document))
+    return EXIT_OK if document["identical"] else EXIT_CHANGES
+
+
 def _container_row(container: RegisteredContainer) -> dict[str, Any]:
     newest = container.newest
     return {

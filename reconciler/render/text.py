@@ -216,3 +216,24 @@ def format_drift(document: Mapping[str, Any], style: Style) -> str:
         f"{coverage['managed']}/{coverage['total']} ({coverage['percent']}%)."
     )
     return "\n".join(lines)
+
+
+def format_version_diff(document: Mapping[str, Any]) -> str:
+    """`reconciler diff`: what changes from the left version to the right one."""
+    left, right = document["left"], document["right"]
+    lines = [f"--- {left['label']}  ({(left['digest'] or '')[:19]})"]
+    lines.append(f"+++ {right['label']}  ({(right['digest'] or '')[:19]})")
+    if document["identical"]:
+        lines.append("Identical: same content, description and tags.")
+        return "\n".join(lines)
+    lines.extend(f"  {format_field(f)}" for f in shown_fields(document))
+    packages = package_lines(document)
+    if packages:
+        lines.append("Packages:")
+        lines.extend(f"  {line}" for line in packages)
+    lines.append(
+        "Same content (one image); only description or tags differ."
+        if document["same_content"]
+        else "Different content: a different image."
+    )
+    return "\n".join(lines)
