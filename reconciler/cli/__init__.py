@@ -147,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("target", metavar="NAME[:VERSION]")
 
+    p = sub.add_parser("evidence", help="write an audit inventory of every environment and version")
+    _common(p)
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="where evidence.json and evidence.md go"
+    )
+
     p = sub.add_parser("history", help="versions of an environment and what happened to them")
     _common(p)
     p.add_argument("name")
