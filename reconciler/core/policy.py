@@ -14,11 +14,13 @@ import fnmatch
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconciler.core.desired import DesiredEnvironment
 from reconciler.core.diagnostics import Diagnostic, Severity
 from reconciler.core.packages import Package, conda_packages, requirements_file
+
+if TYPE_CHECKING:  # settings import this module: keep it light
+    from reconciler.core.desired import DesiredEnvironment
 
 RULES = ("required-tags", "allowed-images", "pinning", "forbidden-packages", "os-type")
 PINNING_LEVELS = ("off", "warning", "error")
