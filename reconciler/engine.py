@@ -13,20 +13,23 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from reconciler import __version__
 from reconciler.core.options import PlanOptions
 from reconciler.core.selection import Selection
-from reconciler.ports import BuildError, Registry, RegistryError, Source
+from reconciler.ports import BuildError, NotFound, Registry, RegistryError, Source, SourceError
 
 if TYPE_CHECKING:  # the rest of the core is imported when a plan is computed, not when
     # a cached one is answered
     from reconciler.build_runner import BuildOutcome, BuildRunner, BuildTarget
     from reconciler.core.desired import DesiredState, LoadMemo
+    from reconciler.core.diagnostics import Diagnostic
     from reconciler.core.drift import DriftClass, DriftReport
     from reconciler.core.model import RegistryState
     from reconciler.core.plan import Change, Plan
+    from reconciler.core.policy import Policy
     from reconciler.core.snapshot import Snapshot
 
 RETRIES = 3
@@ -157,6 +160,8 @@ class Engine:
     on_change: Callable[[Change, str], None] | None = None  # progress callback
     builds: BuildRunner | None = None  # None: registering only, no images
     inventory: AppliedStore | None = None  # what was applied, for `missing` drift
+    policy: Policy | None = None  # governance rules (see core/policy.py)
+    policy_date: date | None = None  # judge policy exceptions at this date (default: today)
 
     # -- reading --------------------------------------------------------------------
 
@@ -180,22 +185,121 @@ class Engine:
 
         memo = self.cache.load_memo()
         state = load_desired(snapshot, self.selection, memo, only, parallel_map)
+        if self.policy is not None:
+            state.diagnostics.extend(self._policy_diagnostics(state, snapshot, self.policy))
         watch = None
         if watch_list:  # only a cached plan needs it; walking every directory is not free
             watch = self.source.watch_list(snapshot, self.selection.root, state.references)
         self.cache.save_memo(memo)
         return state, watch
 
-    def plan(self, ref: str | None = None) -> Plan:
-        from reconciler.core.plan import make_plan
+    def today(self) -> date:
+        """The date policy exceptions are judged at (UTC)."""
+        return self.policy_date or datetime.now(UTC).date()
 
-        desired = self.desired(ref)
-        return make_plan(desired, self.registry.read_state(), self.selection, self.options)
+    def _policy_diagnostics(
+        self, state: DesiredState, snapshot: Snapshot, policy: Policy
+    ) -> list[Diagnostic]:
+        """Policy violations of every valid environment, with the file and line."""
+        from reconciler.core.build import dockerfile_bases
+        from reconciler.core.package_diff import requirement_blobs
+        from reconciler.core.policy import evaluate
+
+        def text(path: str) -> str | None:
+            entry = snapshot.lookup(path)
+            return None if entry is None else snapshot.read(entry).decode("utf-8", "replace")
+
+        today = self.today()
+        violations = []
+        for env in state.environments.values():
+            bases: list[str] = []
+            requirements: dict[str, str] = {}
+            build = env.content.get("build")
+            if env.build_root is not None and isinstance(build, Mapping):
+                root = env.build_root
+                if policy.needs_dockerfiles:
+                    dockerfile = text(f"{root}/{build['dockerfile_path']}".lstrip("/"))
+                    bases = dockerfile_bases(dockerfile) if dockerfile is not None else []
+                if policy.needs_requirements:
+                    for path in requirement_blobs(env.content):
+                        found = text(f"{root}/{path}".lstrip("/"))
+                        if found is not None:
+                            requirements[path] = found
+            violations.extend(evaluate(policy, env, today, bases, requirements))
+        subjects = {(v.path, v.subject) for v in violations if v.line is None and v.path}
+        lines = _lines_of(snapshot, [(p, s) for p, s in subjects if s])
+        return [v.diagnostic(lines) for v in violations]
+
+    def plan(self, ref: str | None = None) -> Plan:
+        return self._planned(ref)[0]
+
+    def _planned(
+        self, ref: str | None, options: PlanOptions | None = None
+    ) -> tuple[Plan, DesiredState, RegistryState, list[str] | None]:
+        """Read ``ref``, plan it against the registry, with package diffs."""
+        desired, watch = self._read(ref)
+        state = self.registry.read_state()
+        return self._make_plan(desired, state, ref, None, options), desired, state, watch
+
+    def _make_plan(
+        self,
+        desired: DesiredState,
+        state: RegistryState,
+        ref: str | None,
+        snapshot: Snapshot | None = None,
+        options: PlanOptions | None = None,
+    ) -> Plan:
+        """The plan, with package diffs (requirement files read from ``snapshot``, or from
+        a new snapshot of ``ref`` when one is needed)."""
+        from reconciler.core.plan import make_plan
+        from reconciler.core.plan_packages import annotate_packages, package_blobs
+
+        plan = make_plan(desired, state, self.selection, options or self.options)
+        blobs = package_blobs(plan, state)
+        if not blobs:  # conda files only: their content is in the plan already
+            return annotate_packages(plan, state, {})
+        if snapshot is not None:
+            return annotate_packages(plan, state, self._texts(blobs, snapshot, desired))
+        snapshot = self.source.snapshot(ref)
+        try:
+            return annotate_packages(plan, state, self._texts(blobs, snapshot, desired))
+        finally:
+            _close(snapshot)
+
+    def _texts(
+        self, blobs: Iterable[str], snapshot: Snapshot, desired: DesiredState
+    ) -> dict[str, str]:
+        """Text of files by blob id: from git's history, else from the snapshot (a file
+        edited in the working tree is not in git's object database yet). Unreadable ones
+        are left out (shown as not read)."""
+        from reconciler.core.snapshot import FileEntry
+
+        out: dict[str, str] = {}
+        index: dict[str, FileEntry] | None = None
+        for blob in sorted(blobs):
+            try:
+                data = self.source.read_blob(blob)
+            except SourceError:
+                if index is None:
+                    index = {
+                        e.blob_id: e
+                        for env in desired.environments.values()
+                        if env.build_root is not None
+                        for e in snapshot.files_under(env.build_root)
+                    }
+                entry = index.get(blob)
+                if entry is None:
+                    continue
+                data = snapshot.read(entry)
+            out[blob] = data.decode("utf-8", "replace")
+        return out
 
     def _settings_key(self, token: str | None) -> str | None:
         if token is None:
             return None
         parts = [__version__, token, self.registry.url, repr(self.selection), repr(self.options)]
+        if self.policy is not None:  # exceptions expire: a cached plan is good for one day
+            parts += [repr(self.policy), self.today().isoformat()]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
     def plan_document(self, ref: str | None = None) -> dict[str, Any]:
@@ -212,10 +316,8 @@ class Engine:
                     document: dict[str, Any] = entry["document"]
                     return document
         from reconciler.core.document import plan_document
-        from reconciler.core.plan import make_plan
 
-        desired, watch = self._read(ref)
-        plan = make_plan(desired, self.registry.read_state(), self.selection, self.options)
+        plan, _, _, watch = self._planned(ref)
         document = plan_document(plan, self.registry.url, self.selection.path, self._predict(plan))
         if key is not None and not plan.has_errors and self.registry.state_token() == token:
             # Taken after planning: a file edited meanwhile is too fresh to be trusted, and
@@ -231,13 +333,11 @@ class Engine:
     # -- applying ---------------------------------------------------------------------
 
     def apply(self, ref: str | None = None) -> ApplyOutcome:
-        from reconciler.core.plan import make_plan
-
         with self.registry.lock(self.lock_timeout):
             snapshot = self.source.snapshot(ref)
             try:
                 desired, _ = self._load(snapshot, watch_list=False)
-                plan = make_plan(desired, self.registry.read_state(), self.selection, self.options)
+                plan = self._make_plan(desired, self.registry.read_state(), ref, snapshot)
                 outcome = self._apply_plan(plan)
                 if self.builds is None and self.inventory is None:
                     return outcome
@@ -255,12 +355,9 @@ class Engine:
     def saved_plan(self, ref: str | None = None) -> dict[str, Any]:
         """`plan --out`: the plan document and everything `apply FILE` will write."""
         from reconciler.core.document import plan_document
-        from reconciler.core.plan import make_plan
         from reconciler.core.saved_plan import saved_plan
 
-        desired, _ = self._read(ref)
-        state = self.registry.read_state()
-        plan = make_plan(desired, state, self.selection, self.options)
+        plan, _, state, _ = self._planned(ref)
         document = plan_document(plan, self.registry.url, self.selection.path, self._predict(plan))
         return saved_plan(plan, document, state, self.registry.url, ref)
 
@@ -315,10 +412,8 @@ class Engine:
         from reconciler.core.document import pull_request_document
         from reconciler.core.plan import make_plan
 
-        head_desired, _ = self._read(head)
+        head_plan, head_desired, state, _ = self._planned(head)
         base_desired, _ = self._read(base)
-        state = self.registry.read_state()
-        head_plan = make_plan(head_desired, state, self.selection, self.options)
         base_plan = make_plan(base_desired, state, self.selection, self.options)
         return pull_request_document(
             head_plan,
@@ -331,19 +426,70 @@ class Engine:
             self._predict(head_plan),
         )
 
+    # -- comparing versions ----------------------------------------------------------------
+
+    def version_diff(
+        self, left: tuple[str, str], right: tuple[str, str] | None, ref: str | None = None
+    ) -> dict[str, Any]:
+        """NAME:V1 against NAME:V2, or against git's version of NAME (at ``ref``, default
+        the working tree) when ``right`` is None."""
+        from reconciler.core.package_diff import needed_blobs
+        from reconciler.core.version_diff import Side, compare
+
+        def registered(name: str, version: str) -> Side:
+            found = self.registry.get_version(name, version)
+            if found is None or found.content is None:
+                raise NotFound(f"no version {name}:{version} in {self.registry.url}")
+            return Side(
+                f"{name}:{version}",
+                name,
+                version,
+                found.content,
+                found.effective_digest,
+                found.description,
+                found.tags,
+                "registry",
+            )
+
+        before = registered(*left)
+        snapshot = self.source.snapshot(ref)
+        try:
+            desired, _ = self._load(snapshot)
+            if right is not None:
+                after = registered(*right)
+            else:
+                env = desired.environments.get(left[0])
+                if env is None:
+                    raise SourceError(f"no environment {left[0]!r} in git ({snapshot.label})")
+                after = Side(
+                    f"{env.name} in git ({snapshot.label})",
+                    env.name,
+                    env.version,
+                    env.content,
+                    env.digest,
+                    env.description,
+                    env.tags,
+                    "git",
+                )
+            blobs = needed_blobs(before.content, after.content)
+            texts = self._texts(blobs, snapshot, desired) if blobs else {}
+        finally:
+            _close(snapshot)
+        return compare(before, after, texts)
+
     # -- drift ----------------------------------------------------------------------------
 
     def drift(self, ref: str | None, fail_on: Iterable[DriftClass] | None = None) -> DriftReport:
         """Classify every environment: git at ``ref`` against the registry, its build
         records, the OCI registry and the base images' registries."""
         from reconciler.core.drift import DEFAULT_FAIL_ON, make_report
-        from reconciler.core.plan import make_plan
 
         snapshot = self.source.snapshot(ref)
         try:
             desired, _ = self._load(snapshot, watch_list=False)
             state = self.registry.read_state()
-            plan = make_plan(desired, state, self.selection, replace(self.options, self_heal=False))
+            options = replace(self.options, self_heal=False)
+            plan = self._make_plan(desired, state, ref, snapshot, options)
             seen = self._observe(desired, state, snapshot)
         finally:
             _close(snapshot)

@@ -6,7 +6,10 @@ import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reconciler.core.policy import Policy
 
 SETTINGS_FILE = "reconciler.toml"
 DEFAULT_REGISTRY = "sqlite:///.reconciler/registry.db"
@@ -35,6 +38,7 @@ class Settings:
     report_dir: str = "drift-report"  # relative to the repository
     azureml_retries: int = 4  # calls per Azure ML request when the service is busy or down
     azureml_backoff: float = 0.5  # seconds before the first retry; doubles each time
+    policy: Policy | None = None  # the `[policy]` table (file only; see core/policy.py)
 
 
 # Keys settable from the file and the environment, with their parsers.
@@ -89,16 +93,28 @@ def _from_file(repo: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SettingsError(f"{path}: {exc}") from None
+    out: dict[str, Any] = {}
+    if "policy" in data:
+        out["policy"] = _policy(data.pop("policy"), path)
     table = data.get("reconciler", data)
     if not isinstance(table, dict):
         raise SettingsError(f"{path}: [reconciler] must be a table")
-    out = {}
     for key, value in table.items():
         if key not in _KEYS:
             known = ", ".join(sorted(_KEYS))
             raise SettingsError(f"{path}: unknown setting `{key}` (known: {known})")
         out[key] = _coerce(key, value, str(path))
     return out
+
+
+def _policy(table: Any, path: Path) -> Policy:
+    # Imported only when the file has a policy: most commands never need it.
+    from reconciler.core.policy import PolicyError, parse_policy
+
+    try:
+        return parse_policy(table)
+    except PolicyError as exc:
+        raise SettingsError(f"{path}: [policy]: {exc}") from None
 
 
 def _from_environment(environ: dict[str, str]) -> dict[str, Any]:

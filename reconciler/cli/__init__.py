@@ -130,6 +130,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", metavar="NAME[:VERSION]")
     p.add_argument("--ref", help="read build contexts from this commit (default: working tree)")
 
+    p = sub.add_parser(
+        "diff",
+        help="compare NAME:V1 with NAME:V2, or NAME:V with git; exit 0 identical, 2 different",
+    )
+    _common(p)
+    p.add_argument("left", metavar="NAME:VERSION")
+    p.add_argument(
+        "right", nargs="?", metavar="NAME:VERSION", help="default: NAME as git has it (--ref)"
+    )
+    p.add_argument("--ref", help="compare with git at this ref (default: the working tree)")
+
     p = sub.add_parser("list", help="environments in the registry")
     _common(p)
     p.add_argument("--include-archived", action="store_true")
@@ -137,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="one environment, or one version with NAME:VERSION")
     _common(p)
     p.add_argument("target", metavar="NAME[:VERSION]")
+
+    p = sub.add_parser("evidence", help="write an audit inventory of every environment and version")
+    _common(p)
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="where evidence.json and evidence.md go"
+    )
 
     p = sub.add_parser("history", help="versions of an environment and what happened to them")
     _common(p)

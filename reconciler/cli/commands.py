@@ -132,6 +132,7 @@ def _engine(settings: Settings, args: Namespace, builds: bool = False) -> Engine
         self_heal=bool(getattr(args, "self_heal", False)),
         archive_limit_count=settings.archive_limit_count,
         archive_limit_fraction=settings.archive_limit_fraction,
+        retention=settings.policy.retention() if settings.policy is not None else (),
     )
     cache: MemoStore = MemoStore()
     if settings.cache:
@@ -146,6 +147,7 @@ def _engine(settings: Settings, args: Namespace, builds: bool = False) -> Engine
         settings.lock_timeout,
         builds=_builds(settings, registry) if builds else None,
         inventory=Inventory(settings.repo / ".reconciler" / "inventory", registry.url),
+        policy=settings.policy,
     )
 
 
@@ -411,6 +413,31 @@ def run_build(args: Namespace) -> int:
     return EXIT_OK if outcome.ok else EXIT_ERROR
 
 
+def _name_version(target: str) -> tuple[str, str]:
+    name, _, version = target.partition(":")
+    if not name or not version:
+        raise CliError(f"{target!r}: name a version, as NAME:VERSION")
+    return name, version
+
+
+def run_diff(args: Namespace) -> int:
+    left = _name_version(args.left)
+    right = _name_version(args.right) if args.right else None
+    if right is not None and args.ref:
+        raise CliError("--ref compares with git: give one NAME:VERSION, not two")
+    settings = _settings(args)
+    engine = _engine(settings, args)
+    try:
+        document = engine.version_diff(left, right, args.ref)
+    finally:
+        engine.registry.close()
+    if args.json:
+        _print_json(document)
+    else:
+        _print(text.format_version_diff(document))
+    return EXIT_OK if document["identical"] else EXIT_CHANGES
+
+
 def _container_row(container: RegisteredContainer) -> dict[str, Any]:
     newest = container.newest
     return {
@@ -513,6 +540,54 @@ def _format_mapping(value: dict[str, Any], indent: int = 0) -> str:
     return "\n".join(lines)
 
 
+def _later(origin: dict[str, Any]) -> str:
+    """The commit that last re-stamped a version (a metadata change), when not its own."""
+    last = origin.get("last_commit")
+    return last[:12] if last and last != origin.get("commit") else ""
+
+
+def run_evidence(args: Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from reconciler.core.evidence import evidence_document
+    from reconciler.render.evidence import format_evidence_markdown
+
+    settings = _settings(args)
+    registry = _registry(settings)
+    try:
+        state = registry.read_state()
+        records = registry.build_records()
+        events = {name: registry.history(name) for name in state.containers}
+    finally:
+        registry.close()
+    now = datetime.now(UTC)
+    document = evidence_document(
+        state,
+        records,
+        events,
+        settings.policy,
+        now.date(),
+        registry.url,
+        now.isoformat(timespec="seconds"),
+    )
+    written = write_files(
+        Path(args.out).resolve(),
+        {
+            "evidence.json": json.dumps(document, indent=2, ensure_ascii=False) + "\n",
+            "evidence.md": format_evidence_markdown(document),
+        },
+    )
+    if args.json:
+        _print_json(document)
+    else:
+        summary = document["summary"]
+        _print(
+            f"Evidence: {summary['environments']} environment(s), {summary['versions']} "
+            f"version(s): {', '.join(str(p) for p in written)}"
+        )
+    return EXIT_OK
+
+
 def run_history(args: Namespace) -> int:
     settings = _settings(args)
     registry = _registry(settings)
@@ -523,7 +598,13 @@ def run_history(args: Namespace) -> int:
         registry.close()
     if container is None:
         raise CliError(f"no environment {args.name!r} in {registry.url}")
-    versions = [_version_doc(v, container) for v in container.versions]
+    from reconciler.core.evidence import origins, provenance
+
+    found = origins(events)
+    versions = [
+        dict(_version_doc(v, container), provenance=provenance(v, found.get(v.version)))
+        for v in container.versions
+    ]
     if args.json:
         _print_json(
             {
@@ -539,13 +620,15 @@ def run_history(args: Namespace) -> int:
             d["version"],
             d["created_at"][:19],
             "archived" if d["archived"] else "active",
-            (d["provenance"]["commit"] or "")[:12],
-            d["provenance"]["path"] or "",
+            (d["provenance"]["commit"] or "-")[:12],
+            d["provenance"]["path"] or "(not from git)",
             (d["digest"] or "")[7:19],
+            _later(d["provenance"]),
         ]
         for d in versions
     ]
-    _print(text.format_table(["VERSION", "CREATED", "STATE", "COMMIT", "SOURCE", "DIGEST"], rows))
+    headers = ["VERSION", "CREATED", "STATE", "COMMIT", "SOURCE", "DIGEST", "LAST WRITTEN AT"]
+    _print(text.format_table(headers, rows))
     if events:
         _print("")
         _print(

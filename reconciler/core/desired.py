@@ -410,7 +410,9 @@ def _resolve_environment(
     return desired, references, []
 
 
-_FIELD_LINES = frozenset({"image", "conda_file", "build", "build.path", "tags", "description"})
+_FIELD_LINES = frozenset(
+    {"image", "conda_file", "build", "build.path", "tags", "description", "os_type"}
+)
 
 
 # ---------------------------------------------------------------------------- loading

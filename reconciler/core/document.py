@@ -23,6 +23,10 @@ def _change(change: Change, predictions: Mapping[str, str] | None = None) -> dic
         "source_path": change.source_path,
         "fields": [f.to_dict() for f in change.fields],
     }
+    if change.packages is not None:
+        from reconciler.core.package_diff import diff_document
+
+        doc.update(diff_document(change.packages))
     if change.write is not None:
         doc["digest"] = change.write.digest
         if predictions and change.write.digest in predictions:

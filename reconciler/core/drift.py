@@ -20,6 +20,7 @@ from reconciler.core.desired import DesiredState
 from reconciler.core.fielddiff import FieldChange
 from reconciler.core.findings import environment_findings
 from reconciler.core.model import RegistryState
+from reconciler.core.package_diff import PackageDiff, diff_document
 from reconciler.core.plan import Action, Change, Plan
 
 DRIFT_FORMAT_VERSION = 1
@@ -79,6 +80,7 @@ class DriftItem:
     line: int | None = None
     severity: str | None = None  # findings only
     rule: str | None = None  # findings only
+    packages: PackageDiff | None = None  # pending new versions: what changed, by package
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -93,6 +95,7 @@ class DriftItem:
         if self.severity is not None:
             doc["severity"] = self.severity
             doc["rule"] = self.rule
+        doc.update(diff_document(self.packages))
         return doc
 
 
@@ -166,6 +169,7 @@ def _item(change: Change, cls: DriftClass, reason: str | None = None) -> DriftIt
         change.action.value,
         change.fields,
         change.source_path,
+        packages=change.packages,
     )
 
 

@@ -16,3 +16,15 @@ class PlanOptions:
     # Repair out-of-band drift (hand edits, hand archives and restores, hand-made latest
     # versions) too; without it that drift is only reported.
     self_heal: bool = False
+    # Retention: (environment name glob, active versions kept) pairs, later pairs winning;
+    # 0 keeps every version. Older versions of managed environments are archived.
+    retention: tuple[tuple[str, int], ...] = ()
+
+    def keep_versions(self, name: str) -> int:
+        import fnmatch
+
+        keep = 0
+        for pattern, count in self.retention:
+            if fnmatch.fnmatchcase(name, pattern):
+                keep = count
+        return keep

@@ -19,6 +19,20 @@ class Package:
     pinned: bool  # exactly one version (`==1.2.3`, `=1.2.3=build`, a URL at a fixed ref)
     channel: str | None = None
     error: str | None = None  # could not be parsed: why
+    build: str = ""  # conda build string, when given
+
+    @property
+    def version_label(self) -> str:
+        """The version as a reader writes it: `1.26.4` for an exact pin (`==1.26.4`,
+        conda's `=1.26.4`), the constraint otherwise (`>=1.2`), "" when none."""
+        spec = self.spec
+        if spec.startswith("==") and "," not in spec:
+            spec = spec[2:]
+        elif self.manager == "conda" and spec.endswith(".*") and spec[:1].isalnum():
+            spec = spec[:-2]  # conda's fuzzy `=1.26.4` reads back as 1.26.4.*
+        if not spec and "://" in self.raw:
+            spec = self.raw  # a URL or VCS reference: the reference is the version
+        return f"{spec} {self.build}".strip() if self.build else spec
 
     @property
     def constrained(self) -> bool:
@@ -40,7 +54,7 @@ def _conda(entry: str) -> Package:
     build = spec.build or ""
     pinned = exact or (bool(build) and bool(version) and "*" not in build)
     channel = spec.channel.name if spec.channel is not None else None
-    return Package("conda", name, version, entry, pinned, channel)
+    return Package("conda", name, version, entry, pinned, channel, build=build)
 
 
 def _pip(entry: str) -> Package | None:
@@ -64,6 +78,71 @@ def _pip(entry: str) -> Package | None:
         and not specifiers[0].version.endswith(".*")
     )
     return Package("pip", canonicalize_name(req.name), str(req.specifier), entry, pinned)
+
+
+PIP_INDEX_OPTIONS = ("--index-url", "--extra-index-url", "-i", "--find-links", "-f")
+
+
+def pip_index(entry: str) -> str | None:
+    """The index of a pip option line (`--index-url URL`, `-i URL`, `--find-links=URL`)."""
+    text = entry.split(" #", 1)[0].strip()
+    for option in PIP_INDEX_OPTIONS:
+        if text == option or not text.startswith(option):
+            continue
+        rest = text[len(option) :]
+        if rest[:1] in ("=", " ", "\t"):
+            value = rest[1:].strip()
+            return value or None
+    return None
+
+
+def requirement_lines(text: str) -> list[str]:
+    """The logical lines of a pip requirements file: continuations joined, comments and
+    blank lines dropped."""
+    out: list[str] = []
+    pending = ""
+    for line in text.splitlines():
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        line = pending + line
+        pending = ""
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            continue
+        stripped = stripped.split(" #", 1)[0].strip()
+        if stripped:
+            out.append(stripped)
+    if pending.strip():
+        out.append(pending.strip())
+    return out
+
+
+def requirements_file(text: str) -> tuple[list[Package], list[str]]:
+    """The packages and package indexes of a requirements*.txt file."""
+    packages: list[Package] = []
+    indexes: list[str] = []
+    for line in requirement_lines(text):
+        index = pip_index(line)
+        if index is not None:
+            indexes.append(index)
+        elif (package := _pip(line)) is not None:
+            packages.append(package)
+    return packages, indexes
+
+
+def conda_channels(conda: Mapping[str, Any] | None) -> tuple[list[str], list[str]]:
+    """A conda specification's channels, and the pip indexes of its pip section."""
+    if not isinstance(conda, Mapping):
+        return [], []
+    channels = [str(c) for c in conda.get("channels") or () if isinstance(c, str | int | float)]
+    indexes: list[str] = []
+    for item in conda.get("dependencies") or ():
+        if isinstance(item, Mapping):
+            for entry in item.get("pip") or ():
+                if isinstance(entry, str) and (index := pip_index(entry)) is not None:
+                    indexes.append(index)
+    return channels, indexes
 
 
 def conda_packages(conda: Mapping[str, Any] | None) -> list[Package]:

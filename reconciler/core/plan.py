@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.core import diagnostics as diag
 from reconciler.core.desired import DesiredEnvironment, DesiredState
@@ -32,6 +32,9 @@ from reconciler.core.model import (
 )
 from reconciler.core.options import PlanOptions
 from reconciler.core.selection import Selection
+
+if TYPE_CHECKING:
+    from reconciler.core.package_diff import PackageDiff
 
 PLAN_FORMAT_VERSION = 1
 
@@ -81,6 +84,8 @@ class Change:
     # Archive and restore of a container also rewrite the tags of this version (the
     # archive stamp); create, new_version and update_metadata write ``version`` itself.
     stamp_version: str | None = None
+    # Package-level view of a content change (see plan_packages.py); None: not computed.
+    packages: PackageDiff | None = None
 
     @property
     def target(self) -> str:
@@ -155,6 +160,8 @@ class _Planner:
         self.drift: list[Change] = []
         self.noops: list[Change] = []
         self.diagnostics: list[Diagnostic] = list(desired.diagnostics)
+        # version-level archives planned by retention, with the version's creation time
+        self.retention: list[tuple[str, Change]] = []
 
     def run(self) -> Plan:
         for name, desired in self.desired.environments.items():
@@ -234,10 +241,13 @@ class _Planner:
             return
         newest = container.newest
         start = len(self.changes)
+        errors = sum(1 for d in self.diagnostics if d.severity is diag.Severity.ERROR)
         if desired.version is not None:
             self._plan_pinned(desired, container)
         else:
             self._plan_floating(desired, container)
+        if errors == sum(1 for d in self.diagnostics if d.severity is diag.Severity.ERROR):
+            self._plan_retention(desired, container, self.changes[start:])
         stamped = container.newest_managed()
         if container.archived:
             restore = Change(
@@ -438,6 +448,53 @@ class _Planner:
         else:
             self.changes.append(_with_reason(change, "source file moved"))
 
+    def _plan_retention(
+        self,
+        desired: DesiredEnvironment,
+        container: RegisteredContainer,
+        planned: list[Change],
+    ) -> None:
+        """Archive the managed versions older than the newest ``keep`` active ones, as they
+        will be after this plan. Never the latest, never git's version (or one with its
+        content), never what git pins; only versions this repository stamped."""
+        keep = self.options.keep_versions(desired.name)
+        if keep <= 0 or container.archived:
+            return
+        created = [
+            c.version
+            for c in planned
+            if c.action in (Action.CREATE, Action.NEW_VERSION) and c.version is not None
+        ]
+        active = [v for v in reversed(container.versions) if not v.archived]
+        order = created + [v.version for v in active if v.version not in created]
+        protected = set(order[:keep])
+        if desired.version is not None:
+            protected.add(desired.version)
+        if not created and (stamped := container.newest_managed()) is not None:
+            protected.add(stamped.version)  # it carries the container's archive stamp
+        newest = container.newest
+        for version in active:
+            if (
+                version.version in protected
+                or version.effective_digest == desired.digest
+                or not version.managed
+                or version.tags.get(STAMP_OWNER) != self.options.owner
+            ):
+                continue
+            write = self._stamp_write(version, archived=True)
+            change = Change(
+                desired.name,
+                Action.ARCHIVE,
+                f"retention: keep the newest {keep} version(s)",
+                version.version,
+                newest.version if newest else None,
+                (),
+                write,
+                desired.source_path,
+                version.version if write is not None else None,
+            )
+            self.retention.append((version.created_at, change))
+
     # -- environments gone from git ---------------------------------------------------
 
     def _plan_archives(self) -> None:
@@ -476,14 +533,16 @@ class _Planner:
                     continue
                 archive = _with_reason(archive, f"self-heal: {archive.reason}")
             archives.append(archive)
-        if not archives:
+        retention = [change for _, change in sorted(self.retention, key=lambda r: r[0])]
+        if not archives and not retention:
             return
         if self.desired.has_errors:
             # A file that failed to parse may be the one that defines these environments.
             self.diagnostics.append(
                 diag.warning(
                     "archive-withheld",
-                    f"{len(archives)} archive(s) withheld while environment files have errors",
+                    f"{len(archives) + len(retention)} archive(s) withheld while environment "
+                    "files have errors",
                 )
             )
             return
@@ -502,6 +561,21 @@ class _Planner:
                 )
             )
         self.changes.extend(archives)
+        # Retention counts against the same limit; what does not fit waits for a later
+        # apply (oldest versions first), so retention alone never trips the guard.
+        room = len(retention) if self.options.allow_mass_archive else limit - len(archives)
+        room = max(room, 0)
+        if len(retention) > room:
+            self.diagnostics.append(
+                diag.warning(
+                    "retention-deferred",
+                    f"{len(retention) - room} of {len(retention)} version archive(s) planned by "
+                    f"retention deferred: the archive limit is {limit} per plan (with "
+                    f"{len(archives)} environment archive(s)); later applies continue, or "
+                    "pass --allow-mass-archive",
+                )
+            )
+        self.changes.extend(retention[:room])
 
 
 def _with_reason(change: Change, reason: str) -> Change:

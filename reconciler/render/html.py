@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any
 
+from reconciler.render.packages import package_lines, shown_fields
+
 _STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:72rem;color:#1f2328}
 h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem}
@@ -59,7 +61,10 @@ def _item(item: Mapping[str, Any]) -> str:
     if item.get("path"):
         where = item["path"] + (f":{item['line']}" if item.get("line") else "")
         bits.append(f"<span class=muted>{escape(where)}</span>")
-    return f"<li>{' '.join(bits)}{_fields(item['fields'])}</li>"
+    packages = "".join(f"<li><code>{escape(line)}</code></li>" for line in package_lines(item))
+    if packages:
+        packages = f"<ul class=packages>{packages}</ul>"
+    return f"<li>{' '.join(bits)}{_fields(shown_fields(item))}{packages}</li>"
 
 
 def _environment(env: Mapping[str, Any]) -> str:

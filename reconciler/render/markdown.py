@@ -13,6 +13,8 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from reconciler.render.packages import diff_lines, package_lines, shown_fields
+
 GITHUB_LIMIT = 65_536
 MARKER = "<!-- reconciler:drift-report -->"
 _RESERVE = 1_500  # room kept for the closing lines that say what was cut
@@ -74,7 +76,8 @@ def _environment(env: Mapping[str, Any]) -> str:
         target = f" {code(item['version'])}" if item.get("version") else ""
         action = f" → {code(item['action'])}" if item.get("action") else ""
         lines.append(f"- **{item['class']}**{target}: {text(item['reason'])}{action}")
-        lines.extend(f"  - {_field(f)}" for f in item["fields"])
+        lines.extend(f"  - {_field(f)}" for f in shown_fields(item))
+        lines.extend(f"  - {code(line)}" for line in package_lines(item, "→"))
     lines.extend(f"- unknown: {text(u)}" for u in env.get("unknown", ()))
     lines += ["", "</details>", ""]
     return "\n".join(lines)
@@ -88,6 +91,37 @@ def _findings(document: Mapping[str, Any]) -> Iterator[str]:
                     f"| {text(env['name'])} | {item['severity']} | {code(item['rule'])} | "
                     f"{_where(item)} | {text(item['reason'])} |"
                 )
+
+
+POLICY_LIMIT = 50  # policy rows shown; the JSON has all of them
+
+
+def _policy(diagnostic: Mapping[str, Any]) -> bool:
+    return str(diagnostic["rule"]).startswith("policy-")
+
+
+def policy_section(diagnostics: list[Mapping[str, Any]]) -> list[str]:
+    """Policy violations as a table (errors first), approved exceptions included."""
+    rows = [d for d in diagnostics if _policy(d)]
+    if not rows:
+        return []
+    order = {"error": 0, "warning": 1, "info": 2}
+    rows.sort(key=lambda d: order.get(d["severity"], 3))
+    lines = [
+        "",
+        "### Policy",
+        "",
+        "| severity | rule | where | violation |",
+        "|---|---|---|---|",
+    ]
+    for d in rows[:POLICY_LIMIT]:
+        where = f"{d['path']}:{d['line']}" if d.get("line") else d.get("path") or ""
+        rule = str(d["rule"]).removeprefix("policy-")
+        lines.append(f"| {d['severity']} | {code(rule)} | {code(where)} | {text(d['message'])} |")
+    if len(rows) > POLICY_LIMIT:
+        lines.append(f"| | | | … and {len(rows) - POLICY_LIMIT} more |")
+    lines.append("")
+    return lines
 
 
 def format_markdown(document: Mapping[str, Any], limit: int = GITHUB_LIMIT) -> str:
@@ -124,7 +158,8 @@ def format_markdown(document: Mapping[str, Any], limit: int = GITHUB_LIMIT) -> s
         head += ["", "_Builds were not checked: no image registry configured._"]
     if summary["unknown"]:
         head += ["", f"_{summary['unknown']} check(s) could not be made (see `unknown`)._"]
-    errors = [d for d in document["diagnostics"] if d["severity"] == "error"]
+    errors = [d for d in document["diagnostics"] if d["severity"] == "error" and not _policy(d)]
+    head += policy_section(document["diagnostics"])
     if errors:
         head += ["", "### Errors", ""]
         for d in errors[:50]:
@@ -224,7 +259,10 @@ def _change_block(change: Mapping[str, Any]) -> str:
         + (f" ({code(change['source_path'])})" if change.get("source_path") else ""),
         "",
     ]
-    lines.extend(f"- {_field(f)}" for f in change["fields"])
+    lines.extend(f"- {_field(f)}" for f in shown_fields(change))
+    packages = diff_lines(change)
+    if packages:
+        lines += ["Packages:", "", "```diff", *packages, "```"]
     lines += ["", "</details>", ""]
     return "\n".join(lines)
 
@@ -262,7 +300,8 @@ def format_plan_markdown(document: Mapping[str, Any], limit: int = GITHUB_LIMIT)
         for a in ("create", "new_version", "update_metadata", "restore", "archive")
     )
     lines += ["", f"**Plan:** {counts}; {summary.get('noop', 0)} in sync.", ""]
-    errors = [d for d in document["diagnostics"] if d["severity"] == "error"]
+    errors = [d for d in document["diagnostics"] if d["severity"] == "error" and not _policy(d)]
+    lines += policy_section(document["diagnostics"])
     if errors:
         lines += ["### Errors", ""]
         for d in errors[:50]:

@@ -7,6 +7,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from reconciler.render.packages import package_lines, shown_fields
+
 MARKERS = {
     "create": "+",
     "new_version": "+",
@@ -62,7 +64,8 @@ def format_change(change: Mapping[str, Any], style: Style, marker: str | None = 
     if change.get("build"):
         head += f" [build: {change['build']}]"
     lines = [head.rstrip()]
-    lines.extend(f"        {format_field(f)}" for f in change.get("fields", ()))
+    lines.extend(f"        {format_field(f)}" for f in shown_fields(change))
+    lines.extend(f"        {line}" for line in package_lines(change))
     return lines
 
 
@@ -196,7 +199,8 @@ def format_drift(document: Mapping[str, Any], style: Style) -> str:
             lines.append(
                 f"  {mark} {item['class']:<17} {env['name'] + version:<36} {item['reason']}"
             )
-            lines.extend(f"        {format_field(f)}" for f in item["fields"])
+            lines.extend(f"        {format_field(f)}" for f in shown_fields(item))
+            lines.extend(f"        {line}" for line in package_lines(item))
     findings = summary["by_class"].get("finding", 0)
     coverage = document["coverage"]
     if document["has_errors"]:
@@ -210,5 +214,26 @@ def format_drift(document: Mapping[str, Any], style: Style) -> str:
         f"{summary['in_sync']} in sync, {summary['drift']} with drift, "
         f"{summary['unmanaged']} unmanaged; {findings} with findings; coverage "
         f"{coverage['managed']}/{coverage['total']} ({coverage['percent']}%)."
+    )
+    return "\n".join(lines)
+
+
+def format_version_diff(document: Mapping[str, Any]) -> str:
+    """`reconciler diff`: what changes from the left version to the right one."""
+    left, right = document["left"], document["right"]
+    lines = [f"--- {left['label']}  ({(left['digest'] or '')[:19]})"]
+    lines.append(f"+++ {right['label']}  ({(right['digest'] or '')[:19]})")
+    if document["identical"]:
+        lines.append("Identical: same content, description and tags.")
+        return "\n".join(lines)
+    lines.extend(f"  {format_field(f)}" for f in shown_fields(document))
+    packages = package_lines(document)
+    if packages:
+        lines.append("Packages:")
+        lines.extend(f"  {line}" for line in packages)
+    lines.append(
+        "Same content (one image); only description or tags differ."
+        if document["same_content"]
+        else "Different content: a different image."
     )
     return "\n".join(lines)
