@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,6 +105,18 @@ BEGIN UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation
 _MIGRATIONS = {"1": _BUILDS}  # from version -> script to the next
 
 
+# Test hook, read once per registry: seconds to sleep before each write, so that crash
+# tests can kill a reconciler between two writes. Unset (no delay) outside tests.
+WRITE_DELAY_VARIABLE = "RECONCILER_TEST_WRITE_DELAY"
+
+
+def _write_delay() -> float:
+    try:
+        return max(0.0, float(os.environ.get(WRITE_DELAY_VARIABLE) or 0))
+    except ValueError:
+        return 0.0
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
@@ -115,6 +128,7 @@ class SqliteRegistry:
         self._busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
         self._in_batch = False
+        self._delay = _write_delay()
 
     # -- connection -------------------------------------------------------------------
 
@@ -178,6 +192,9 @@ class SqliteRegistry:
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write: its own IMMEDIATE transaction, or part of the open batch."""
+        if self._delay:
+            time.sleep(self._delay)
         conn = self.conn
         if self._in_batch:
             yield conn
