@@ -84,7 +84,7 @@ def child_env(delay: float = 0.0) -> dict[str, str]:
     return env
 
 
-def reconciler(repo: Path, db: Path, *args: str, **kwargs: Any) -> list[str]:
+def reconciler(repo: Path, db: Path, *args: str) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -98,10 +98,12 @@ def reconciler(repo: Path, db: Path, *args: str, **kwargs: Any) -> list[str]:
     ]
 
 
-def run(repo: Path, db: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run(
+    repo: Path, db: Path, *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         reconciler(repo, db, *args),
-        env=child_env(),
+        env={**child_env(), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
