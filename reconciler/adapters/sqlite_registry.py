@@ -206,9 +206,13 @@ class SqliteRegistry:
         try:
             yield conn
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
-        conn.execute("COMMIT")
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:  # disk full, I/O error: nothing of it was written
+            _rollback(conn)
+            raise _translate(exc, "cannot commit to the registry") from exc
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -543,6 +547,12 @@ def _event(
         "INSERT INTO events (at, name, version, action, detail) VALUES (?, ?, ?, ?, ?)",
         (at, name, version, action, canonical_json(dict(detail))),
     )
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite may have rolled back already (after SQLITE_FULL, say): that is no new error
+    with contextlib.suppress(sqlite3.Error):
+        conn.execute("ROLLBACK")
 
 
 def _translate(exc: sqlite3.Error, what: str) -> RegistryError:
