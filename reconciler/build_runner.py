@@ -26,7 +26,7 @@ from reconciler.core.build import (
     next_attempt,
     tail,
 )
-from reconciler.ports import Builder, BuildError, Registry
+from reconciler.ports import Builder, BuildError, BuilderUnavailable, Registry
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -274,11 +274,14 @@ class BuildRunner:
         clock = time.monotonic()
         image: str | None = None
         failure: str | None = None
+        retry_now = False
         try:
             image = builder.build(job, lambda blob: read_blob(blob, group[0]), lines.append)
         except (BuildError, OSError) as exc:
             failure = str(exc)
             lines.append(f"FAILED: {exc}")
+            # the engine, not the environment, failed: the next reconcile tries again
+            retry_now = isinstance(exc, BuilderUnavailable)
         ended = _now()
         finished = BuildRecord(
             "",
@@ -299,7 +302,7 @@ class BuildRunner:
                 finished,
                 status=BuildStatus.FAILED,
                 message=failure,
-                next_attempt_at=_iso(next_attempt(attempts, ended)),
+                next_attempt_at=None if retry_now else _iso(next_attempt(attempts, ended)),
             )
             outcome_text = f"FAILED after {time.monotonic() - clock:.1f}s: {failure}"
         records_out = [replace(finished, name=t.name, version=t.version) for t in group]

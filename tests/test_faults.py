@@ -5,20 +5,29 @@ traceback), loses nothing, and the next run heals."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
+import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import GitRepo, image_env
-from tests.crash_support import check_consistent, comparable, reconciler, rows, run
+from tests.crash_support import Row, check_consistent, comparable, reconciler, rows, run
 from tests.crash_support import child_env as _env
+from tests.docker_support import DockerEnv
+from tests.socket_proxy import SocketProxy
 
 HOLD = """
 import sqlite3, sys, time
@@ -61,7 +70,7 @@ def _applied(tmp_path: Path, count: int = 3) -> tuple[GitRepo, Path]:
     return repo, db
 
 
-def _heals(repo: GitRepo, db: Path, before: list) -> None:  # type: ignore[type-arg]
+def _heals(repo: GitRepo, db: Path, before: list[Row]) -> None:
     healed = run(repo.root, db, "apply")
     assert healed.returncode == 0, healed.stdout + healed.stderr
     check_consistent(before, db)
@@ -187,3 +196,113 @@ def test_no_space_left_for_the_report(tmp_path: Path, tiny_disk: Path) -> None:
     started = time.monotonic()
     assert run(repo.root, db, "plan").returncode == 0
     assert time.monotonic() - started < 30
+
+
+# -- the build services ------------------------------------------------------------------
+
+
+def _building_repo(tmp_path: Path, seconds: int = 0) -> GitRepo:
+    from tests.docker_support import BUSYBOX_IMAGE
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    repo = GitRepo(root)
+    repo.write("environments/slow/env.yml", "name: slow\nbuild:\n  path: ctx\n")
+    token = uuid.uuid4().hex  # never in the engine's layer cache
+    repo.write(
+        "environments/slow/ctx/Dockerfile",
+        f"FROM {BUSYBOX_IMAGE}\nRUN echo {token} && sleep {seconds}\n",
+    )
+    repo.commit("slow")
+    return repo
+
+
+def _show(repo: GitRepo, db: Path, target: str) -> dict[str, Any]:
+    shown = run(repo.root, db, "show", target, "--json")
+    assert shown.returncode == 0, shown.stderr
+    document: dict[str, Any] = json.loads(shown.stdout)
+    return document
+
+
+def test_docker_engine_gone_mid_build(tmp_path: Path, docker_env: DockerEnv) -> None:
+    repo = _building_repo(tmp_path, seconds=5)
+    db = tmp_path / "registry.db"
+    proxy = SocketProxy(Path(tempfile.mkdtemp(dir="/tmp")) / "d.sock", docker_env.docker_host[7:])
+    image_registry = docker_env.fresh_image_registry()
+    apply = subprocess.Popen(
+        reconciler(repo.root, db, "apply", "--image-registry", image_registry),
+        env={**_env(), "DOCKER_HOST": proxy.docker_host},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert apply.stderr is not None
+    while "building" not in (line := apply.stderr.readline()):
+        assert line, "the build never started"
+    time.sleep(1.0)  # inside `RUN sleep 5`
+    proxy.cut()
+    out, err = apply.communicate(timeout=120)
+    assert apply.returncode == 1, out + err
+    assert "Traceback" not in err and "stopped answering" in err
+    record = _show(repo, db, "slow:1")["build"]
+    assert record["status"] == "failed" and "stopped answering" in record["message"]
+    assert record["next_attempt_at"] is None  # not the environment's fault: no backoff
+    # the engine is back: the next run builds it
+    healed = run(repo.root, db, "apply", "--image-registry", image_registry)
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    assert _show(repo, db, "slow:1")["build"]["status"] == "succeeded"
+
+
+@contextlib.contextmanager
+def private_registry(tmp_path: Path, port: int) -> Iterator[str]:
+    """A distribution registry of this test's own (the shared one is never stopped)."""
+    config = tmp_path / f"registry-{port}.yml"
+    config.write_text(
+        f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
+        f"    rootdirectory: {tmp_path / 'registry-data'}\nhttp:\n  addr: 127.0.0.1:{port}\n"
+    )
+    process = subprocess.Popen(
+        ["docker-registry", "serve", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the private registry did not start"
+                time.sleep(0.1)
+        yield f"127.0.0.1:{port}/faults"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_oci_registry_down_then_back(tmp_path: Path, docker_env: DockerEnv) -> None:
+    if shutil.which("docker-registry") is None:
+        pytest.skip("docker-registry is not installed")
+    repo = _building_repo(tmp_path)
+    db = tmp_path / "registry.db"
+    port = _free_port()
+    image_registry = f"127.0.0.1:{port}/faults"
+    down = run(repo.root, db, "apply", "--image-registry", image_registry)  # nothing listens
+    assert down.returncode == 1 and "Traceback" not in down.stderr
+    record = _show(repo, db, "slow:1")["build"]
+    assert record["status"] == "failed" and "is unreachable" in record["message"]
+    assert record["next_attempt_at"] is None
+    assert _show(repo, db, "slow:1")["version"] == "1"  # registered all the same
+    with private_registry(tmp_path, port) as back:
+        assert back == image_registry
+        healed = run(repo.root, db, "apply", "--image-registry", image_registry)
+        assert healed.returncode == 0, healed.stdout + healed.stderr
+        record = _show(repo, db, "slow:1")["build"]
+        assert record["status"] == "succeeded" and record["image"].startswith(image_registry)
