@@ -80,7 +80,7 @@ def test_concurrent_applies_are_serialised(tmp_path: Path) -> None:
 def test_a_waiting_apply_times_out_naming_the_holder(tmp_path: Path) -> None:
     repo = _repo(tmp_path, "r", "busybox:1")
     db = tmp_path / "r.db"
-    holder = _start(repo.root, db, "apply", delay=0.5)  # 8 slow writes: about 4 s
+    holder = _start(repo.root, db, "apply", delay=0.25)  # 8 creates, 8 records: about 4 s
     try:
         _wait_for_holder(tmp_path / "r.db.lock", holder.pid)
         waiter = run(repo.root, db, "apply", "--lock-timeout", "0.5")
