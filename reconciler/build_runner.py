@@ -28,7 +28,7 @@ from reconciler.core.build import (
     tail,
 )
 from reconciler.core.secrets import mask_text
-from reconciler.ports import Builder, BuildError, Registry
+from reconciler.ports import Builder, BuildError, BuilderUnavailable, Registry
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -283,6 +283,7 @@ class BuildRunner:
         image: str | None = None
         failure: str | None = None
         bases: dict[str, str | None] = {}
+        retry_now = False
 
         def read(blob: str) -> bytes:
             return read_blob(blob, group[0])
@@ -296,6 +297,8 @@ class BuildRunner:
         except (BuildError, OSError) as exc:
             failure = mask_text(str(exc))
             log(f"FAILED: {exc}")
+            # the engine, not the environment, failed: the next reconcile tries again
+            retry_now = isinstance(exc, BuilderUnavailable)
         ended = _now()
         finished = BuildRecord(
             "",
@@ -317,7 +320,7 @@ class BuildRunner:
                 finished,
                 status=BuildStatus.FAILED,
                 message=failure,
-                next_attempt_at=_iso(next_attempt(attempts, ended)),
+                next_attempt_at=None if retry_now else _iso(next_attempt(attempts, ended)),
             )
             outcome_text = f"FAILED after {time.monotonic() - clock:.1f}s: {failure}"
         records_out = [replace(finished, name=t.name, version=t.version) for t in group]

@@ -15,7 +15,7 @@ from typing import Any
 from reconciler.adapters.oci import OciRegistry
 from reconciler.core.build import CONDA_FILE_IN_CONTEXT, BuildJob, image_repository
 from reconciler.core.snapshot import EXECUTABLE_MODE, SYMLINK_MODE
-from reconciler.ports import BuildError
+from reconciler.ports import BuildError, BuilderUnavailable
 
 
 def split_image_registry(image_registry: str) -> tuple[str, str]:
@@ -112,6 +112,9 @@ class DockerBuilder:
     def build(
         self, job: BuildJob, read_blob: Callable[[str], bytes], log: Callable[[str], None]
     ) -> str:
+        import requests
+        import urllib3
+
         target = f"{self.image_repository}:{job.tag}"
         engine = self._engine()
         if job.kind == "url":
@@ -119,12 +122,19 @@ class DockerBuilder:
                 "a build context given as a URL is built by the service, not "
                 "locally (the network is disabled for builds)"
             )
-        if job.kind == "image":
-            self._retag_base(engine, job, target, log)
-        else:
-            context = self._context(job, read_blob)
-            self._run_build(engine, context, job, target, log)
-        return self._push(engine, job.tag, log)
+        try:
+            if job.kind == "image":
+                self._retag_base(engine, job, target, log)
+            else:
+                context = self._context(job, read_blob)
+                self._run_build(engine, context, job, target, log)
+            return self._push(engine, job.tag, log)
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            # the engine went away mid-build (stopped, restarted, socket cut)
+            where = self._docker_host or "DOCKER_HOST"
+            raise BuilderUnavailable(
+                f"the Docker Engine at {where} stopped answering: {exc}"
+            ) from exc
 
     def _retag_base(
         self, engine: Any, job: BuildJob, target: str, log: Callable[[str], None]
@@ -192,6 +202,16 @@ class DockerBuilder:
             raise BuildError(f"docker build failed: {exc.explanation or exc}") from exc
 
     def _push(self, engine: Any, tag: str, log: Callable[[str], None]) -> str:
+        try:
+            return self._push_once(engine, tag, log)
+        except BuildError as exc:
+            try:  # the registry down is no fault of the environment: say so
+                self.oci.tags(self._repo_path)
+            except BuilderUnavailable as down:
+                raise BuilderUnavailable(f"{exc} ({down})") from exc
+            raise
+
+    def _push_once(self, engine: Any, tag: str, log: Callable[[str], None]) -> str:
         import docker
 
         digest = None

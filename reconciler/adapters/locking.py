@@ -13,13 +13,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from reconciler.ports import LockTimeout
+from reconciler.ports import LockTimeout, RegistryError
 
 
 @contextlib.contextmanager
 def file_lock(path: Path, timeout: float, what: str) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise RegistryError(f"cannot open the lock file {path}: {exc.strerror}") from exc
     try:
         deadline = time.monotonic() + timeout
         delay = 0.01
@@ -36,12 +39,11 @@ def file_lock(path: Path, timeout: float, what: str) -> Iterator[None]:
                     ) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.25)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()}\n".encode())
+        _note_holder(fd, f"pid {os.getpid()}\n")
         try:
             yield
         finally:
-            os.ftruncate(fd, 0)
+            _note_holder(fd, "")
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
@@ -53,3 +55,12 @@ def _read_holder(path: Path) -> str:
     except OSError:
         return ""
     return f" ({text})" if text else ""
+
+
+def _note_holder(fd: int, text: str) -> None:
+    """Who holds the lock, for the timeout message. The flock is the lock: a full disk
+    that refuses this note must not stop the reconciler."""
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        if text:
+            os.write(fd, text.encode())

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from reconciler.ports import BuildError
+from reconciler.ports import BuildError, BuilderUnavailable
 
 _MANIFEST_TYPES = ", ".join(
     [
@@ -38,7 +38,7 @@ class OciRegistry:
             return exc.code, dict(exc.headers or {}), b""
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise BuildError(f"OCI registry {self.host} is unreachable: {reason}") from exc
+            raise BuilderUnavailable(f"OCI registry {self.host} is unreachable: {reason}") from exc
 
     def tags(self, repository: str) -> set[str]:
         """Every tag of ``repository`` (paging through `Link` headers); empty if none."""

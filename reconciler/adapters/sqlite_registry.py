@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -117,6 +118,18 @@ BEGIN SELECT RAISE(ABORT, 'build records are never deleted'); END;
 _MIGRATIONS = {"1": _BUILDS, "2": _BUILD_BASES}  # from version -> script to the next
 
 
+# Test hook, read once per registry: seconds to sleep before each write, so that crash
+# tests can kill a reconciler between two writes. Unset (no delay) outside tests.
+WRITE_DELAY_VARIABLE = "RECONCILER_TEST_WRITE_DELAY"
+
+
+def _write_delay() -> float:
+    try:
+        return max(0.0, float(os.environ.get(WRITE_DELAY_VARIABLE) or 0))
+    except ValueError:
+        return 0.0
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
@@ -128,6 +141,7 @@ class SqliteRegistry:
         self._busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
         self._in_batch = False
+        self._delay = _write_delay()
 
     # -- connection -------------------------------------------------------------------
 
@@ -192,6 +206,9 @@ class SqliteRegistry:
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write: its own IMMEDIATE transaction, or part of the open batch."""
+        if self._delay:
+            time.sleep(self._delay)
         conn = self.conn
         if self._in_batch:
             yield conn
@@ -203,9 +220,13 @@ class SqliteRegistry:
         try:
             yield conn
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
-        conn.execute("COMMIT")
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:  # disk full, I/O error: nothing of it was written
+            _rollback(conn)
+            raise _translate(exc, "cannot commit to the registry") from exc
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -547,6 +568,12 @@ def _event(
         "INSERT INTO events (at, name, version, action, detail) VALUES (?, ?, ?, ?, ?)",
         (at, name, version, action, canonical_json(dict(detail))),
     )
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite may have rolled back already (after SQLITE_FULL, say): that is no new error
+    with contextlib.suppress(sqlite3.Error):
+        conn.execute("ROLLBACK")
 
 
 def _translate(exc: sqlite3.Error, what: str) -> RegistryError:

@@ -5,6 +5,7 @@ answered in a few tens of milliseconds, most of it the interpreter starting."""
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -237,13 +238,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     from reconciler.cli import commands  # the wiring; kept out of --help and parse errors
 
     try:
-        return int(getattr(commands, "run_" + args.command)(args))
+        code = int(getattr(commands, "run_" + args.command)(args))
+        sys.stdout.flush()  # a report that cannot be written is an error, not a success
+        return code
     except commands.EXPECTED_ERRORS as exc:
         _fail(str(exc), args)
         return EXIT_ERROR
     except KeyboardInterrupt:
         _fail("interrupted", args)
         return 130
+    except OSError as exc:
+        if exc.errno not in _OUTPUT_ERRORS:
+            raise
+        _drop_stdout()
+        where = exc.filename or "the output"
+        print(f"error: cannot write {where}: {exc.strerror}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+# Writing the report failed (a full disk, a closed pipe): what has been done stays done.
+_OUTPUT_ERRORS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EPIPE, errno.EIO})
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush of what is still
+    buffered does not fail a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def _fail(message: str, args: Any) -> None:

@@ -252,13 +252,14 @@ def run_apply(args: Namespace) -> int:
             return _report_apply(outcome, engine, settings, args, style)
         try:
             outcome = engine.apply(args.ref)
-        except ApplyRefused:
+        except ApplyRefused as refused:
             document = engine.plan_document(args.ref)
-            if args.json:
-                _print_json({"applied": [], "failed": [], "plan": document})
+            if args.json:  # one JSON document on stdout, the error in it
+                _print_json({"applied": [], "failed": [], "plan": document, "error": str(refused)})
             else:
                 _print(text.format_plan(document, style))
-            raise
+            sys.stderr.write(f"error: {refused}\n")
+            return EXIT_ERROR
     finally:
         engine.registry.close()
     return _report_apply(outcome, engine, settings, args, style)

@@ -153,6 +153,29 @@ def _diags_at(record: Mapping[str, Any], path: str) -> list[Diagnostic]:
 # ---------------------------------------------------------------------------- paths
 
 
+def _undecodable(path: str) -> bool:
+    """A file name that is not UTF-8 arrives with surrogate escapes; it cannot be stored,
+    printed or hashed as text, so it is refused rather than carried along."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def printable(path: str) -> str:
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _bad_name(path: str, where: str, yaml_path: str, line: int | None = None) -> Diagnostic:
+    return diag.error(
+        "path-encoding",
+        f"{where}{printable(path)!r}: the file name is not valid UTF-8; rename it",
+        yaml_path,
+        line,
+    )
+
+
 class _PathProblem(Exception):
     def __init__(self, rule: str, message: str) -> None:
         super().__init__(message)
@@ -282,6 +305,9 @@ def _build_context(
     found: list[Diagnostic] = []
     prefix = context + "/" if context else ""
     for entry in entries:
+        if _undecodable(entry.path):
+            found.append(_bad_name(entry.path, "build context: ", yaml_path, line))
+            continue
         if entry.is_symlink:
             try:
                 _real_path(snapshot, entry.path)
@@ -435,9 +461,20 @@ def _parse_missing(
         todo.append(entry)
     if not todo:
         return
+    from reconciler.core.yamldoc import MAX_FILE_BYTES
+
     snapshot.prefetch(todo)
-    contents = [snapshot.read(entry) for entry in todo]
-    for entry, record in zip(todo, mapper(_parse_candidate, contents), strict=True):
+    batch: list[FileEntry] = []
+    contents: list[bytes] = []
+    for entry in todo:
+        content = snapshot.read(entry)
+        if len(content) > MAX_FILE_BYTES:
+            # refused at once, so that many oversized files are never held together
+            memo.parsed[entry.blob_id] = _parse_candidate(content)
+            continue
+        batch.append(entry)
+        contents.append(content)
+    for entry, record in zip(batch, mapper(_parse_candidate, contents), strict=True):
         conda = record.pop("conda", None)
         if conda is not None:
             memo.conda[entry.blob_id] = conda
@@ -473,6 +510,9 @@ def load_desired(
     conda_files: list[str] = []
     per_file_diags: dict[str, list[Diagnostic]] = {}
     for entry in candidates:
+        if _undecodable(entry.path):
+            found.append(_bad_name(entry.path, "", printable(entry.path)))
+            continue
         if entry.is_symlink:
             found.append(
                 diag.error(

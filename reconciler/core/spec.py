@@ -35,6 +35,13 @@ class Route(_Strict):
     port: int = Field(ge=1, le=65535)
     path: str
 
+    @field_validator("port", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # lax mode would read `port: true` as port 1
+            raise ValueError("must be a port number, not a boolean")
+        return value
+
 
 class InferenceConfig(_Strict):
     liveness_route: Route

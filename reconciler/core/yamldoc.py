@@ -20,6 +20,16 @@ except ImportError:  # pragma: no cover - depends on the platform build
 MAX_FILE_BYTES = 1024 * 1024
 # Bounds the expansion of YAML aliases ("billion laughs"): nodes visited while building.
 MAX_NODES = 200_000
+# Bounds nesting: building data recurses once per level (libyaml's composer in C, where a
+# deep enough file crashes the process; PyYAML's constructor in Python). Real files nest
+# fewer than ten levels.
+MAX_DEPTH = 100
+# Each nested collection owns at least one of these indicators, so a file with few of
+# them cannot nest deeply and skips the exact (event by event) depth check.
+_NESTING_INDICATORS = (b"[", b"{", b"-", b":", b"?")
+# Python's int() refuses more than 4300 digits (ValueError), and base-60 integers such as
+# 1:2:3 cost quadratic time in their length: no number in an environment file is this long.
+MAX_NUMBER_CHARS = 100
 
 AS_WRITTEN_KEYS = frozenset({"name", "version", "description", "image", "datastore", "os_type"})
 _NULLS = frozenset({"", "~", "null", "Null", "NULL"})
@@ -48,26 +58,77 @@ class YamlDocument:
 
 
 class _Loader(_BaseLoader):
-    pass
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # A scalar constructor may raise ValueError (a date such as 2024-99-99, an integer
+        # too long for int()): report it as a YAML error at the value, not a crash.
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read this value: {exc}", node.start_mark
+            ) from None
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        if len(node.value) > MAX_NUMBER_CHARS:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"a number longer than {MAX_NUMBER_CHARS} characters; quote it if it is text",
+                node.start_mark,
+            )
+        value: int = super().construct_yaml_int(node)
+        return value
 
 
-def _count_nodes(node: yaml.Node, limit: int) -> None:
-    """Walk the node graph counting visits, aliases included, to refuse alias bombs."""
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+
+
+def _check_graph(node: yaml.Node, limit: int) -> None:
+    """Walk the node graph, aliases included, refusing alias bombs (too many visits) and
+    alias chains nested deeper than MAX_DEPTH."""
     count = 0
-    stack = [node]
+    stack = [(node, 1)]
     while stack:
-        current = stack.pop()
+        current, depth = stack.pop()
         count += 1
         if count > limit:
             raise YamlError(
                 f"document expands to more than {limit} nodes (YAML alias expansion); refused"
             )
+        if depth > MAX_DEPTH:
+            raise YamlError(
+                f"document nests deeper than {MAX_DEPTH} levels through aliases; refused",
+                _line(current),
+            )
         if isinstance(current, yaml.MappingNode):
             for key, value in current.value:
-                stack.append(key)
-                stack.append(value)
+                stack.append((key, depth + 1))
+                stack.append((value, depth + 1))
         elif isinstance(current, yaml.SequenceNode):
-            stack.extend(current.value)
+            stack.extend((child, depth + 1) for child in current.value)
+
+
+def _check_nesting(content: bytes, text: str) -> None:
+    """Refuse collections nested deeper than MAX_DEPTH before anything recurses into them.
+    libyaml's parser is iterative, so walking its events is safe at any depth."""
+    if sum(content.count(indicator) for indicator in _NESTING_INDICATORS) <= MAX_DEPTH:
+        return
+    loader = _Loader(text)
+    depth = 0
+    try:
+        while (event := loader.get_event()) is not None:
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    mark = event.start_mark
+                    raise YamlError(
+                        f"collections nested deeper than {MAX_DEPTH} levels; refused",
+                        int(mark.line) + 1 if mark is not None else None,
+                    )
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    finally:
+        loader.dispose()
 
 
 def _line(node: yaml.Node) -> int:
@@ -186,16 +247,21 @@ def _compose(content: bytes) -> yaml.Node | None:
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise YamlError(f"not valid UTF-8 (byte {exc.start})") from None
+        line = content.count(b"\n", 0, exc.start) + 1
+        raise YamlError(f"not valid UTF-8 (byte {exc.start})", line) from None
     loader = _Loader(text)
     try:
+        _check_nesting(content, text)
         root: yaml.Node | None = loader.get_single_node()
+    except yaml.reader.ReaderError as exc:  # a forbidden character: no mark, a position
+        line = text.count("\n", 0, exc.position) + 1
+        raise YamlError(f"invalid YAML: {str(exc).splitlines()[0]}", line) from None
     except yaml.YAMLError as exc:
         raise _as_yaml_error(exc) from None
     finally:
         loader.dispose()
     if root is not None and b"*" in content:  # no "*", no alias: nothing can expand
-        _count_nodes(root, MAX_NODES)
+        _check_graph(root, MAX_NODES)
     return root
 
 
