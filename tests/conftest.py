@@ -138,3 +138,12 @@ def docker_env() -> object:
 
 
 from tests.azure_support import emulator, workspace  # noqa: E402, F401  (Azure ML emulator)
+
+
+@pytest.fixture
+def started() -> Iterator[list[Any]]:
+    """Long-running reconciler processes a test starts; killed when it ends."""
+    running: list[Any] = []
+    yield running
+    for process in running:
+        process.kill()

@@ -9,9 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from reconciler.adapters.locking import file_lock
 from reconciler.adapters.sqlite_registry import SqliteRegistry
@@ -19,14 +16,6 @@ from tests.conftest import CONDA, GitRepo, conda_env
 from tests.processes import Running, reconciler_env, wait_for
 
 EDITS = 8
-
-
-@pytest.fixture
-def started(repo: GitRepo) -> Iterator[list[Running]]:
-    running: list[Running] = []
-    yield running
-    for process in running:
-        process.kill()
 
 
 def conda(i: int) -> str:

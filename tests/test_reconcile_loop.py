@@ -8,12 +8,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from reconciler.adapters.locking import file_lock
 from reconciler.adapters.sqlite_registry import SqliteRegistry
@@ -22,14 +19,6 @@ from tests.conftest import GitRepo, image_env
 from tests.processes import Running, reconciler_env, wait_for
 
 REPORTS = ("drift-report.json", "drift-report.md", "drift-report.html")
-
-
-@pytest.fixture
-def started(repo: GitRepo) -> Iterator[list[Running]]:
-    running: list[Running] = []
-    yield running
-    for process in running:
-        process.kill()
 
 
 def seed(repo: GitRepo) -> None:

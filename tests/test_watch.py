@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from reconciler.adapters.locking import file_lock
 from reconciler.adapters.sqlite_registry import SqliteRegistry
 from reconciler.core.model import RegisteredVersion
 from tests.conftest import GitRepo, image_env
 from tests.processes import Running, wait_for
-
-
-@pytest.fixture
-def started(repo: GitRepo) -> Iterator[list[Running]]:
-    running: list[Running] = []
-    yield running
-    for process in running:
-        process.kill()
 
 
 def seed(repo: GitRepo) -> None:
