@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -115,6 +116,8 @@ class Tree:
                 "symlink",
                 "commit",
                 "stage",
+                "root-file",
+                "remove-dir",
             ]
         )
         if action == "add" or not present:
@@ -157,6 +160,11 @@ class Tree:
             else:
                 link.symlink_to("environment.yml")
                 self.clock.touch(self.repo.root, [base])
+        elif action == "root-file":
+            self.write(f"notes{rng.randint(0, 2)}*.txt", str(rng.random()))
+        elif action == "remove-dir":
+            shutil.rmtree(self.repo.root / base / rng.choice(["ctx", "."]))
+            self.clock.touch(self.repo.root, [ENVS])
         elif action == "commit":
             self.repo.commit(f"step {rng.random()}")
         elif action == "stage":

@@ -535,7 +535,13 @@ def load_desired(
             else:
                 candidates.append(entry)
     found: list[Diagnostic] = [] if only is None else missing
-    _parse_missing(memo, snapshot, candidates, mapper or _serial_map)
+    hits: dict[str, Resolved] = {}
+    if kept is not None:
+        for entry in candidates:
+            if (done := kept.get(entry)) is not None:
+                hits[entry.path] = done
+    todo = [e for e in candidates if e.path not in hits] if hits else candidates
+    _parse_missing(memo, snapshot, todo, mapper or _serial_map)
     resolved: list[DesiredEnvironment] = []
     referenced: set[str] = set()
     invalid: list[tuple[FileEntry, dict[str, Any]]] = []
@@ -543,8 +549,11 @@ def load_desired(
     per_file_diags: dict[str, list[Diagnostic]] = {}
     fresh: dict[str, Resolved] = {}
     for entry in candidates:
-        if kept is not None and (done := kept.get(entry)) is not None:
+        if (done := hits.get(entry.path)) is not None:
             fresh[entry.path] = done
+            if done.conda:
+                conda_files.append(entry.path)
+                continue
             if done.diagnostics:
                 per_file_diags[entry.path] = list(done.diagnostics)
             referenced.update(done.references)
@@ -565,6 +574,8 @@ def load_desired(
         kind = record["kind"]
         if kind == "conda":
             conda_files.append(entry.path)
+            if kept is not None:  # by its content alone
+                fresh[entry.path] = Resolved(entry, frozenset(), None, (), (), conda=True)
             continue
         if kind == "invalid":
             invalid.append((entry, record))
@@ -618,7 +629,7 @@ def load_desired(
     for name in duplicates:
         environments.pop(name, None)
     if kept is not None:
-        kept.resolved = fresh
+        kept.finish(fresh)
     for path in sorted(per_file_diags):
         found.extend(per_file_diags[path])
     for path in conda_files:

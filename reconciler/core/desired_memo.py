@@ -60,6 +60,7 @@ class Resolved:
     desired: DesiredEnvironment | None
     references: tuple[str, ...]  # other than the file itself
     diagnostics: tuple[Diagnostic, ...]
+    conda: bool = False  # a conda file, not an environment
 
 
 @dataclass(slots=True)
@@ -70,6 +71,7 @@ class ResolveMemo:
     matches: dict[str, bool] = field(default_factory=dict)  # path -> a candidate?
     # changed paths, and their directories as ``directory/`` (see Recording)
     touched: set[str] = field(default_factory=set)
+    _next: dict[str, FileEntry] = field(default_factory=dict)
 
     def begin(self, key: Any, entries: list[FileEntry]) -> None:
         """Compare the snapshot's whole listing with the previous one."""
@@ -91,9 +93,13 @@ class ResolveMemo:
             while path:
                 path = posixpath.dirname(path)
                 touched.add(path + "/")
-        for path in changed:
-            self.matches.pop(path, None)
-        self.listing, self.touched = new, touched
+        self.touched = touched
+        self._next = new
+
+    def finish(self, resolved: dict[str, Resolved]) -> None:
+        """The load is complete: its listing and results are what the next one compares
+        with (a load that failed half way leaves the previous pair, still consistent)."""
+        self.listing, self.resolved = self._next, resolved
 
     def get(self, entry: FileEntry) -> Resolved | None:
         found = self.resolved.get(entry.path)

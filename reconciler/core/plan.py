@@ -212,12 +212,14 @@ class _Planner:
                     tuple(self.diagnostics[diagnostics:]),
                     tuple(self.retention[retention:]),
                 )
-            else:
+            elif found.changes or found.drift or found.diagnostics or found.retention:
                 self.changes.extend(found.changes)
                 self.drift.extend(found.drift)
                 self.noops.extend(found.noops)
                 self.diagnostics.extend(found.diagnostics)
                 self.retention.extend(found.retention)
+            else:  # in sync: the common case
+                self.noops.extend(found.noops)
             kept[name] = found
         memo.environments = kept
 
