@@ -24,11 +24,13 @@ from reconciler.ports import BuildError, NotFound, Registry, RegistryError, Sour
 if TYPE_CHECKING:  # the rest of the core is imported when a plan is computed, not when
     # a cached one is answered
     from reconciler.build_runner import BuildOutcome, BuildRunner, BuildTarget
-    from reconciler.core.desired import DesiredState, LoadMemo
+    from reconciler.core.desired import DesiredEnvironment, DesiredState, LoadMemo
+    from reconciler.core.desired_memo import ResolveMemo
     from reconciler.core.diagnostics import Diagnostic
     from reconciler.core.drift import DriftClass, DriftReport
-    from reconciler.core.model import RegistryState
+    from reconciler.core.model import RegisteredContainer, RegistryState
     from reconciler.core.plan import Change, Plan
+    from reconciler.core.plan_memo import PlanMemo
     from reconciler.core.policy import Policy
     from reconciler.core.snapshot import Snapshot
 
@@ -45,26 +47,47 @@ def _close(snapshot: object) -> None:
         close()
 
 
-def build_targets(desired: DesiredState, state: RegistryState) -> list[BuildTarget]:
-    """The registered version that carries each environment's git content."""
-    from reconciler.build_runner import BuildTarget
+TargetMemo = dict[str, tuple[Any, Any, Any]]  # name -> (environment, container, target)
 
+
+def build_targets(
+    desired: DesiredState, state: RegistryState, memo: TargetMemo | None = None
+) -> list[BuildTarget]:
+    """The registered version that carries each environment's git content. ``memo`` keeps
+    each environment's answer for the same (immutable) environment and container."""
     targets = []
+    kept: TargetMemo = {}
     for name, env in desired.environments.items():
         container = state.containers.get(name)
         if container is None:
             continue
-        if env.version is not None:
-            version = container.get(env.version)
-        else:
-            version = next(
-                (v for v in reversed(container.versions) if v.effective_digest == env.digest),
-                None,
-            )
-        if version is None or version.effective_digest != env.digest:
-            continue  # not registered (its write failed): nothing to build yet
-        targets.append(BuildTarget(name, version.version, env.digest, env.content, env.build_root))
+        found = memo.get(name) if memo is not None else None
+        if found is None or found[0] is not env or found[1] is not container:
+            found = (env, container, _build_target(name, env, container))
+        kept[name] = found
+        if found[2] is not None:
+            targets.append(found[2])
+    if memo is not None:
+        memo.clear()
+        memo.update(kept)
     return targets
+
+
+def _build_target(
+    name: str, env: DesiredEnvironment, container: RegisteredContainer
+) -> BuildTarget | None:
+    from reconciler.build_runner import BuildTarget
+
+    if env.version is not None:
+        version = container.get(env.version)
+    else:
+        version = next(
+            (v for v in reversed(container.versions) if v.effective_digest == env.digest),
+            None,
+        )
+    if version is None or version.effective_digest != env.digest:
+        return None  # not registered (its write failed): nothing to build yet
+    return BuildTarget(name, version.version, env.digest, env.content, env.build_root)
 
 
 def parallel_map(
@@ -136,6 +159,11 @@ class MemoStore:
     def save_plan(self, slot: str, entry: dict[str, Any]) -> None:
         return None
 
+    def kept_memos(self) -> tuple[ResolveMemo, PlanMemo] | None:
+        """Resolved environments and per-environment plans held in memory between
+        reconciles (a long-running reconciler's); None: every reconcile starts afresh."""
+        return None
+
 
 @dataclass
 class ApplyOutcome:
@@ -162,6 +190,7 @@ class Engine:
     inventory: AppliedStore | None = None  # what was applied, for `missing` drift
     policy: Policy | None = None  # governance rules (see core/policy.py)
     policy_date: date | None = None  # judge policy exceptions at this date (default: today)
+    _targets: TargetMemo = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # -- reading --------------------------------------------------------------------
 
@@ -184,7 +213,9 @@ class Engine:
         from reconciler.core.desired import load_desired
 
         memo = self.cache.load_memo()
-        state = load_desired(snapshot, self.selection, memo, only, parallel_map)
+        kept = self._kept_memos()
+        resolved = kept[0] if kept is not None else None
+        state = load_desired(snapshot, self.selection, memo, only, parallel_map, resolved)
         if self.policy is not None:
             state.diagnostics.extend(self._policy_diagnostics(state, snapshot, self.policy))
         watch = None
@@ -192,6 +223,10 @@ class Engine:
             watch = self.source.watch_list(snapshot, self.selection.root, state.references)
         self.cache.save_memo(memo)
         return state, watch
+
+    def _kept_memos(self) -> tuple[ResolveMemo, PlanMemo] | None:
+        kept = getattr(self.cache, "kept_memos", None)  # DiskCache has none
+        return None if kept is None else kept()
 
     def today(self) -> date:
         """The date policy exceptions are judged at (UTC)."""
@@ -254,7 +289,9 @@ class Engine:
         from reconciler.core.plan import make_plan
         from reconciler.core.plan_packages import annotate_packages, package_blobs
 
-        plan = make_plan(desired, state, self.selection, options or self.options)
+        kept = self._kept_memos()
+        memo = kept[1] if kept is not None else None
+        plan = make_plan(desired, state, self.selection, options or self.options, memo)
         blobs = package_blobs(plan, state)
         if not blobs:  # conda files only: their content is in the plan already
             return annotate_packages(plan, state, {})
@@ -341,7 +378,7 @@ class Engine:
                 outcome = self._apply_plan(plan)
                 if self.builds is None and self.inventory is None:
                     return outcome
-                targets = build_targets(desired, self.registry.read_state())
+                targets = build_targets(desired, self.registry.read_state(), self._targets)
                 if self.inventory is not None:
                     self.inventory.save({t.name: t.version for t in targets})
                 if self.builds is not None:

@@ -344,6 +344,16 @@ class GitSource:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.is_git = (root / ".git").exists()
+        self._kept: Any = None  # a TreeIndex, once keep_listing() was called
+
+    def keep_listing(self) -> None:
+        """Keep the working tree's listing between snapshots, revalidated by stat data (for
+        a long-running reconciler: each snapshot then costs a stat per file, not git's
+        full listing)."""
+        if self.is_git and self._kept is None:
+            from reconciler.adapters.worktree_index import TreeIndex
+
+            self._kept = TreeIndex(self.root)
 
     def read_blob(self, blob: str) -> bytes:
         """Any blob of the repository's history, by id (files of an older version)."""
@@ -460,5 +470,8 @@ class GitSource:
         if ref is None:
             if not self.is_git:
                 return DirectorySnapshot(self.root)
+            if self._kept is not None:
+                snapshot: WorkTreeSnapshot = self._kept.snapshot()
+                return snapshot
             return WorkTreeSnapshot(self.root, self.head())
         return RefSnapshot(self.root, self.resolve(ref), ref)

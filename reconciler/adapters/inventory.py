@@ -21,6 +21,10 @@ class Inventory:
         key = hashlib.sha256(registry_url.encode()).hexdigest()[:16]
         self.path = directory / f"{key}.json"
         self.registry_url = registry_url
+        # What this object last wrote, with the file's stat data after the write: the same
+        # record again is not rewritten while the file is still that one (an atomic
+        # replace by anyone gives the file a new inode).
+        self._written: tuple[dict[str, str], tuple[int, int, int]] | None = None
 
     def load(self) -> dict[str, str]:
         try:
@@ -34,6 +38,8 @@ class Inventory:
 
     def save(self, applied: Mapping[str, str]) -> None:
         """Atomically (write, then rename): a crash leaves the old record or the new one."""
+        if self._written is not None and self._written == (dict(applied), self._stat()):
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         body = json.dumps(
             {"registry": self.registry_url, "applied": dict(sorted(applied.items()))}, indent=1
@@ -44,5 +50,14 @@ class Inventory:
                 out.write(body)
             os.replace(temp, self.path)
         except BaseException:
+            self._written = None
             Path(temp).unlink(missing_ok=True)
             raise
+        self._written = (dict(applied), self._stat())
+
+    def _stat(self) -> tuple[int, int, int]:
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return (0, 0, 0)
+        return (info.st_ino, info.st_size, info.st_mtime_ns)

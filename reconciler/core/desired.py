@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.core import diagnostics as diag
+from reconciler.core.desired_memo import Recording, Resolved, ResolveMemo
 from reconciler.core.diagnostics import Diagnostic
 from reconciler.core.digest import build_content, canonical_json, content_digest
 from reconciler.core.kinds import is_conda_document, is_url
@@ -482,16 +483,47 @@ def _parse_missing(
     memo.changed = True
 
 
+def _candidates(kept: ResolveMemo, snapshot: Snapshot, selection: Selection) -> list[FileEntry]:
+    """The selection's files, remembering which paths match (the selection is fixed)."""
+    matches = kept.matches
+    out = []
+    for entry in snapshot.files_under(selection.root):
+        match = matches.get(entry.path)
+        if match is None:
+            match = matches[entry.path] = selection.matches(entry.path)
+        if match:
+            out.append(entry)
+    return out
+
+
+def _resolve_recorded(
+    memo: LoadMemo, snapshot: Snapshot, entry: FileEntry, record: Mapping[str, Any]
+) -> Resolved:
+    recording = Recording(snapshot)
+    desired, refs, problems = _resolve_environment(memo, recording, entry.path, record)
+    diagnostics = tuple(_diags_at(record, entry.path) + problems)
+    others = tuple(r for r in refs if r != entry.path)
+    return Resolved(entry, frozenset(recording.reads), desired, others, diagnostics)
+
+
 def load_desired(
     snapshot: Snapshot,
     selection: Selection,
     memo: LoadMemo | None = None,
     only: Iterable[str] | None = None,
     mapper: Mapper | None = None,
+    kept: ResolveMemo | None = None,
 ) -> DesiredState:
-    """Read every environment of the selection (or just the files in ``only``)."""
+    """Read every environment of the selection (or just the files in ``only``).
+
+    ``kept`` (a long-running reconciler's) reuses the resolution of unchanged files."""
     memo = memo if memo is not None else LoadMemo()
-    if only is None:
+    if only is not None:
+        kept = None
+    if kept is not None:
+        kept.begin(selection, snapshot.files_under(""))
+        candidates = _candidates(kept, snapshot, selection)
+    elif only is None:
         candidates = [e for e in snapshot.files_under(selection.root) if selection.matches(e.path)]
     else:
         candidates = []
@@ -503,13 +535,31 @@ def load_desired(
             else:
                 candidates.append(entry)
     found: list[Diagnostic] = [] if only is None else missing
-    _parse_missing(memo, snapshot, candidates, mapper or _serial_map)
+    hits: dict[str, Resolved] = {}
+    if kept is not None:
+        for entry in candidates:
+            if (done := kept.get(entry)) is not None:
+                hits[entry.path] = done
+    todo = [e for e in candidates if e.path not in hits] if hits else candidates
+    _parse_missing(memo, snapshot, todo, mapper or _serial_map)
     resolved: list[DesiredEnvironment] = []
     referenced: set[str] = set()
     invalid: list[tuple[FileEntry, dict[str, Any]]] = []
     conda_files: list[str] = []
     per_file_diags: dict[str, list[Diagnostic]] = {}
+    fresh: dict[str, Resolved] = {}
     for entry in candidates:
+        if (done := hits.get(entry.path)) is not None:
+            fresh[entry.path] = done
+            if done.conda:
+                conda_files.append(entry.path)
+                continue
+            if done.diagnostics:
+                per_file_diags[entry.path] = list(done.diagnostics)
+            referenced.update(done.references)
+            if done.desired is not None:
+                resolved.append(done.desired)
+            continue
         if _undecodable(entry.path):
             found.append(_bad_name(entry.path, "", printable(entry.path)))
             continue
@@ -524,12 +574,19 @@ def load_desired(
         kind = record["kind"]
         if kind == "conda":
             conda_files.append(entry.path)
+            if kept is not None:  # by its content alone
+                fresh[entry.path] = Resolved(entry, frozenset(), None, (), (), conda=True)
             continue
         if kind == "invalid":
             invalid.append((entry, record))
             continue
-        desired, refs, problems = _resolve_environment(memo, snapshot, entry.path, record)
-        per_file_diags[entry.path] = _diags_at(record, entry.path) + problems
+        if kept is None:
+            desired, refs, problems = _resolve_environment(memo, snapshot, entry.path, record)
+            per_file_diags[entry.path] = _diags_at(record, entry.path) + problems
+        else:
+            done = fresh[entry.path] = _resolve_recorded(memo, snapshot, entry, record)
+            desired, refs = done.desired, list(done.references)
+            per_file_diags[entry.path] = list(done.diagnostics)
         referenced.update(r for r in refs if r != entry.path)
         if desired is not None:
             resolved.append(desired)
@@ -571,6 +628,8 @@ def load_desired(
         environments[desired.name] = desired
     for name in duplicates:
         environments.pop(name, None)
+    if kept is not None:
+        kept.finish(fresh)
     for path in sorted(per_file_diags):
         found.extend(per_file_diags[path])
     for path in conda_files:

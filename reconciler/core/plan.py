@@ -31,6 +31,7 @@ from reconciler.core.model import (
     user_tags,
 )
 from reconciler.core.options import PlanOptions
+from reconciler.core.plan_memo import EnvironmentPlan, PlanMemo
 from reconciler.core.selection import Selection
 
 if TYPE_CHECKING:
@@ -151,7 +152,9 @@ class _Planner:
         actual: RegistryState,
         selection: Selection,
         options: PlanOptions,
+        memo: PlanMemo | None = None,
     ) -> None:
+        self.memo = memo
         self.desired = desired
         self.actual = actual
         self.selection = selection
@@ -164,8 +167,12 @@ class _Planner:
         self.retention: list[tuple[str, Change]] = []
 
     def run(self) -> Plan:
-        for name, desired in self.desired.environments.items():
-            self._plan_environment(desired, self.actual.containers.get(name))
+        memo = self.memo
+        if memo is None:
+            for name, desired in self.desired.environments.items():
+                self._plan_environment(desired, self.actual.containers.get(name))
+        else:
+            self._plan_environments(memo)
         self._plan_archives()
         changes = sorted(self.changes, key=lambda c: (APPLY_ORDER[c.action], c.name))
         summary = {action.value: 0 for action in Action}
@@ -183,6 +190,43 @@ class _Planner:
             registry_token=self.actual.token,
             summary=summary,
         )
+
+    def _plan_environments(self, memo: PlanMemo) -> None:
+        """As ``run`` does without a memo, reusing the results of unchanged environments."""
+        memo.start((self.desired.commit, self.options))
+        kept: dict[str, EnvironmentPlan] = {}
+        containers = self.actual.containers
+        for name, desired in self.desired.environments.items():
+            container = containers.get(name)
+            found = memo.hit(name, desired, container)
+            if found is None:
+                marks = (len(self.changes), len(self.drift), len(self.noops))
+                diagnostics, retention = len(self.diagnostics), len(self.retention)
+                self._plan_environment(desired, container)
+                found = EnvironmentPlan(
+                    desired,
+                    container,
+                    tuple(self.changes[marks[0] :]),
+                    tuple(self.drift[marks[1] :]),
+                    tuple(self.noops[marks[2] :]),
+                    tuple(self.diagnostics[diagnostics:]),
+                    tuple(self.retention[retention:]),
+                )
+            elif found.changes or found.drift or found.diagnostics or found.retention:
+                self.changes.extend(found.changes)
+                self.drift.extend(found.drift)
+                self.noops.extend(found.noops)
+                self.diagnostics.extend(found.diagnostics)
+                self.retention.extend(found.retention)
+            else:  # in sync: the common case
+                self.noops.extend(found.noops)
+            kept[name] = found
+        memo.environments = kept
+
+    def _managed_active(self, name: str, container: RegisteredContainer) -> bool:
+        if self.memo is None:
+            return not container.archived and container.managed
+        return self.memo.managed_active(name, container)
 
     def _out_of_band(self, change: Change) -> None:
         """A repair of something changed in the registry outside git: applied only with
@@ -241,12 +285,12 @@ class _Planner:
             return
         newest = container.newest
         start = len(self.changes)
-        errors = sum(1 for d in self.diagnostics if d.severity is diag.Severity.ERROR)
+        mark = len(self.diagnostics)  # diagnostics are only appended
         if desired.version is not None:
             self._plan_pinned(desired, container)
         else:
             self._plan_floating(desired, container)
-        if errors == sum(1 for d in self.diagnostics if d.severity is diag.Severity.ERROR):
+        if not any(d.severity is diag.Severity.ERROR for d in self.diagnostics[mark:]):
             self._plan_retention(desired, container, self.changes[start:])
         stamped = container.newest_managed()
         if container.archived:
@@ -501,7 +545,7 @@ class _Planner:
         archives: list[Change] = []
         managed_active = 0
         for name, container in self.actual.containers.items():
-            if container.archived or not container.managed:
+            if not self._managed_active(name, container):
                 continue
             managed_active += 1
             if name in self.desired.environments:
@@ -598,5 +642,7 @@ def make_plan(
     actual: RegistryState,
     selection: Selection,
     options: PlanOptions | None = None,
+    memo: PlanMemo | None = None,
 ) -> Plan:
-    return _Planner(desired, actual, selection, options or PlanOptions()).run()
+    """``memo`` (kept by a long-running reconciler) only makes it faster."""
+    return _Planner(desired, actual, selection, options or PlanOptions(), memo).run()

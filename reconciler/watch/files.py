@@ -21,7 +21,7 @@ from reconciler.render.cycle import format_cycle
 from reconciler.settings import SettingsError
 from reconciler.watch.control import Backoff, Stopper
 from reconciler.watch.cycle import reconcile
-from reconciler.watch.memory import flush, keep_in_memory
+from reconciler.watch.memory import flush, keep_in_memory, settle
 
 DEFAULT_DEBOUNCE_MS = 300
 # A stream of events that never goes quiet (a script rewriting files in a loop) still gets
@@ -75,10 +75,12 @@ class FileWatch:
         self.backoff = Backoff(base=1.0, cap=60.0)
         self.retry_at: float | None = None
         self.last: CycleResult | None = None
+        self.settled = False  # see memory.settle
 
     def _setup(self) -> WatchTarget:
         target = self.setup()
         keep_in_memory(target.engine)
+        self.settled = False
         return target
 
     def run(self) -> None:
@@ -112,6 +114,9 @@ class FileWatch:
             self.retry_at = None
         self.last = result
         self.out(format_cycle(result))
+        if not self.settled:
+            settle()
+            self.settled = True
 
     def _watch(self, target: WatchTarget, first_trigger: str | None) -> bool:
         """Reconcile once, then on each quiet burst of events, until a stop (False) or a
