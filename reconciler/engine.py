@@ -126,6 +126,17 @@ def _lines_of(
     return found
 
 
+def _dockerfile_bases(snapshot: Snapshot, env: DesiredEnvironment) -> list[str]:
+    """The base images an environment's Dockerfile starts from (none without a context)."""
+    from reconciler.core.build import dockerfile_bases
+
+    path = env.dockerfile_path
+    entry = snapshot.lookup(path) if path is not None else None
+    if entry is None:
+        return []
+    return dockerfile_bases(snapshot.read(entry).decode("utf-8", "replace"))
+
+
 class AppliedStore(Protocol):
     """Where apply records what it applied (see adapters/inventory.py)."""
 
@@ -236,7 +247,6 @@ class Engine:
         self, state: DesiredState, snapshot: Snapshot, policy: Policy
     ) -> list[Diagnostic]:
         """Policy violations of every valid environment, with the file and line."""
-        from reconciler.core.build import dockerfile_bases
         from reconciler.core.package_diff import requirement_blobs
         from reconciler.core.policy import evaluate
 
@@ -253,8 +263,7 @@ class Engine:
             if env.build_root is not None and isinstance(build, Mapping):
                 root = env.build_root
                 if policy.needs_dockerfiles:
-                    dockerfile = text(f"{root}/{build['dockerfile_path']}".lstrip("/"))
-                    bases = dockerfile_bases(dockerfile) if dockerfile is not None else []
+                    bases = _dockerfile_bases(snapshot, env)
                 if policy.needs_requirements:
                     for path in requirement_blobs(env.content):
                         found = text(f"{root}/{path}".lstrip("/"))
@@ -537,18 +546,14 @@ class Engine:
     def _observe(self, desired: DesiredState, state: RegistryState, snapshot: Snapshot) -> Any:
         from concurrent.futures import ThreadPoolExecutor
 
-        from reconciler.core.build import BuildStatus, dockerfile_bases
+        from reconciler.core.build import BuildStatus
         from reconciler.core.drift import Observations, finding_subjects
 
-        bases: dict[str, tuple[str, ...]] = {}
-        for name, env in desired.environments.items():
-            build = env.content.get("build")
-            if env.build_root is None or not isinstance(build, Mapping):
-                continue
-            entry = snapshot.lookup(f"{env.build_root}/{build['dockerfile_path']}".lstrip("/"))
-            if entry is not None:
-                text = snapshot.read(entry).decode("utf-8", "replace")
-                bases[name] = tuple(dockerfile_bases(text))
+        bases = {
+            name: tuple(_dockerfile_bases(snapshot, env))
+            for name, env in desired.environments.items()
+            if env.dockerfile_path is not None
+        }
         seen = Observations(
             applied=self.inventory.load() if self.inventory else {},
             build_targets={t.name: t.version for t in build_targets(desired, state)},

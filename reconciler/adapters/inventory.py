@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+
+from reconciler.adapters.report_files import write_files
 
 
 class Inventory:
@@ -40,19 +41,11 @@ class Inventory:
         """Atomically (write, then rename): a crash leaves the old record or the new one."""
         if self._written is not None and self._written == (dict(applied), self._stat()):
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         body = json.dumps(
             {"registry": self.registry_url, "applied": dict(sorted(applied.items()))}, indent=1
         )
-        handle, temp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                out.write(body)
-            os.replace(temp, self.path)
-        except BaseException:
-            self._written = None
-            Path(temp).unlink(missing_ok=True)
-            raise
+        self._written = None
+        write_files(self.path.parent, {self.path.name: body})
         self._written = (dict(applied), self._stat())
 
     def _stat(self) -> tuple[int, int, int]:

@@ -1,5 +1,5 @@
-"""Writes report artifacts: each file whole or not at all (temporary file, then rename),
-so a full disk or a kill never leaves a truncated report for CI to upload."""
+"""Writes report artifacts and local records: each file whole or not at all (temporary
+file, then rename), so a full disk or a kill never leaves a truncated file behind."""
 
 from __future__ import annotations
 

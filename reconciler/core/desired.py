@@ -41,6 +41,14 @@ class DesiredEnvironment:
     lines: Mapping[str, int] = field(default_factory=dict)  # field -> line in source_path
     conda_path: str | None = None  # the conda file, repository-relative (None: inline)
 
+    @property
+    def dockerfile_path(self) -> str | None:
+        """The Dockerfile of a local build context, repository-relative (None: no context)."""
+        build = self.content.get("build")
+        if self.build_root is None or not isinstance(build, Mapping):
+            return None
+        return f"{self.build_root}/{build.get('dockerfile_path', 'Dockerfile')}".lstrip("/")
+
 
 @dataclass(slots=True)
 class DesiredState:

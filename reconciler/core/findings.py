@@ -72,7 +72,7 @@ def environment_findings(
         finding = _image(env, image, "image", env.source_path, env.lines.get("image"))
         if finding:
             found.append(finding)
-    dockerfile = _dockerfile_path(env)
+    dockerfile = env.dockerfile_path
     for ref in dockerfile_bases:
         finding = _image(env, ref, "Dockerfile FROM", dockerfile or env.source_path, None)
         if finding:
@@ -120,10 +120,3 @@ def environment_findings(
                 )
             )
     return found
-
-
-def _dockerfile_path(env: DesiredEnvironment) -> str | None:
-    build = env.content.get("build")
-    if env.build_root is None or not isinstance(build, Mapping):
-        return None
-    return f"{env.build_root}/{build.get('dockerfile_path', 'Dockerfile')}".lstrip("/")

@@ -341,10 +341,7 @@ class _Evaluation:
                 env.source_path,
                 env.lines.get("image") or env.line,
             )
-        build = env.content.get("build")
-        dockerfile = None
-        if env.build_root is not None and isinstance(build, Mapping):
-            dockerfile = f"{env.build_root}/{build.get('dockerfile_path', 'Dockerfile')}"
+        dockerfile = env.dockerfile_path
         for ref in dockerfile_bases:
             if not _image_allowed(ref, allowed):
                 self.add(
