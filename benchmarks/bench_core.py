@@ -194,7 +194,7 @@ APPLY_ONLY = """
         from reconciler.cli.commands import _engine
     except ImportError:
         from reconciler.commands import _engine
-    from reconciler.core.plan import Action
+    from reconciler.core.plan.types import Action
     from reconciler.settings import load_settings
 
     repo, database = Path(sys.argv[1]), Path(sys.argv[2])

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reconciler.core.build import (
+from reconciler.core.build.jobs import (
     BuildJob,
     BuildRecord,
     BuildStatus,
@@ -27,7 +27,7 @@ from reconciler.core.build import (
     next_attempt,
     tail,
 )
-from reconciler.core.secrets import mask_text
+from reconciler.core.spec.secrets import mask_text
 from reconciler.ports import Builder, BuildError, BuilderUnavailable, Registry
 
 if TYPE_CHECKING:

@@ -17,22 +17,22 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from reconciler import __version__
-from reconciler.core.options import PlanOptions
-from reconciler.core.selection import Selection
+from reconciler.core.desired.selection import Selection
+from reconciler.core.plan.options import PlanOptions
 from reconciler.ports import BuildError, NotFound, Registry, RegistryError, Source, SourceError
 
 if TYPE_CHECKING:  # the rest of the core is imported when a plan is computed, not when
     # a cached one is answered
     from reconciler.build_runner import BuildOutcome, BuildRunner, BuildTarget
-    from reconciler.core.desired import DesiredEnvironment, DesiredState, LoadMemo
-    from reconciler.core.desired_memo import ResolveMemo
-    from reconciler.core.diagnostics import Diagnostic
-    from reconciler.core.drift import DriftClass, DriftReport
-    from reconciler.core.model import RegisteredContainer, RegistryState
-    from reconciler.core.plan import Change, Plan
-    from reconciler.core.plan_memo import PlanMemo
-    from reconciler.core.policy import Policy
-    from reconciler.core.snapshot import Snapshot
+    from reconciler.core.desired.load import DesiredEnvironment, DesiredState, LoadMemo
+    from reconciler.core.desired.memo import ResolveMemo
+    from reconciler.core.desired.snapshot import Snapshot
+    from reconciler.core.drift.report import DriftClass, DriftReport
+    from reconciler.core.governance.policy import Policy
+    from reconciler.core.plan.memo import PlanMemo
+    from reconciler.core.plan.types import Change, Plan
+    from reconciler.core.spec.diagnostics import Diagnostic
+    from reconciler.core.spec.model import RegisteredContainer, RegistryState
 
 RETRIES = 3
 RETRY_BASE_DELAY = 0.2
@@ -128,7 +128,7 @@ def _lines_of(
 
 def _dockerfile_bases(snapshot: Snapshot, env: DesiredEnvironment) -> list[str]:
     """The base images an environment's Dockerfile starts from (none without a context)."""
-    from reconciler.core.build import dockerfile_bases
+    from reconciler.core.build.jobs import dockerfile_bases
 
     path = env.dockerfile_path
     entry = snapshot.lookup(path) if path is not None else None
@@ -157,7 +157,7 @@ class MemoStore:
     """What the engine needs of a cache (see adapters/cache.py)."""
 
     def load_memo(self) -> LoadMemo:
-        from reconciler.core.desired import LoadMemo
+        from reconciler.core.desired.load import LoadMemo
 
         return LoadMemo()
 
@@ -221,7 +221,7 @@ class Engine:
     def _load(
         self, snapshot: Snapshot, only: Iterable[str] | None = None, watch_list: bool = True
     ) -> tuple[DesiredState, list[str] | None]:
-        from reconciler.core.desired import load_desired
+        from reconciler.core.desired.load import load_desired
 
         memo = self.cache.load_memo()
         kept = self._kept_memos()
@@ -247,8 +247,8 @@ class Engine:
         self, state: DesiredState, snapshot: Snapshot, policy: Policy
     ) -> list[Diagnostic]:
         """Policy violations of every valid environment, with the file and line."""
-        from reconciler.core.package_diff import requirement_blobs
-        from reconciler.core.policy import evaluate
+        from reconciler.core.governance.package_diff import requirement_blobs
+        from reconciler.core.governance.policy import evaluate
 
         def text(path: str) -> str | None:
             entry = snapshot.lookup(path)
@@ -295,8 +295,8 @@ class Engine:
     ) -> Plan:
         """The plan, with package diffs (requirement files read from ``snapshot``, or from
         a new snapshot of ``ref`` when one is needed)."""
-        from reconciler.core.plan import make_plan
-        from reconciler.core.plan_packages import annotate_packages, package_blobs
+        from reconciler.core.plan.packages import annotate_packages, package_blobs
+        from reconciler.core.plan.planner import make_plan
 
         kept = self._kept_memos()
         memo = kept[1] if kept is not None else None
@@ -318,7 +318,7 @@ class Engine:
         """Text of files by blob id: from git's history, else from the snapshot (a file
         edited in the working tree is not in git's object database yet). Unreadable ones
         are left out (shown as not read)."""
-        from reconciler.core.snapshot import FileEntry
+        from reconciler.core.desired.snapshot import FileEntry
 
         out: dict[str, str] = {}
         index: dict[str, FileEntry] | None = None
@@ -361,7 +361,7 @@ class Engine:
                 if fingerprint is not None and fingerprint == entry.get("fingerprint"):
                     document: dict[str, Any] = entry["document"]
                     return document
-        from reconciler.core.document import plan_document
+        from reconciler.documents.plan import plan_document
 
         plan, _, _, watch = self._planned(ref)
         document = plan_document(plan, self.registry.url, self.selection.path, self._predict(plan))
@@ -400,8 +400,8 @@ class Engine:
 
     def saved_plan(self, ref: str | None = None) -> dict[str, Any]:
         """`plan --out`: the plan document and everything `apply FILE` will write."""
-        from reconciler.core.document import plan_document
-        from reconciler.core.saved_plan import saved_plan
+        from reconciler.core.plan.saved import saved_plan
+        from reconciler.documents.plan import plan_document
 
         plan, _, state, _ = self._planned(ref)
         document = plan_document(plan, self.registry.url, self.selection.path, self._predict(plan))
@@ -410,8 +410,8 @@ class Engine:
     def apply_saved(self, data: Any, where: str) -> ApplyOutcome:
         """Apply a saved plan exactly, under the lock, after checking it is not stale."""
         from reconciler.build_runner import BuildTarget
-        from reconciler.core.plan import Action, Plan
-        from reconciler.core.saved_plan import check_fresh, load_saved_plan
+        from reconciler.core.plan.saved import check_fresh, load_saved_plan
+        from reconciler.core.plan.types import Action, Plan
 
         section, changes = load_saved_plan(data, where)
         with self.registry.lock(self.lock_timeout):
@@ -455,8 +455,8 @@ class Engine:
         """What merging ``head`` would do to the registry: head's tree planned against the
         registry, each change marked with whether this pull request introduces it (base's
         tree would not make it), and the findings of the environments it touches."""
-        from reconciler.core.document import pull_request_document
-        from reconciler.core.plan import make_plan
+        from reconciler.core.plan.planner import make_plan
+        from reconciler.documents.plan import pull_request_document
 
         head_plan, head_desired, state, _ = self._planned(head)
         base_desired, _ = self._read(base)
@@ -479,8 +479,8 @@ class Engine:
     ) -> dict[str, Any]:
         """NAME:V1 against NAME:V2, or against git's version of NAME (at ``ref``, default
         the working tree) when ``right`` is None."""
-        from reconciler.core.package_diff import needed_blobs
-        from reconciler.core.version_diff import Side, compare
+        from reconciler.core.governance.package_diff import needed_blobs
+        from reconciler.core.governance.version_diff import Side, compare
 
         def registered(name: str, version: str) -> Side:
             found = self.registry.get_version(name, version)
@@ -528,7 +528,7 @@ class Engine:
     def drift(self, ref: str | None, fail_on: Iterable[DriftClass] | None = None) -> DriftReport:
         """Classify every environment: git at ``ref`` against the registry, its build
         records, the OCI registry and the base images' registries."""
-        from reconciler.core.drift import DEFAULT_FAIL_ON, make_report
+        from reconciler.core.drift.report import DEFAULT_FAIL_ON, make_report
 
         snapshot = self.source.snapshot(ref)
         try:
@@ -546,8 +546,8 @@ class Engine:
     def _observe(self, desired: DesiredState, state: RegistryState, snapshot: Snapshot) -> Any:
         from concurrent.futures import ThreadPoolExecutor
 
-        from reconciler.core.build import BuildStatus
-        from reconciler.core.drift import Observations, finding_subjects
+        from reconciler.core.build.jobs import BuildStatus
+        from reconciler.core.drift.report import Observations, finding_subjects
 
         bases = {
             name: tuple(_dockerfile_bases(snapshot, env))
@@ -638,7 +638,7 @@ class Engine:
 
     def _blob_reader(self, snapshot: Snapshot) -> Callable[[str, BuildTarget], bytes]:
         """Build context files by blob id: from the snapshot, else from git's history."""
-        from reconciler.core.snapshot import FileEntry
+        from reconciler.core.desired.snapshot import FileEntry
 
         indexes: dict[str, dict[str, FileEntry]] = {}
         lock = threading.Lock()
@@ -696,7 +696,7 @@ class Engine:
                 time.sleep(RETRY_BASE_DELAY * 2**attempt)
 
     def _execute(self, change: Change) -> None:
-        from reconciler.core.plan import Action
+        from reconciler.core.plan.types import Action
 
         registry = self.registry
         if change.action in (Action.CREATE, Action.NEW_VERSION, Action.UPDATE_METADATA):

@@ -12,10 +12,14 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # types only: keeps a cached plan from importing the whole core
-    from reconciler.core.build import BuildJob, BuildRecord
-    from reconciler.core.model import RegisteredContainer, RegisteredVersion, RegistryState
-    from reconciler.core.plan import VersionWrite
-    from reconciler.core.snapshot import Snapshot
+    from reconciler.core.build.jobs import BuildJob, BuildRecord
+    from reconciler.core.desired.snapshot import Snapshot
+    from reconciler.core.spec.model import (
+        RegisteredContainer,
+        RegisteredVersion,
+        RegistryState,
+        VersionWrite,
+    )
 
 
 class RegistryError(Exception):

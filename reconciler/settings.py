@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from reconciler.core.policy import Policy
+    from reconciler.core.governance.policy import Policy
 
 SETTINGS_FILE = "reconciler.toml"
 DEFAULT_REGISTRY = "sqlite:///.reconciler/registry.db"
@@ -109,7 +109,7 @@ def _from_file(repo: Path) -> dict[str, Any]:
 
 def _policy(table: Any, path: Path) -> Policy:
     # Imported only when the file has a policy: most commands never need it.
-    from reconciler.core.policy import PolicyError, parse_policy
+    from reconciler.core.governance.policy import PolicyError, parse_policy
 
     try:
         return parse_policy(table)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.core import desired as desired_module
+from reconciler.core.desired import load as desired_module
 from reconciler.engine import Engine
 from tests.conftest import CONDA, Cli, GitRepo, conda_env, image_env
 
@@ -64,7 +64,7 @@ def test_parse_cache_survives_a_registry_change(
     cli("apply")
     cli("plan")
     from reconciler.adapters.sqlite_registry import SqliteRegistry
-    from reconciler.core.plan import VersionWrite
+    from reconciler.core.spec.model import VersionWrite
 
     SqliteRegistry(repo.registry_db).put_version(
         "hand", "1", VersionWrite({"image": "x"}, "", None, {})

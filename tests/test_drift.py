@@ -15,8 +15,8 @@ import jsonschema
 import pytest
 
 from reconciler.adapters.sqlite_registry import SqliteRegistry
-from reconciler.core.digest import build_content, content_digest
-from reconciler.core.plan import VersionWrite
+from reconciler.core.spec.digest import build_content, content_digest
+from reconciler.core.spec.model import VersionWrite
 from reconciler.render.markdown import GITHUB_LIMIT, MARKER
 from tests.conftest import Cli, GitRepo, image_env
 

@@ -16,8 +16,8 @@ import pytest
 from reconciler.adapters.gitsource import GitSource, WorkTreeSnapshot
 from reconciler.adapters.sqlite_registry import SqliteRegistry
 from reconciler.adapters.worktree_index import TreeIndex
-from reconciler.core.options import PlanOptions
-from reconciler.core.selection import Selection
+from reconciler.core.desired.selection import Selection
+from reconciler.core.plan.options import PlanOptions
 from reconciler.engine import ApplyRefused, Engine, MemoStore
 from reconciler.watch.memory import keep_in_memory
 from tests.conftest import CONDA, GitRepo

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.adapters.sqlite_registry import SqliteRegistry
-from reconciler.core.model import RegisteredContainer
-from reconciler.core.plan import VersionWrite
+from reconciler.core.spec.model import RegisteredContainer, VersionWrite
 from tests.conftest import CONDA, Cli, GitRepo, conda_env, image_env
 
 DOCKERFILE = "FROM busybox:1.36\nCOPY requirements.txt /r.txt\n"
@@ -412,8 +411,8 @@ def test_unmanaged_environments_are_never_archived(repo: GitRepo, cli: Cli) -> N
 
 def test_interrupted_apply_converges_without_duplicates(repo: GitRepo, cli: Cli) -> None:
     from reconciler.adapters.gitsource import GitSource
-    from reconciler.core.desired import Selection
-    from reconciler.core.options import PlanOptions
+    from reconciler.core.desired.load import Selection
+    from reconciler.core.plan.options import PlanOptions
     from reconciler.engine import Engine
 
     seed(repo)

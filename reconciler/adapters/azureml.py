@@ -39,9 +39,13 @@ if TYPE_CHECKING:
     from azure.ai.ml import MLClient
     from azure.ai.ml.entities import Environment
 
-    from reconciler.core.build import BuildRecord
-    from reconciler.core.model import RegisteredContainer, RegisteredVersion, RegistryState
-    from reconciler.core.plan import VersionWrite
+    from reconciler.core.build.jobs import BuildRecord
+    from reconciler.core.spec.model import (
+        RegisteredContainer,
+        RegisteredVersion,
+        RegistryState,
+        VersionWrite,
+    )
 
 T = TypeVar("T")
 BlobReader = Callable[[str], bytes]
@@ -111,7 +115,7 @@ class AzureMLRegistry:
         )
 
     def _container(self, name: str, archived: bool) -> RegisteredContainer:
-        from reconciler.core.model import RegisteredContainer
+        from reconciler.core.spec.model import RegisteredContainer
 
         envs = self._list(name, "all")
         archived_versions = set() if archived else {e.version for e in self._list(name, "archived")}
@@ -120,7 +124,7 @@ class AzureMLRegistry:
         return RegisteredContainer(name, archived, tuple(versions))
 
     def read_state(self) -> RegistryState:
-        from reconciler.core.model import RegistryState
+        from reconciler.core.spec.model import RegistryState
 
         names = sorted(str(e.name) for e in self._list(None, "all"))
         archived = {str(e.name) for e in self._list(None, "archived")}

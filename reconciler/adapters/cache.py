@@ -18,7 +18,7 @@ import reconciler.core
 from reconciler import __version__
 
 if TYPE_CHECKING:
-    from reconciler.core.desired import LoadMemo
+    from reconciler.core.desired.load import LoadMemo
 
 _MEMO_FILE = "parsed.marshal"
 
@@ -41,8 +41,8 @@ def _core_revision() -> str:
     core's sources so that any change to parsing or validation invalidates the cache."""
     digest = hashlib.sha256(__version__.encode())
     core = Path(reconciler.core.__file__).parent
-    for source in sorted(core.glob("*.py")):
-        digest.update(source.name.encode())
+    for source in sorted(core.rglob("*.py")):
+        digest.update(source.relative_to(core).as_posix().encode())
         digest.update(source.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -59,7 +59,7 @@ class DiskCache:
         return self._revision
 
     def load_memo(self) -> LoadMemo:
-        from reconciler.core.desired import LoadMemo
+        from reconciler.core.desired.load import LoadMemo
 
         try:
             raw = (self.directory / _MEMO_FILE).read_bytes()

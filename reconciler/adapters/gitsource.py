@@ -17,7 +17,7 @@ from bisect import bisect_left
 from pathlib import Path
 from typing import Any
 
-from reconciler.core.snapshot import EXECUTABLE_MODE, SYMLINK_MODE, FileEntry
+from reconciler.core.desired.snapshot import EXECUTABLE_MODE, SYMLINK_MODE, FileEntry
 from reconciler.ports import SourceError
 
 _SKIP_DIRS = frozenset({".git", ".reconciler"})

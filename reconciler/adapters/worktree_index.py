@@ -29,7 +29,7 @@ from reconciler.adapters.gitsource import (
     _disk_entry,
     _git,
 )
-from reconciler.core.snapshot import FileEntry
+from reconciler.core.desired.snapshot import FileEntry
 
 StatKey = tuple[int, int, int, int, int]
 # A change to one of these files changes what git lists (or how it hashes): full listing.

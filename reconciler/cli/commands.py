@@ -16,9 +16,9 @@ from reconciler.adapters.inventory import Inventory
 from reconciler.adapters.report_files import ReportWriteError, write_files
 from reconciler.adapters.sqlite_registry import SqliteRegistry
 from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError, color_enabled
-from reconciler.core.options import PlanOptions
-from reconciler.core.plan_errors import BadPlanFile, StalePlan
-from reconciler.core.selection import Selection
+from reconciler.core.desired.selection import Selection
+from reconciler.core.plan.errors import BadPlanFile, StalePlan
+from reconciler.core.plan.options import PlanOptions
 from reconciler.engine import ApplyOutcome, ApplyRefused, Engine, MemoStore
 from reconciler.ports import BuildError, RegistryError, SourceError
 from reconciler.render import text
@@ -27,9 +27,9 @@ from reconciler.settings import Settings, SettingsError, load_settings, registry
 if TYPE_CHECKING:
     from reconciler.adapters.azureml import AzureMLRegistry
     from reconciler.build_runner import BuildOutcome, BuildRunner
-    from reconciler.core.build import BuildRecord
-    from reconciler.core.drift import DriftClass
-    from reconciler.core.model import RegisteredContainer, RegisteredVersion
+    from reconciler.core.build.jobs import BuildRecord
+    from reconciler.core.drift.report import DriftClass
+    from reconciler.core.spec.model import RegisteredContainer, RegisteredVersion
 
 EXPECTED_ERRORS = (
     CliError,
@@ -277,7 +277,7 @@ def _read_plan_file(path: str) -> Any:
 def _report_apply(
     outcome: ApplyOutcome, engine: Engine, settings: Settings, args: Namespace, style: text.Style
 ) -> int:
-    from reconciler.core.document import plan_document
+    from reconciler.documents.plan import plan_document
 
     document = plan_document(outcome.plan, engine.registry.url, settings.path)
     by_key = {(c["name"], c["action"], c["version"]): c for c in document["changes"]}
@@ -334,7 +334,7 @@ def _builds_document(outcome: BuildOutcome | None) -> dict[str, Any] | None:
 
 
 def _fail_on(args: Namespace) -> frozenset[DriftClass]:
-    from reconciler.core.drift import DEFAULT_FAIL_ON, parse_classes
+    from reconciler.core.drift.report import DEFAULT_FAIL_ON, parse_classes
 
     try:
         return DEFAULT_FAIL_ON if args.fail_on is None else parse_classes(args.fail_on)
@@ -357,7 +357,7 @@ def _write_drift_report(
     """Make the drift report and write its three files, each atomically."""
     from datetime import UTC, datetime
 
-    from reconciler.core.drift_document import report_document
+    from reconciler.documents.drift import report_document
     from reconciler.render.html import format_html
     from reconciler.render.markdown import format_markdown
 
@@ -550,7 +550,7 @@ def _later(origin: dict[str, Any]) -> str:
 def run_evidence(args: Namespace) -> int:
     from datetime import UTC, datetime
 
-    from reconciler.core.evidence import evidence_document
+    from reconciler.core.governance.evidence import evidence_document
     from reconciler.render.evidence import format_evidence_markdown
 
     settings = _settings(args)
@@ -599,7 +599,7 @@ def run_history(args: Namespace) -> int:
         registry.close()
     if container is None:
         raise CliError(f"no environment {args.name!r} in {registry.url}")
-    from reconciler.core.evidence import origins, provenance
+    from reconciler.core.governance.evidence import origins, provenance
 
     found = origins(events)
     versions = [

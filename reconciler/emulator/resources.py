@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler.adapters.sqlite_registry import SqliteRegistry
-from reconciler.core.digest import content_digest
-from reconciler.core.model import RegisteredContainer, RegisteredVersion
-from reconciler.core.plan import VersionWrite
+from reconciler.core.spec.digest import content_digest
+from reconciler.core.spec.model import RegisteredContainer, RegisteredVersion, VersionWrite
 from reconciler.ports import NotFound, RegistryError, VersionConflict
 
 PROVIDER = "Microsoft.MachineLearningServices"

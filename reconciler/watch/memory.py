@@ -21,12 +21,16 @@ from reconciler.engine import Engine, MemoStore
 from reconciler.ports import Registry
 
 if TYPE_CHECKING:
-    from reconciler.core.build import BuildRecord
-    from reconciler.core.desired import LoadMemo
-    from reconciler.core.desired_memo import ResolveMemo
-    from reconciler.core.model import RegisteredContainer, RegisteredVersion, RegistryState
-    from reconciler.core.plan import VersionWrite
-    from reconciler.core.plan_memo import PlanMemo
+    from reconciler.core.build.jobs import BuildRecord
+    from reconciler.core.desired.load import LoadMemo
+    from reconciler.core.desired.memo import ResolveMemo
+    from reconciler.core.plan.memo import PlanMemo
+    from reconciler.core.spec.model import (
+        RegisteredContainer,
+        RegisteredVersion,
+        RegistryState,
+        VersionWrite,
+    )
 
 MEMO_SAVE_SECONDS = 30.0
 
@@ -37,8 +41,8 @@ class KeptMemo(MemoStore):
     the reconcile itself)."""
 
     def __init__(self, disk: MemoStore) -> None:
-        from reconciler.core.desired_memo import ResolveMemo
-        from reconciler.core.plan_memo import PlanMemo
+        from reconciler.core.desired.memo import ResolveMemo
+        from reconciler.core.plan.memo import PlanMemo
 
         self.disk = disk
         self._memo: LoadMemo | None = None
@@ -93,7 +97,7 @@ class KeptState:
         return state
 
     def put_version(self, name: str, version: str, write: VersionWrite) -> RegisteredVersion:
-        from reconciler.core.model import RegisteredContainer
+        from reconciler.core.spec.model import RegisteredContainer
 
         state = self._current()
         written = self.inner.put_version(name, version, write)

@@ -13,13 +13,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.core import diagnostics as diag
-from reconciler.core.desired_memo import Recording, Resolved, ResolveMemo
-from reconciler.core.diagnostics import Diagnostic
-from reconciler.core.digest import build_content, canonical_json, content_digest
-from reconciler.core.kinds import is_conda_document, is_url
-from reconciler.core.selection import Selection
-from reconciler.core.snapshot import FileEntry, Snapshot
+from reconciler.core.desired.memo import Recording, Resolved, ResolveMemo
+from reconciler.core.desired.selection import Selection
+from reconciler.core.desired.snapshot import FileEntry, Snapshot
+from reconciler.core.spec import diagnostics as diag
+from reconciler.core.spec.diagnostics import Diagnostic
+from reconciler.core.spec.digest import build_content, canonical_json, content_digest
+from reconciler.core.spec.kinds import is_conda_document, is_url
 
 MAX_DOCKERFILE_BYTES = 1024 * 1024
 MAX_SYMLINK_HOPS = 16
@@ -83,8 +83,8 @@ def _parse_candidate(content: bytes) -> dict[str, Any]:
     A conda file comes back with its data under "conda", so that it is parsed only once.
     """
     # Imported here: PyYAML and pydantic are only needed when a file was not parsed before.
-    from reconciler.core.spec import check_environment
-    from reconciler.core.yamldoc import YamlError, parse_environment_yaml
+    from reconciler.core.spec.environment import check_environment
+    from reconciler.core.spec.yamldoc import YamlError, parse_environment_yaml
 
     try:
         doc = parse_environment_yaml(content)
@@ -252,7 +252,7 @@ def _conda_content(
 ) -> tuple[Any, Diagnostic | None]:
     record = memo.conda.get(entry.blob_id)
     if record is None:
-        from reconciler.core.yamldoc import YamlError, parse_plain_yaml
+        from reconciler.core.spec.yamldoc import YamlError, parse_plain_yaml
 
         try:
             data = parse_plain_yaml(snapshot.read(entry))
@@ -470,7 +470,7 @@ def _parse_missing(
         todo.append(entry)
     if not todo:
         return
-    from reconciler.core.yamldoc import MAX_FILE_BYTES
+    from reconciler.core.spec.yamldoc import MAX_FILE_BYTES
 
     snapshot.prefetch(todo)
     batch: list[FileEntry] = []

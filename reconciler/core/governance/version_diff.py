@@ -8,10 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.core.fielddiff import field_changes
-from reconciler.core.model import user_tags
-from reconciler.core.package_diff import content_diff, diff_document
-from reconciler.core.plan import _content_view
+from reconciler.core.governance.package_diff import content_diff, diff_document
+from reconciler.core.spec.fielddiff import content_view, field_changes
+from reconciler.core.spec.model import user_tags
 
 DIFF_FORMAT_VERSION = 1
 
@@ -38,7 +37,7 @@ class Side:
 
 
 def _view(side: Side) -> dict[str, Any]:
-    view = _content_view(side.content)
+    view = content_view(side.content)
     view["description"] = side.description
     view["tags"] = user_tags(side.tags)  # ownership stamps differ by design: not compared
     return view

@@ -13,10 +13,10 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.core.digest import canonical_json, content_digest
-from reconciler.core.model import RegistryState
-from reconciler.core.plan import Action, Change, Plan, VersionWrite
-from reconciler.core.plan_errors import BadPlanFile, StalePlan
+from reconciler.core.plan.errors import BadPlanFile, StalePlan
+from reconciler.core.plan.types import Action, Change, Plan, Reason
+from reconciler.core.spec.digest import canonical_json, content_digest
+from reconciler.core.spec.model import RegistryState, VersionWrite
 
 SAVED_FORMAT_VERSION = 1
 
@@ -71,7 +71,7 @@ def saved_plan(
                 {
                     "name": c.name,
                     "action": c.action.value,
-                    "reason": c.reason,
+                    "reason": c.why,
                     "version": c.version,
                     "previous_version": c.previous_version,
                     "source_path": c.source_path,
@@ -101,16 +101,18 @@ def _change(raw: Mapping[str, Any], where: str) -> Change:
                     f"{where}: the content of {raw['name']} does not match its digest; "
                     "the file was changed after it was saved"
                 )
+        reason, detail, self_heal = Reason.parse(str(raw["reason"]))
         return Change(
-            str(raw["name"]),
-            Action(raw["action"]),
-            str(raw["reason"]),
-            raw.get("version"),
-            raw.get("previous_version"),
-            (),
-            version_write,
-            raw.get("source_path"),
-            raw.get("stamp_version"),
+            name=str(raw["name"]),
+            action=Action(raw["action"]),
+            reason=reason,
+            detail=tuple(detail.items()),
+            self_heal=self_heal,
+            version=raw.get("version"),
+            previous_version=raw.get("previous_version"),
+            write=version_write,
+            source_path=raw.get("source_path"),
+            stamp_version=raw.get("stamp_version"),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BadPlanFile(f"{where}: not a valid saved plan ({exc!r})") from None

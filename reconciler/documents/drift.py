@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.core.drift import DRIFT_FORMAT_VERSION, DriftClass, DriftReport
+from reconciler.core.drift.report import DRIFT_FORMAT_VERSION, DriftClass, DriftReport
 
 
 def report_document(

@@ -14,11 +14,11 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from reconciler.core.snapshot import FileEntry, Snapshot
+from reconciler.core.desired.snapshot import FileEntry, Snapshot
 
 if TYPE_CHECKING:
-    from reconciler.core.desired import DesiredEnvironment
-    from reconciler.core.diagnostics import Diagnostic
+    from reconciler.core.desired.load import DesiredEnvironment
+    from reconciler.core.spec.diagnostics import Diagnostic
 
 
 class Recording:

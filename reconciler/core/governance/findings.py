@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.core.desired import DesiredEnvironment
-from reconciler.core.packages import conda_packages
+from reconciler.core.desired.load import DesiredEnvironment
+from reconciler.core.governance.packages import conda_packages
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.core.packages import (
+from reconciler.core.governance.packages import (
     Package,
     conda_channels,
     conda_packages,
@@ -36,7 +36,7 @@ class PackageChange:
     source: str  # CONDA_SOURCE, or a requirements file's path inside the build context
 
     def to_dict(self) -> dict[str, Any]:
-        from reconciler.core.secrets import mask_text
+        from reconciler.core.spec.secrets import mask_text
 
         return {
             "manager": self.manager,
@@ -56,7 +56,7 @@ class ChannelChange:
     source: str
 
     def to_dict(self) -> dict[str, Any]:
-        from reconciler.core.secrets import mask_text
+        from reconciler.core.spec.secrets import mask_text
 
         return {
             "manager": self.manager,
@@ -106,7 +106,7 @@ def diff_packages(
 def diff_channels(
     before: Iterable[str], after: Iterable[str], manager: str, source: str
 ) -> list[ChannelChange]:
-    from reconciler.core.secrets import mask_text
+    from reconciler.core.spec.secrets import mask_text
 
     old, new = list(dict.fromkeys(before)), list(dict.fromkeys(after))
     removed = [c for c in old if c not in new]

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.core.digest import canonical_json
-from reconciler.core.kinds import STAMP_PREFIX
+from reconciler.core.spec.digest import canonical_json
+from reconciler.core.spec.kinds import STAMP_PREFIX
 
 MANAGED_BY = "reconciler"
 STAMP_MANAGED_BY = STAMP_PREFIX + "managed-by"
@@ -125,3 +125,14 @@ class RegisteredContainer:
 class RegistryState:
     containers: Mapping[str, RegisteredContainer] = field(default_factory=dict)
     token: str | None = None  # changes whenever the registry changes, where the backend knows
+
+
+@dataclass(frozen=True, slots=True)
+class VersionWrite:
+    """Everything apply sends for one version: content and metadata, stamps included."""
+
+    content: Mapping[str, Any]
+    digest: str
+    description: str | None
+    tags: Mapping[str, str]
+    datastore: str | None = None

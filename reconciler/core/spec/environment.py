@@ -11,10 +11,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from reconciler.core import diagnostics as diag
-from reconciler.core.diagnostics import Diagnostic
-from reconciler.core.kinds import STAMP_PREFIX
-from reconciler.core.yamldoc import YamlDocument
+from reconciler.core.spec import diagnostics as diag
+from reconciler.core.spec.diagnostics import Diagnostic
+from reconciler.core.spec.kinds import STAMP_PREFIX
+from reconciler.core.spec.yamldoc import YamlDocument
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,254}$")
 REGISTRY_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$")

@@ -9,22 +9,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.core.desired import DesiredEnvironment, DesiredState
-from reconciler.core.plan import PLAN_FORMAT_VERSION, Change, Plan
+from reconciler.core.desired.load import DesiredEnvironment, DesiredState
+from reconciler.core.plan.types import PLAN_FORMAT_VERSION, Change, Plan
 
 
 def _change(change: Change, predictions: Mapping[str, str] | None = None) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "name": change.name,
         "action": change.action.value,
-        "reason": change.reason,
+        "reason": change.why,
         "version": change.version,
         "previous_version": change.previous_version,
         "source_path": change.source_path,
         "fields": [f.to_dict() for f in change.fields],
     }
     if change.packages is not None:
-        from reconciler.core.package_diff import diff_document
+        from reconciler.core.governance.package_diff import diff_document
 
         doc.update(diff_document(change.packages))
     if change.write is not None:
@@ -88,7 +88,7 @@ def pull_request_document(
 ) -> dict[str, Any]:
     """The plan of the head commit, with what this pull request itself introduces marked
     (a change base's tree would make too is already pending, not this PR's doing)."""
-    from reconciler.core.findings import environment_findings
+    from reconciler.core.governance.findings import environment_findings
 
     document = plan_document(head_plan, registry_url, selection_path, predictions)
     pending_on_base = {_key(c) for c in base_plan.changes}

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from reconciler.core.model import RegistryState
-from reconciler.core.package_diff import content_diff, needed_blobs
-from reconciler.core.plan import Action, Change, Plan
+from reconciler.core.governance.package_diff import content_diff, needed_blobs
+from reconciler.core.plan.types import Action, Change, Plan
+from reconciler.core.spec.model import RegistryState
 
 
 def _contents(

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from reconciler.core.build import BuildRecord, BuildStatus, image_tag
-from reconciler.core.desired import DesiredState
-from reconciler.core.fielddiff import FieldChange
-from reconciler.core.findings import environment_findings
-from reconciler.core.model import RegistryState
-from reconciler.core.package_diff import PackageDiff, diff_document
-from reconciler.core.plan import Action, Change, Plan
+from reconciler.core.build.jobs import BuildRecord, BuildStatus, image_tag
+from reconciler.core.desired.load import DesiredState
+from reconciler.core.governance.findings import environment_findings
+from reconciler.core.governance.package_diff import PackageDiff, diff_document
+from reconciler.core.plan.types import Action, Change, Plan
+from reconciler.core.spec.fielddiff import FieldChange
+from reconciler.core.spec.model import RegistryState
 
 DRIFT_FORMAT_VERSION = 1
 
@@ -164,7 +164,7 @@ class DriftReport:
 def _item(change: Change, cls: DriftClass, reason: str | None = None) -> DriftItem:
     return DriftItem(
         cls,
-        reason or change.reason,
+        reason or change.why,
         change.version or change.previous_version,
         change.action.value,
         change.fields,

@@ -16,11 +16,11 @@ from dataclasses import dataclass, fields, replace
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from reconciler.core.diagnostics import Diagnostic, Severity
-from reconciler.core.packages import Package, conda_packages, requirements_file
+from reconciler.core.governance.packages import Package, conda_packages, requirements_file
+from reconciler.core.spec.diagnostics import Diagnostic, Severity
 
 if TYPE_CHECKING:  # settings import this module: keep it light
-    from reconciler.core.desired import DesiredEnvironment
+    from reconciler.core.desired.load import DesiredEnvironment
 
 RULES = ("required-tags", "allowed-images", "pinning", "forbidden-packages", "os-type")
 PINNING_LEVELS = ("off", "warning", "error")

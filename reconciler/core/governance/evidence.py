@@ -10,8 +10,9 @@ from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Any
 
-from reconciler.core.build import BuildRecord
-from reconciler.core.model import (
+from reconciler.core.build.jobs import BuildRecord
+from reconciler.core.governance.policy import Policy
+from reconciler.core.spec.model import (
     STAMP_ARCHIVED,
     STAMP_OWNER,
     STAMP_SOURCE_COMMIT,
@@ -20,7 +21,6 @@ from reconciler.core.model import (
     RegisteredVersion,
     RegistryState,
 )
-from reconciler.core.policy import Policy
 
 EVIDENCE_FORMAT_VERSION = 1
 

@@ -12,23 +12,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from reconciler.core.desired import DesiredEnvironment
-    from reconciler.core.diagnostics import Diagnostic
-    from reconciler.core.model import RegisteredContainer
-    from reconciler.core.plan import Change
-
-
-@dataclass(frozen=True, slots=True)
-class EnvironmentPlan:
-    """What planning one environment added to each list of the plan."""
-
-    desired: DesiredEnvironment
-    container: RegisteredContainer | None
-    changes: tuple[Change, ...]
-    drift: tuple[Change, ...]
-    noops: tuple[Change, ...]
-    diagnostics: tuple[Diagnostic, ...]
-    retention: tuple[tuple[str, Change], ...]
+    from reconciler.core.desired.load import DesiredEnvironment
+    from reconciler.core.plan.types import EnvironmentPlan
+    from reconciler.core.spec.model import RegisteredContainer
 
 
 @dataclass(slots=True)

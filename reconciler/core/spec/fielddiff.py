@@ -22,7 +22,7 @@ class FieldChange:
         """The change as shown anywhere (plans, reports): credentials masked. ``masked``
         says a credential was hidden, so an unchanged-looking `*** -> ***` still reads as
         a change."""
-        from reconciler.core.secrets import last_key, mask
+        from reconciler.core.spec.secrets import last_key, mask
 
         key = last_key(self.path)
         before, after = mask(self.before, key), mask(self.after, key)
@@ -67,3 +67,14 @@ def field_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[
             t2 = None if level.t2.__class__.__name__ == "NotPresent" else level.t2
             changes.append(FieldChange(_dotted(level.path(output_format="list")), t1, t2, kind))
     return tuple(sorted(changes, key=lambda c: c.path))
+
+
+def content_view(content: Mapping[str, Any]) -> dict[str, Any]:
+    """Content for a field diff: build context files as a path -> blob mapping."""
+    view = {k: v for k, v in content.items() if k != "format"}
+    build = view.get("build")
+    if isinstance(build, dict) and "files" in build:
+        build = dict(build)
+        build["files"] = {path: f"{mode}:{blob[:12]}" for path, mode, blob in build["files"]}
+        view["build"] = build
+    return view

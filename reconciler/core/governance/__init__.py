@@ -1,0 +1,1 @@
+"""Governance: policies, packages and their diffs, findings, audit evidence."""
