@@ -1,5 +1,9 @@
 """The only contract between the engine and the world: small Protocols.
 
+Every Protocol an engine verb needs is here (or, for the read-only file view the pure
+core loads from, re-exported from it): the source of desired state, the registry with its
+history, image builds and lookups, the caches and the applied inventory.
+
 The Registry port is shaped after the Azure ML environment API: per-call reads and
 writes of containers and versions, no multi-call transactions, a conflict error when a
 version number is reused with different content. Every write is safe to repeat.
@@ -7,13 +11,19 @@ version number is reused with different content. Every write is safe to repeat.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+# The pure core reads files through this view, so it is defined beside the loader.
+from reconciler.core.desired.snapshot import FileEntry as FileEntry
+from reconciler.core.desired.snapshot import Snapshot as Snapshot
 
 if TYPE_CHECKING:  # types only: keeps a cached plan from importing the whole core
     from reconciler.core.build.jobs import BuildJob, BuildRecord
-    from reconciler.core.desired.snapshot import Snapshot
+    from reconciler.core.desired.memo import ResolveMemo
+    from reconciler.core.desired.types import LoadMemo
+    from reconciler.core.plan.memo import PlanMemo
     from reconciler.core.spec.model import (
         RegisteredContainer,
         RegisteredVersion,
@@ -56,7 +66,22 @@ class BuilderUnavailable(BuildError):
     """No Docker Engine (or no image registry) to build with."""
 
 
-class Builder(Protocol):
+class ImageRegistry(Protocol):
+    """Where built images go (the OCI registry): what drift looks at."""
+
+    def pushed_tags(self) -> set[str]:
+        """Tags present in the image repository (the OCI registry) only."""
+
+
+class BaseImages(Protocol):
+    """The registries base images come from."""
+
+    def resolve(self, ref: str) -> str | None:
+        """The digest a base image reference points at now (None: unknown there).
+        Raises BuildError when its registry cannot be reached."""
+
+
+class Builder(ImageRegistry, Protocol):
     image_repository: str  # where images go: HOST:PORT/PREFIX/environments
 
     def unavailable(self) -> str | None:
@@ -64,9 +89,6 @@ class Builder(Protocol):
 
     def known_tags(self) -> set[str]:
         """Tags present in the image repository or the local engine (one batched lookup)."""
-
-    def pushed_tags(self) -> set[str]:
-        """Tags present in the image repository (the OCI registry) only."""
 
     def pushed_image(self, tag: str) -> str | None:
         """`repo@sha256:...` of a tag in the OCI registry, or None."""
@@ -96,6 +118,10 @@ class Source(Protocol):
     ) -> list[str] | None:
         """Paths whose stat data ``fingerprint`` needs for this snapshot (None: not needed)."""
 
+    def keep_listing(self) -> None:
+        """Keep the working tree's listing between snapshots (a long-running reconciler's;
+        the source keeps it equal to a fresh listing)."""
+
 
 class Registry(Protocol):
     url: str
@@ -123,6 +149,10 @@ class Registry(Protocol):
 
     def set_version_archived(self, name: str, version: str, archived: bool) -> None: ...
 
+    def history(self, name: str) -> list[dict[str, Any]]:
+        """What happened to NAME's versions, oldest first (``at``, ``version``, ``action``
+        and what the backend knows besides); empty where the backend keeps no log."""
+
     def lock(self, timeout: float) -> AbstractContextManager[None]:
         """Exclusive use of this registry by one reconciler; LockTimeout after ``timeout``."""
 
@@ -131,6 +161,54 @@ class Registry(Protocol):
         not depend on it."""
 
     def close(self) -> None: ...
+
+
+class Cache(Protocol):
+    """Accelerators between runs, keyed by their inputs: deleting any changes nothing but
+    speed (see adapters/cache.py)."""
+
+    def load_memo(self) -> LoadMemo:
+        """Parse results by file content (git blob id)."""
+
+    def save_memo(self, memo: LoadMemo) -> None: ...
+
+    def load_plan(self, slot: str) -> dict[str, Any] | None:
+        """The last plan document of ``slot`` (working tree, or a ref) with its key."""
+
+    def save_plan(self, slot: str, entry: dict[str, Any]) -> None: ...
+
+    def kept_memos(self) -> tuple[ResolveMemo, PlanMemo] | None:
+        """Resolved environments and per-environment plans held in memory between
+        reconciles (a long-running reconciler's); None: every reconcile starts afresh."""
+
+
+class NoCache:
+    """The Cache that keeps nothing (``--no-cache``)."""
+
+    def load_memo(self) -> LoadMemo:
+        from reconciler.core.desired.types import LoadMemo
+
+        return LoadMemo()
+
+    def save_memo(self, memo: LoadMemo) -> None:
+        return None
+
+    def load_plan(self, slot: str) -> dict[str, Any] | None:
+        return None
+
+    def save_plan(self, slot: str, entry: dict[str, Any]) -> None:
+        return None
+
+    def kept_memos(self) -> tuple[ResolveMemo, PlanMemo] | None:
+        return None
+
+
+class AppliedStore(Protocol):
+    """Where apply records what it applied, for `missing` drift (adapters/inventory.py)."""
+
+    def load(self) -> dict[str, str]: ...
+
+    def save(self, applied: Mapping[str, str]) -> None: ...
 
 
 def iter_versions(state: RegistryState) -> Iterator[RegisteredVersion]:

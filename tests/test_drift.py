@@ -327,6 +327,7 @@ def test_markdown_stays_under_githubs_limit_with_5000_environments(repo: GitRepo
     assert "env-0000" in markdown  # what fits is shown
 
 
+@pytest.mark.browser
 def test_html_report_in_headless_chromium(repo: GitRepo, cli: Cli) -> None:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:

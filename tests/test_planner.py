@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.core.desired.load import DesiredEnvironment, DesiredState, Selection
+from reconciler.core.desired.load import Selection
+from reconciler.core.desired.types import DesiredEnvironment, DesiredState
 from reconciler.core.plan.environment import stamps
 from reconciler.core.plan.options import PlanOptions
 from reconciler.core.plan.planner import make_plan

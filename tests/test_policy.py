@@ -12,7 +12,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from reconciler.core.desired.load import DesiredEnvironment
+from reconciler.core.desired.types import DesiredEnvironment
 from reconciler.core.governance.policy import PolicyError, evaluate, parse_policy
 from reconciler.render.markdown import PLAN_MARKER
 from tests.conftest import Cli, GitRepo

@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 
 from reconciler.adapters.gitsource import DirectorySnapshot
 from reconciler.adapters.sqlite_registry import SqliteRegistry
-from reconciler.core.desired.load import DesiredEnvironment, DesiredState, LoadMemo, load_desired
+from reconciler.core.desired.load import load_desired
 from reconciler.core.desired.selection import Selection
+from reconciler.core.desired.types import DesiredEnvironment, DesiredState, LoadMemo
 from reconciler.core.plan.options import PlanOptions
 from reconciler.core.plan.planner import make_plan
 from reconciler.core.plan.types import Action, Plan
@@ -38,6 +39,7 @@ from reconciler.core.spec.model import (
     metadata_digest,
 )
 from reconciler.engine import Engine
+from reconciler.engine.apply import apply_plan
 from reconciler.ports import Source
 
 BOUNDED = settings(
@@ -173,7 +175,7 @@ def seed_registry(registry: SqliteRegistry, seeds: list[SeedContainer]) -> None:
 def apply(registry: SqliteRegistry, plan: Plan) -> None:
     """The engine's own apply loop (the source is not used by it)."""
     engine = Engine(cast(Source, None), registry, Selection())
-    outcome = engine._apply_plan(plan)
+    outcome = apply_plan(engine, plan)
     assert not outcome.failed, outcome.failed
 
 

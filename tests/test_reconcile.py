@@ -414,6 +414,7 @@ def test_interrupted_apply_converges_without_duplicates(repo: GitRepo, cli: Cli)
     from reconciler.core.desired.load import Selection
     from reconciler.core.plan.options import PlanOptions
     from reconciler.engine import Engine
+    from reconciler.engine.apply import execute
 
     seed(repo)
     reg = registry(repo)
@@ -421,7 +422,7 @@ def test_interrupted_apply_converges_without_duplicates(repo: GitRepo, cli: Cli)
     engine = Engine(source, reg, Selection(), PlanOptions(owner=source.default_owner()))
     plan = engine.plan()
     for change in plan.changes[:2]:  # a run killed after two writes
-        engine._execute(change)
+        execute(engine.registry, change)
     reg.close()
     assert cli("apply")[0] == 0
     state = registry(repo).read_state()

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
         RegistryState,
         VersionWrite,
     )
+    from reconciler.core.spec.registry_url import RegistryURL
 
 T = TypeVar("T")
 BlobReader = Callable[[str], bytes]
@@ -54,7 +55,7 @@ BlobReader = Callable[[str], bytes]
 class AzureMLRegistry:
     def __init__(
         self,
-        url: str,
+        url: str | RegistryURL,
         lock_dir: Path,
         read_blob: BlobReader | None = None,
         retry: RetryPolicy | None = None,
@@ -64,7 +65,7 @@ class AzureMLRegistry:
             raise RegistryError(
                 f"{url}: the Azure ML backend needs azure-ai-ml: pip install 'reconciler[azure]'"
             )
-        self.url = url
+        self.url = str(url)
         self.target: AzureTarget = parse_registry_url(url)
         self._lock_dir = lock_dir
         self._read_blob = read_blob

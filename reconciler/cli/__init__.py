@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from reconciler import __version__
+from reconciler.cli.base import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError, color_enabled
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_CHANGES = 2  # plan: changes pending
+__all__ = ["EXIT_CHANGES", "EXIT_ERROR", "EXIT_OK", "CliError", "color_enabled", "main"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -229,10 +228,6 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-class CliError(Exception):
-    pass
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from reconciler.cli import commands  # the wiring; kept out of --help and parse errors
@@ -275,10 +270,6 @@ def _fail(message: str, args: Any) -> None:
     if getattr(args, "json", False):
         print(json.dumps({"error": message}))
     print(f"error: {message}", file=sys.stderr)
-
-
-def color_enabled() -> bool:
-    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,26 +10,17 @@ from argparse import Namespace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.adapters.cache import DiskCache
-from reconciler.adapters.gitsource import GitSource, find_repo_root
-from reconciler.adapters.inventory import Inventory
 from reconciler.adapters.report_files import ReportWriteError, write_files
-from reconciler.adapters.sqlite_registry import SqliteRegistry
-from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError, color_enabled
-from reconciler.core.desired.selection import Selection
+from reconciler.cli.base import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError, color_enabled
+from reconciler.cli.wiring import engine_for, registry_engine, settings_of
 from reconciler.core.plan.errors import BadPlanFile, StalePlan
-from reconciler.core.plan.options import PlanOptions
-from reconciler.engine import ApplyOutcome, ApplyRefused, Engine, MemoStore
+from reconciler.engine import ApplyOutcome, ApplyRefused, Engine
 from reconciler.ports import BuildError, RegistryError, SourceError
 from reconciler.render import text
-from reconciler.settings import Settings, SettingsError, load_settings, registry_location
+from reconciler.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
-    from reconciler.adapters.azureml import AzureMLRegistry
-    from reconciler.build_runner import BuildOutcome, BuildRunner
-    from reconciler.core.build.jobs import BuildRecord
     from reconciler.core.drift.report import DriftClass
-    from reconciler.core.spec.model import RegisteredContainer, RegisteredVersion
 
 EXPECTED_ERRORS = (
     CliError,
@@ -44,113 +35,6 @@ EXPECTED_ERRORS = (
 )
 
 
-# -- wiring -------------------------------------------------------------------------------
-
-
-def _settings(args: Namespace) -> Settings:
-    if args.repo is not None:
-        repo = args.repo.resolve()
-        if not repo.is_dir():
-            raise CliError(f"--repo {args.repo}: no such directory")
-    else:
-        found = find_repo_root(Path.cwd())
-        if found is None:
-            raise CliError("not inside a git repository; pass --repo PATH")
-        repo = found
-    flags: dict[str, Any] = {"path": args.path, "registry": args.registry}
-    for name in ("image_registry", "build_workers"):
-        if getattr(args, name, None) is not None:
-            flags[name] = getattr(args, name)
-    if getattr(args, "lock_timeout", None) is not None:
-        flags["lock_timeout"] = args.lock_timeout
-    if args.no_cache:
-        flags["cache"] = False
-    return load_settings(repo, flags)
-
-
-def _state_dir(path: Path) -> None:
-    if path.name == ".reconciler" and not path.exists():
-        path.mkdir(parents=True)
-        (path / ".gitignore").write_text("*\n")  # local state, never committed
-
-
-def _registry(
-    settings: Settings, source: GitSource | None = None
-) -> SqliteRegistry | AzureMLRegistry:
-    """The backend of the registry URL; ``source`` supplies build contexts to upload."""
-    url = settings.registry
-    if url.startswith("sqlite:///"):
-        path = registry_location(url, settings.repo)
-        _state_dir(path.parent)
-        return SqliteRegistry(path, url)
-    if url.startswith("azureml://"):
-        from reconciler.adapters.azureml import AzureMLRegistry  # needs the `azure` extra
-        from reconciler.adapters.azureml_errors import RetryPolicy
-
-        _state_dir(settings.repo / ".reconciler")
-        return AzureMLRegistry(
-            url,
-            settings.repo / ".reconciler" / "locks",
-            source.read_blob if source is not None else None,
-            RetryPolicy(max(1, settings.azureml_retries), settings.azureml_backoff),
-        )
-    raise CliError(f"unsupported registry URL {url!r}: expected sqlite:///PATH or azureml://...")
-
-
-def _builds(settings: Settings, registry: SqliteRegistry | AzureMLRegistry) -> BuildRunner:
-    from reconciler.build_runner import BuildRunner
-
-    builder = None
-    if settings.image_registry:
-        from reconciler.adapters.docker_builder import DockerBuilder
-
-        builder = DockerBuilder(settings.image_registry, settings.docker_host)
-    log_dir = settings.repo / settings.report_dir / "build-logs"
-    return BuildRunner(
-        builder, registry, log_dir, settings.build_workers, _progress, resolve_base=_resolve_base
-    )
-
-
-def _resolve_base(ref: str) -> str | None:
-    from reconciler.adapters.oci import resolve  # urllib: only when a build or drift asks
-
-    return resolve(ref)
-
-
-def _progress(line: str) -> None:
-    # One plain line per event: readable in a terminal and in CI logs alike.
-    sys.stderr.write(f"reconciler: {line}\n")
-    sys.stderr.flush()
-
-
-def _engine(settings: Settings, args: Namespace, builds: bool = False) -> Engine:
-    selection = Selection(settings.path, settings.include, settings.exclude)
-    source = GitSource(settings.repo)
-    options = PlanOptions(
-        owner=settings.owner or source.default_owner(),
-        allow_mass_archive=bool(getattr(args, "allow_mass_archive", False)),
-        self_heal=bool(getattr(args, "self_heal", False)),
-        archive_limit_count=settings.archive_limit_count,
-        archive_limit_fraction=settings.archive_limit_fraction,
-        retention=settings.policy.retention() if settings.policy is not None else (),
-    )
-    cache: MemoStore = MemoStore()
-    if settings.cache:
-        cache = DiskCache(settings.repo / ".reconciler" / "cache")  # type: ignore[assignment]
-    registry = _registry(settings, source)
-    return Engine(
-        source,
-        registry,
-        selection,
-        options,
-        cache,
-        settings.lock_timeout,
-        builds=_builds(settings, registry) if builds else None,
-        inventory=Inventory(settings.repo / ".reconciler" / "inventory", registry.url),
-        policy=settings.policy,
-    )
-
-
 def _print(value: str) -> None:
     sys.stdout.write(value + "\n")
 
@@ -163,8 +47,8 @@ def _print_json(value: Any) -> None:
 
 
 def run_validate(args: Namespace) -> int:
-    settings = _settings(args)
-    engine = _engine(settings, args)
+    settings = settings_of(args)
+    engine = engine_for(settings, args)
     only = None
     if args.files:
         only = []
@@ -194,12 +78,12 @@ def run_validate(args: Namespace) -> int:
 
 
 def run_plan(args: Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_of(args)
     if (args.base is None) != (args.head is None):
         raise CliError("--base and --head go together (pull request mode)")
     if args.base is not None and (args.ref or args.out):
         raise CliError("--base/--head plan a pull request: not with --ref or --out")
-    engine = _engine(settings, args, builds=True)
+    engine = engine_for(settings, args, builds=True)
     try:
         if args.base is not None:
             document = engine.pull_request_plan(args.base, args.head)
@@ -238,31 +122,39 @@ def run_plan(args: Namespace) -> int:
 
 
 def run_apply(args: Namespace) -> int:
-    settings = _settings(args)
+    settings = settings_of(args)
     if args.plan_file and (args.ref or args.self_heal or args.allow_mass_archive):
         raise CliError(
             "a saved plan is applied as it is: no --ref, --self-heal or "
             "--allow-mass-archive (give them to `plan --out`)"
         )
-    engine = _engine(settings, args, builds=True)
+    engine = engine_for(settings, args, builds=True)
     style = text.Style(color_enabled())
     try:
         if args.plan_file:
             outcome = engine.apply_saved(_read_plan_file(args.plan_file), args.plan_file)
-            return _report_apply(outcome, engine, settings, args, style)
-        try:
+        else:
             outcome = engine.apply(args.ref)
-        except ApplyRefused as refused:
-            document = engine.plan_document(args.ref)
-            if args.json:  # one JSON document on stdout, the error in it
-                _print_json({"applied": [], "failed": [], "plan": document, "error": str(refused)})
-            else:
-                _print(text.format_plan(document, style))
-            sys.stderr.write(f"error: {refused}\n")
-            return EXIT_ERROR
+    except ApplyRefused as refused:
+        if refused.plan is None:
+            raise
+        # The plan the refusal was made with (inside the lock), not a second one.
+        from reconciler.documents.plan import plan_document
+
+        document = plan_document(refused.plan, engine.registry.url, settings.path)
+        if args.json:  # one JSON document on stdout, the error in it
+            _print_json({"applied": [], "failed": [], "plan": document, "error": str(refused)})
+        else:
+            _print(text.format_plan(document, style))
+        sys.stderr.write(f"error: {refused}\n")
+        return EXIT_ERROR
     finally:
         engine.registry.close()
-    return _report_apply(outcome, engine, settings, args, style)
+    return _report_apply(outcome, args, style)
+
+
+def _without(document: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in document.items() if k != key}
 
 
 def _read_plan_file(path: str) -> Any:
@@ -274,35 +166,20 @@ def _read_plan_file(path: str) -> Any:
         raise CliError(f"{path}: not a saved plan (invalid JSON: {exc})") from None
 
 
-def _report_apply(
-    outcome: ApplyOutcome, engine: Engine, settings: Settings, args: Namespace, style: text.Style
-) -> int:
-    from reconciler.documents.plan import plan_document
+def _report_apply(outcome: ApplyOutcome, args: Namespace, style: text.Style) -> int:
+    from reconciler.documents.apply import apply_document
 
-    document = plan_document(outcome.plan, engine.registry.url, settings.path)
-    by_key = {(c["name"], c["action"], c["version"]): c for c in document["changes"]}
-
-    def doc(change: Any) -> dict[str, Any]:
-        found: dict[str, Any] = by_key[(change.name, change.action.value, change.version)]
-        return found
-
-    applied = [doc(c) for c in outcome.applied]
-    failed = [(doc(c), error) for c, error in outcome.failed]
-    builds = _builds_document(outcome.builds)
+    document = apply_document(outcome)
+    builds = document["builds"]
     if args.json:
-        _print_json(
-            {
-                "applied": applied,
-                "failed": [dict(c, error=e) for c, e in failed],
-                "drift": document["drift"],
-                "diagnostics": document["diagnostics"],
-                "builds": builds,
-            }
-        )
+        _print_json(document)
     else:
         for line in text.format_diagnostics(document["diagnostics"], style):
             _print(line)
-        _print(text.format_apply(applied, failed, style))
+        failed = [
+            ({k: v for k, v in c.items() if k != "error"}, c["error"]) for c in document["failed"]
+        ]
+        _print(text.format_apply(document["applied"], failed, style))
         if builds is not None:
             _print(text.format_builds(builds))
     if not outcome.ok:
@@ -310,27 +187,6 @@ def _report_apply(
     if args.require_builds and builds is not None and builds["unavailable"]:
         return EXIT_ERROR
     return EXIT_OK
-
-
-def _builds_document(outcome: BuildOutcome | None) -> dict[str, Any] | None:
-    if outcome is None:
-        return None
-
-    def rows(records: list[BuildRecord]) -> list[dict[str, Any]]:
-        return [
-            {"name": r.name, "version": r.version, "digest": r.digest, **r.to_dict()}
-            for r in records
-        ]
-
-    return {
-        "built": rows(outcome.built),
-        "cache_hits": rows(outcome.cache_hits),
-        "failed": rows(outcome.failed),
-        "waiting": rows(outcome.waiting),
-        "not_built": rows(outcome.not_built),
-        "unavailable": outcome.unavailable,
-        "builds_run": outcome.builds_run,
-    }
 
 
 def _fail_on(args: Namespace) -> frozenset[DriftClass]:
@@ -378,9 +234,9 @@ def _write_drift_report(
 def run_drift(args: Namespace) -> int:
     from reconciler.render.markdown import format_annotations
 
-    settings = _settings(args)
+    settings = settings_of(args)
     fail_on = _fail_on(args)
-    engine = _engine(settings, args, builds=True)
+    engine = engine_for(settings, args, builds=True)
     document, written = _write_drift_report(
         engine, settings, args.ref, _report_dir(args, settings), fail_on
     )
@@ -398,14 +254,16 @@ def run_drift(args: Namespace) -> int:
 
 
 def run_build(args: Namespace) -> int:
-    settings = _settings(args)
-    engine = _engine(settings, args, builds=True)
+    settings = settings_of(args)
+    engine = engine_for(settings, args, builds=True)
     name, _, version = args.target.partition(":")
     try:
         outcome = engine.build(name, version or None, args.ref)
     finally:
         engine.registry.close()
-    builds = _builds_document(outcome)
+    from reconciler.documents.apply import builds_document
+
+    builds = builds_document(outcome)
     assert builds is not None
     if args.json:
         _print_json(builds)
@@ -426,8 +284,8 @@ def run_diff(args: Namespace) -> int:
     right = _name_version(args.right) if args.right else None
     if right is not None and args.ref:
         raise CliError("--ref compares with git: give one NAME:VERSION, not two")
-    settings = _settings(args)
-    engine = _engine(settings, args)
+    settings = settings_of(args)
+    engine = engine_for(settings, args)
     try:
         document = engine.version_diff(left, right, args.ref)
     finally:
@@ -439,30 +297,15 @@ def run_diff(args: Namespace) -> int:
     return EXIT_OK if document["identical"] else EXIT_CHANGES
 
 
-def _container_row(container: RegisteredContainer) -> dict[str, Any]:
-    newest = container.newest
-    return {
-        "name": container.name,
-        "latest_version": newest.version if newest else None,
-        "versions": len(container.versions),
-        "archived": container.archived,
-        "managed": container.managed,
-        "source_path": container.owner_path(),
-    }
-
-
 def run_list(args: Namespace) -> int:
-    settings = _settings(args)
-    registry = _registry(settings)
+    from reconciler.documents.inspect import list_document
+    from reconciler.engine import inspect
+
+    engine = registry_engine(settings_of(args))
     try:
-        state = registry.read_state()
+        rows = list_document(inspect.containers(engine), args.include_archived)
     finally:
-        registry.close()
-    rows = [
-        _container_row(c)
-        for c in state.containers.values()
-        if args.include_archived or not c.archived
-    ]
+        engine.registry.close()
     if args.json:
         _print_json(rows)
         return EXIT_OK
@@ -481,96 +324,37 @@ def run_list(args: Namespace) -> int:
     return EXIT_OK
 
 
-def _version_doc(version: RegisteredVersion, container: RegisteredContainer) -> dict[str, Any]:
-    return {
-        "name": version.name,
-        "version": version.version,
-        "digest": version.digest,
-        "description": version.description,
-        "tags": dict(version.tags),
-        "archived": version.archived or container.archived,
-        "created_at": version.created_at,
-        "datastore": version.datastore,
-        "managed": version.managed,
-        "provenance": {"commit": version.source_commit, "path": version.source_path},
-        "content": dict(version.content) if version.content is not None else None,
-    }
-
-
 def run_show(args: Namespace) -> int:
-    settings = _settings(args)
-    registry = _registry(settings)
+    from reconciler.documents.inspect import show_document
+    from reconciler.engine import inspect
+
+    engine = registry_engine(settings_of(args))
     name, _, version = args.target.partition(":")
     try:
-        container = registry.get_container(name)
-        build_records = registry.build_records()
+        container, records = inspect.container(engine, name)
     finally:
-        registry.close()
-    if container is None:
-        raise CliError(f"no environment {name!r} in {registry.url}")
-    records = {k: r.to_dict() for k, r in build_records.items()}
-    if version:
-        found = container.get(version)
-        if found is None:
-            raise CliError(f"no version {name}:{version} in {registry.url}")
-        document: dict[str, Any] = _version_doc(found, container)
-        document["build"] = records.get((name, version))
-    else:
-        newest = container.newest
-        document = _container_row(container)
-        document["latest"] = _version_doc(newest, container) if newest else None
-        if newest is not None:
-            document["latest"]["build"] = records.get((name, newest.version))
+        engine.registry.close()
+    document = show_document(container, records, version or None)
+    if document is None:
+        raise CliError(f"no version {name}:{version} in {engine.registry.url}")
     if args.json:
         _print_json(document)
     else:
-        _print(_format_mapping(document))
+        _print(text.format_mapping(document))
     return EXIT_OK
-
-
-def _format_mapping(value: dict[str, Any], indent: int = 0) -> str:
-    lines = []
-    pad = "  " * indent
-    for key, item in value.items():
-        if isinstance(item, dict) and item:
-            lines.append(f"{pad}{key}:")
-            lines.append(_format_mapping(item, indent + 1))
-        else:
-            shown = json.dumps(item, ensure_ascii=False) if not isinstance(item, str) else item
-            lines.append(f"{pad}{key}: {shown}")
-    return "\n".join(lines)
-
-
-def _later(origin: dict[str, Any]) -> str:
-    """The commit that last re-stamped a version (a metadata change), when not its own."""
-    last = origin.get("last_commit")
-    return last[:12] if last and last != origin.get("commit") else ""
 
 
 def run_evidence(args: Namespace) -> int:
     from datetime import UTC, datetime
 
-    from reconciler.core.governance.evidence import evidence_document
+    from reconciler.engine import inspect
     from reconciler.render.evidence import format_evidence_markdown
 
-    settings = _settings(args)
-    registry = _registry(settings)
+    engine = registry_engine(settings_of(args))
     try:
-        state = registry.read_state()
-        records = registry.build_records()
-        events = {name: registry.history(name) for name in state.containers}
+        document = inspect.evidence(engine, datetime.now(UTC))
     finally:
-        registry.close()
-    now = datetime.now(UTC)
-    document = evidence_document(
-        state,
-        records,
-        events,
-        settings.policy,
-        now.date(),
-        registry.url,
-        now.isoformat(timespec="seconds"),
-    )
+        engine.registry.close()
     written = write_files(
         Path(args.out).resolve(),
         {
@@ -590,54 +374,19 @@ def run_evidence(args: Namespace) -> int:
 
 
 def run_history(args: Namespace) -> int:
-    settings = _settings(args)
-    registry = _registry(settings)
-    try:
-        container = registry.get_container(args.name)
-        events = registry.history(args.name)
-    finally:
-        registry.close()
-    if container is None:
-        raise CliError(f"no environment {args.name!r} in {registry.url}")
-    from reconciler.core.governance.evidence import origins, provenance
+    from reconciler.documents.inspect import history_document
+    from reconciler.engine import inspect
 
-    found = origins(events)
-    versions = [
-        dict(_version_doc(v, container), provenance=provenance(v, found.get(v.version)))
-        for v in container.versions
-    ]
+    engine = registry_engine(settings_of(args))
+    try:
+        container, events = inspect.history(engine, args.name)
+    finally:
+        engine.registry.close()
+    document = history_document(args.name, container, events)
     if args.json:
-        _print_json(
-            {
-                "name": args.name,
-                "archived": container.archived,
-                "versions": [{k: v for k, v in d.items() if k != "content"} for d in versions],
-                "events": events,
-            }
-        )
+        _print_json(document)
         return EXIT_OK
-    rows = [
-        [
-            d["version"],
-            d["created_at"][:19],
-            "archived" if d["archived"] else "active",
-            (d["provenance"]["commit"] or "-")[:12],
-            d["provenance"]["path"] or "(not from git)",
-            (d["digest"] or "")[7:19],
-            _later(d["provenance"]),
-        ]
-        for d in versions
-    ]
-    headers = ["VERSION", "CREATED", "STATE", "COMMIT", "SOURCE", "DIGEST", "LAST WRITTEN AT"]
-    _print(text.format_table(headers, rows))
-    if events:
-        _print("")
-        _print(
-            text.format_table(
-                ["AT", "VERSION", "EVENT"],
-                [[e["at"][:19], e["version"] or "-", e["action"]] for e in events],
-            )
-        )
+    _print(text.format_history(document))
     return EXIT_OK
 
 
@@ -694,9 +443,9 @@ def run_watch(args: Namespace) -> int:
     from reconciler.watch.files import FileWatch, WatchTarget
 
     def setup() -> WatchTarget:
-        settings = _settings(args)
+        settings = settings_of(args)
         # Builds as in apply, when an image registry is configured (else: registering only).
-        engine = _engine(settings, args, builds=bool(settings.image_registry))
+        engine = engine_for(settings, args, builds=bool(settings.image_registry))
         root = settings.repo / engine.selection.root
         settings_file = settings.repo / SETTINGS_FILE
         paths = [root if root.is_dir() else settings.repo]
@@ -726,10 +475,10 @@ def run_reconcile(args: Namespace) -> int:
 
     if args.interval is None and not args.once:
         raise CliError("give --interval DURATION (e.g. 10m), or --once for a single cycle")
-    settings = _settings(args)
+    settings = settings_of(args)
     fail_on = _fail_on(args)
     report_dir = _report_dir(args, settings)
-    engine = _engine(settings, args, builds=bool(settings.image_registry))
+    engine = engine_for(settings, args, builds=bool(settings.image_registry))
     status_path = args.status_file or settings.repo / ".reconciler" / "status.json"
 
     def report(engine: Engine, ref: str | None) -> int:

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.core.desired.load import DesiredEnvironment, DesiredState
+from reconciler.core.desired.types import DesiredEnvironment, DesiredState
 from reconciler.core.plan.types import PLAN_FORMAT_VERSION, Change, Plan
 
 
-def _change(change: Change, predictions: Mapping[str, str] | None = None) -> dict[str, Any]:
+def change_document(change: Change, predictions: Mapping[str, str] | None = None) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "name": change.name,
         "action": change.action.value,
@@ -49,8 +49,8 @@ def plan_document(
         "summary": dict(plan.summary),
         "has_changes": plan.has_changes,
         "has_errors": plan.has_errors,
-        "changes": [_change(c, predictions) for c in plan.changes],
-        "drift": [_change(c) for c in plan.drift],
+        "changes": [change_document(c, predictions) for c in plan.changes],
+        "drift": [change_document(c) for c in plan.drift],
         "in_sync": [{"name": c.name, "version": c.version} for c in plan.noops],
         "diagnostics": [d.to_dict() for d in plan.diagnostics],
     }

@@ -22,15 +22,15 @@ from reconciler.emulator.resources import (
 )
 
 if TYPE_CHECKING:
-    from reconciler.emulator.server import Emulator, Request, Response
+    from reconciler.emulator.http import EmulatorState, Request, Response
 
 DEFAULT_DATASTORE = "workspaceblobstore"
 REGISTRY_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 REGISTRY_RESOURCE_GROUP = "emulator"
 
 
-def route(emulator: Emulator, request: Request) -> Response:
-    from reconciler.emulator.server import arm_error
+def route(emulator: EmulatorState, request: Request) -> Response:
+    from reconciler.emulator.http import arm_error
 
     parts = request.path.strip("/").split("/")
     if parts[0].lower() == "registrymanagement":
@@ -55,8 +55,8 @@ def route(emulator: Emulator, request: Request) -> Response:
         return arm_error(400, "UserError", str(exc))
 
 
-def _resource(emulator: Emulator, request: Request, scope: Scope, rest: list[str]) -> Response:
-    from reconciler.emulator.server import Response, arm_error
+def _resource(emulator: EmulatorState, request: Request, scope: Scope, rest: list[str]) -> Response:
+    from reconciler.emulator.http import Response, arm_error
 
     method = request.method
     view = request.query.get("listViewType", "ActiveOnly").lower()
@@ -108,7 +108,7 @@ def _resource(emulator: Emulator, request: Request, scope: Scope, rest: list[str
 
 
 def _versions(
-    emulator: Emulator, request: Request, scope: Scope, name: str, view: str
+    emulator: EmulatorState, request: Request, scope: Scope, name: str, view: str
 ) -> list[dict[str, Any]]:
     container = emulator.store.container(scope, name)
     versions = list(container.versions)  # creation order
@@ -122,7 +122,7 @@ def _versions(
     ]
 
 
-def _scope_resource(emulator: Emulator, scope: Scope) -> dict[str, Any]:
+def _scope_resource(emulator: EmulatorState, scope: Scope) -> dict[str, Any]:
     guid = str(uuid.uuid5(uuid.NAMESPACE_URL, scope.key))
     return {
         "id": scope.arm_id,
@@ -144,8 +144,8 @@ def _container_name(scope: Scope) -> str:
     return "azureml-blobstore-" + str(uuid.uuid5(uuid.NAMESPACE_URL, scope.key))
 
 
-def _datastore(emulator: Emulator, scope: Scope) -> dict[str, Any]:
-    from reconciler.emulator.server import BLOB_ACCOUNT
+def _datastore(emulator: EmulatorState, scope: Scope) -> dict[str, Any]:
+    from reconciler.emulator.http import BLOB_ACCOUNT
 
     host = emulator.base_url.removeprefix("https://").rstrip("/")
     return {
@@ -172,10 +172,10 @@ def _datastore(emulator: Emulator, scope: Scope) -> dict[str, Any]:
 
 
 def _temporary_reference(
-    emulator: Emulator, scope: Scope, name: str, version: str
+    emulator: EmulatorState, scope: Scope, name: str, version: str
 ) -> dict[str, Any]:
     """Where a registry asset's files go: a SAS URL of a blob container on this server."""
-    from reconciler.emulator.server import BLOB_ACCOUNT
+    from reconciler.emulator.http import BLOB_ACCOUNT
 
     container = f"{emulator.base_url}{BLOB_ACCOUNT}/{_container_name(scope)}"
     return {
@@ -189,8 +189,10 @@ def _temporary_reference(
     }
 
 
-def _datastores(emulator: Emulator, request: Request, scope: Scope, rest: list[str]) -> Response:
-    from reconciler.emulator.server import Response, arm_error
+def _datastores(
+    emulator: EmulatorState, request: Request, scope: Scope, rest: list[str]
+) -> Response:
+    from reconciler.emulator.http import Response, arm_error
 
     if len(rest) == 1 and request.method == "GET":
         return emulator.page(request, [_datastore(emulator, scope)])
@@ -207,8 +209,8 @@ def _datastores(emulator: Emulator, request: Request, scope: Scope, rest: list[s
     return arm_error(405, "NotSupported", f"the emulator does not serve {request.method} here")
 
 
-def _discovery(emulator: Emulator, request: Request, parts: list[str]) -> Response:
-    from reconciler.emulator.server import Response, arm_error
+def _discovery(emulator: EmulatorState, request: Request, parts: list[str]) -> Response:
+    from reconciler.emulator.http import Response, arm_error
 
     # /registrymanagement/v1.0/registries/{name}/discovery
     if len(parts) == 5 and parts[2].lower() == "registries" and parts[4] == "discovery":

@@ -15,14 +15,14 @@ from xml.sax.saxutils import escape
 from reconciler.emulator.blobs import BadBlobName, BlobInfo
 
 if TYPE_CHECKING:
-    from reconciler.emulator.server import Emulator, Request, Response
+    from reconciler.emulator.http import EmulatorState, Request, Response
 
 STORAGE_VERSION = "2025-01-05"
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
 
 
 def storage_error(status: int, code: str, message: str) -> Response:
-    from reconciler.emulator.server import Response
+    from reconciler.emulator.http import Response
 
     body = (
         '<?xml version="1.0" encoding="utf-8"?>'
@@ -56,7 +56,7 @@ def _blob_headers(info: BlobInfo) -> dict[str, str]:
     return headers
 
 
-def route(emulator: Emulator, request: Request) -> Response:
+def route(emulator: EmulatorState, request: Request) -> Response:
     expected = parse_qs(emulator.sas)["sig"][0]
     if request.query.get("sig") != expected:
         return storage_error(
@@ -76,8 +76,8 @@ def route(emulator: Emulator, request: Request) -> Response:
         return storage_error(400, "InvalidResourceName", str(exc))
 
 
-def _container(emulator: Emulator, request: Request, account: str, container: str) -> Response:
-    from reconciler.emulator.server import Response
+def _container(emulator: EmulatorState, request: Request, account: str, container: str) -> Response:
+    from reconciler.emulator.http import Response
 
     query = request.query
     if request.method == "GET" and query.get("comp") == "list":
@@ -115,9 +115,9 @@ def _container(emulator: Emulator, request: Request, account: str, container: st
 
 
 def _blob(
-    emulator: Emulator, request: Request, account: str, container: str, blob: str
+    emulator: EmulatorState, request: Request, account: str, container: str, blob: str
 ) -> Response:
-    from reconciler.emulator.server import Response
+    from reconciler.emulator.http import Response
 
     blobs = emulator.blobs
     comp = request.query.get("comp")

@@ -79,7 +79,7 @@ class FileWatch:
 
     def _setup(self) -> WatchTarget:
         target = self.setup()
-        keep_in_memory(target.engine)
+        target.engine = keep_in_memory(target.engine)
         self.settled = False
         return target
 

@@ -114,7 +114,7 @@ class IntervalLoop:
 
     def run(self, once: bool = False) -> CycleResult | None:
         """Cycles until stopped (or one with ``once``); the last result."""
-        keep_in_memory(self.engine)
+        self.engine = keep_in_memory(self.engine)
         try:
             return self._cycles(once)
         finally:

@@ -12,7 +12,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reconciler.core.desired.types import DesiredEnvironment, DesiredState
+    from reconciler.core.spec.model import RegisteredContainer, RegistryState
 
 IMAGE_REPOSITORY = "environments"
 CONDA_FILE_IN_CONTEXT = "conda_env.yml"
@@ -177,3 +181,74 @@ def next_attempt(attempts: int, now: datetime) -> datetime:
 
 def tail(log: str, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(log.rstrip("\n").splitlines()[-lines:])
+
+
+@dataclass(frozen=True, slots=True)
+class BuildTarget:
+    name: str
+    version: str
+    digest: str
+    content: Mapping[str, Any]
+    build_root: str | None = None
+
+
+@dataclass
+class BuildOutcome:
+    built: list[BuildRecord] = field(default_factory=list)
+    cache_hits: list[BuildRecord] = field(default_factory=list)
+    failed: list[BuildRecord] = field(default_factory=list)
+    waiting: list[BuildRecord] = field(default_factory=list)  # failed, backoff not over
+    not_built: list[BuildRecord] = field(default_factory=list)
+    unavailable: str | None = None
+    builds_run: int = 0  # docker builds (or re-tags) actually executed
+
+    @property
+    def broken(self) -> bool:
+        """An environment whose image failed to build (now or before, awaiting a retry)."""
+        return bool(self.failed or self.waiting)
+
+    @property
+    def ok(self) -> bool:
+        return not self.broken and self.unavailable is None
+
+
+# name -> (environment, container, its target): reused while both are the same objects
+TargetMemo = dict[str, tuple[Any, Any, Any]]
+
+
+def build_targets(
+    desired: DesiredState, state: RegistryState, memo: TargetMemo | None = None
+) -> list[BuildTarget]:
+    """The registered version that carries each environment's git content. ``memo`` keeps
+    each environment's answer for the same (immutable) environment and container."""
+    targets = []
+    kept: TargetMemo = {}
+    for name, env in desired.environments.items():
+        container = state.containers.get(name)
+        if container is None:
+            continue
+        found = memo.get(name) if memo is not None else None
+        if found is None or found[0] is not env or found[1] is not container:
+            found = (env, container, _build_target(name, env, container))
+        kept[name] = found
+        if found[2] is not None:
+            targets.append(found[2])
+    if memo is not None:
+        memo.clear()
+        memo.update(kept)
+    return targets
+
+
+def _build_target(
+    name: str, env: DesiredEnvironment, container: RegisteredContainer
+) -> BuildTarget | None:
+    if env.version is not None:
+        version = container.get(env.version)
+    else:
+        version = next(
+            (v for v in reversed(container.versions) if v.effective_digest == env.digest),
+            None,
+        )
+    if version is None or version.effective_digest != env.digest:
+        return None  # not registered (its write failed): nothing to build yet
+    return BuildTarget(name, version.version, env.digest, env.content, env.build_root)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from reconciler.core.desired.snapshot import FileEntry, Snapshot
 
 if TYPE_CHECKING:
-    from reconciler.core.desired.load import DesiredEnvironment
+    from reconciler.core.desired.types import DesiredEnvironment
     from reconciler.core.spec.diagnostics import Diagnostic
 
 

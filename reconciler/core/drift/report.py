@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from reconciler.core.build.jobs import BuildRecord, BuildStatus, image_tag
-from reconciler.core.desired.load import DesiredState
+from reconciler.core.desired.types import DesiredState
 from reconciler.core.governance.findings import environment_findings
 from reconciler.core.governance.package_diff import PackageDiff, diff_document
 from reconciler.core.plan.types import Action, Change, Plan

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.core.desired.load import DesiredEnvironment
+from reconciler.core.desired.types import DesiredEnvironment
 from reconciler.core.governance.packages import conda_packages
 
 

@@ -20,7 +20,7 @@ from reconciler.core.governance.packages import Package, conda_packages, require
 from reconciler.core.spec.diagnostics import Diagnostic, Severity
 
 if TYPE_CHECKING:  # settings import this module: keep it light
-    from reconciler.core.desired.load import DesiredEnvironment
+    from reconciler.core.desired.types import DesiredEnvironment
 
 RULES = ("required-tags", "allowed-images", "pinning", "forbidden-packages", "os-type")
 PINNING_LEVELS = ("off", "warning", "error")

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from reconciler.core.desired.load import DesiredEnvironment
+from reconciler.core.desired.types import DesiredEnvironment
 from reconciler.core.plan.options import PlanOptions
 from reconciler.core.plan.types import Action, Change, EnvironmentPlan, Reason
 from reconciler.core.spec import diagnostics as diag

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from reconciler.core.desired.load import DesiredEnvironment
+    from reconciler.core.desired.types import DesiredEnvironment
     from reconciler.core.plan.types import EnvironmentPlan
     from reconciler.core.spec.model import RegisteredContainer
 

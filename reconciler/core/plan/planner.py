@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from reconciler.core.desired.load import DesiredState
 from reconciler.core.desired.selection import Selection
+from reconciler.core.desired.types import DesiredState
 from reconciler.core.plan.environment import because, plan_environment, stamp_write
 from reconciler.core.plan.memo import PlanMemo
 from reconciler.core.plan.options import PlanOptions

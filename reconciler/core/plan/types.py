@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 from reconciler.core.spec import diagnostics as diag
 
 if TYPE_CHECKING:
-    from reconciler.core.desired.load import DesiredEnvironment
+    from reconciler.core.build.jobs import BuildOutcome
+    from reconciler.core.desired.types import DesiredEnvironment
     from reconciler.core.governance.package_diff import PackageDiff
     from reconciler.core.spec.diagnostics import Diagnostic
     from reconciler.core.spec.fielddiff import FieldChange
@@ -175,3 +176,17 @@ class Plan:
     @property
     def has_errors(self) -> bool:
         return diag.has_errors(self.diagnostics)
+
+
+@dataclass
+class ApplyOutcome:
+    """What apply did with a plan: applied and failed changes, and the builds."""
+
+    plan: Plan
+    applied: list[Change] = field(default_factory=list)
+    failed: list[tuple[Change, str]] = field(default_factory=list)
+    builds: BuildOutcome | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and (self.builds is None or not self.builds.broken)

@@ -12,15 +12,17 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from reconciler.core.build.jobs import (
     BuildJob,
+    BuildOutcome,
     BuildRecord,
     BuildStatus,
+    BuildTarget,
     image_tag,
     job_bases,
     job_for,
@@ -31,37 +33,7 @@ from reconciler.core.spec.secrets import mask_text
 from reconciler.ports import Builder, BuildError, BuilderUnavailable, Registry
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-    from typing import Any
-
-
-@dataclass(frozen=True, slots=True)
-class BuildTarget:
-    name: str
-    version: str
-    digest: str
-    content: Mapping[str, Any]
-    build_root: str | None = None
-
-
-@dataclass
-class BuildOutcome:
-    built: list[BuildRecord] = field(default_factory=list)
-    cache_hits: list[BuildRecord] = field(default_factory=list)
-    failed: list[BuildRecord] = field(default_factory=list)
-    waiting: list[BuildRecord] = field(default_factory=list)  # failed, backoff not over
-    not_built: list[BuildRecord] = field(default_factory=list)
-    unavailable: str | None = None
-    builds_run: int = 0  # docker builds (or re-tags) actually executed
-
-    @property
-    def broken(self) -> bool:
-        """An environment whose image failed to build (now or before, awaiting a retry)."""
-        return bool(self.failed or self.waiting)
-
-    @property
-    def ok(self) -> bool:
-        return not self.broken and self.unavailable is None
+    pass
 
 
 def _now() -> datetime:

@@ -1,0 +1,16 @@
+"""The verbs of the reconciler, one module each, and the Engine that wires the ports.
+
+- read.py: git's desired state (validate);
+- plan.py: the plan, its document (cached), saved plans, pull request plans;
+- apply.py: apply a plan (or a saved plan) under the lock, with retries;
+- drift.py: the drift report (observations through the ports);
+- diff.py: two versions side by side;
+- build.py: build an environment's image now; build_runner.py runs builds;
+- inspect.py: what the registry holds (list, show, history, evidence).
+"""
+
+from reconciler.core.plan.types import ApplyOutcome
+from reconciler.engine.apply import ApplyRefused
+from reconciler.engine.wiring import Engine
+
+__all__ = ["ApplyOutcome", "ApplyRefused", "Engine"]
