@@ -132,10 +132,3 @@ def resolve(ref: str, timeout: float = 5.0) -> str | None:
     # Docker talks plain HTTP to loopback registries only; everything else is HTTPS.
     scheme = "http" if _is_loopback(host) else "https"
     return OciRegistry(host, timeout=timeout, scheme=scheme).manifest_digest(repository, reference)
-
-
-class BaseImageRegistries:
-    """The BaseImages port: each base image reference asked of its own registry."""
-
-    def resolve(self, ref: str) -> str | None:
-        return resolve(ref)

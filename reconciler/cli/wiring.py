@@ -95,7 +95,7 @@ def _builder(settings: Settings) -> Builder | None:
 
 
 def _builds(settings: Settings, registry: Registry, builder: Builder | None) -> BuildRunner:
-    from reconciler.adapters.oci import BaseImageRegistries
+    from reconciler.adapters.base_images import BaseImageRegistries
     from reconciler.engine.build_runner import BuildRunner
 
     log_dir = settings.repo / settings.report_dir / "build-logs"
@@ -148,7 +148,7 @@ def engine_for(settings: Settings, args: Namespace, builds: bool = False) -> Eng
         policy=settings.policy,
     )
     if builds:
-        from reconciler.adapters.oci import BaseImageRegistries
+        from reconciler.adapters.base_images import BaseImageRegistries
 
         builder = _builder(settings)
         engine.builds = _builds(settings, backend, builder)
