@@ -109,9 +109,7 @@ def common_options(cmds: list[Command]) -> tuple[Option, ...]:
     if not cmds:
         return ()
     first, *rest = cmds
-    return tuple(
-        o for o in first.options if not o.positional and all(o in c.options for c in rest)
-    )
+    return tuple(o for o in first.options if not o.positional and all(o in c.options for c in rest))
 
 
 def _cell(text: str) -> str:
@@ -135,7 +133,7 @@ def _option_row(o: Option) -> str:
         text = (text + ". " if text else "") + "; ".join(notes).capitalize() + "."
     elif text and not text.endswith("."):
         text += "."
-    return f"| <span id=\"{o.anchor}\"></span>{shown} | {_cell(text)} |"
+    return f'| <span id="{o.anchor}"></span>{shown} | {_cell(text)} |'
 
 
 def options_markdown(cmd: Command, common: tuple[Option, ...], common_link: str) -> str:

@@ -77,12 +77,10 @@ def on_config(config: MkDocsConfig) -> MkDocsConfig:
     _samples.cache_clear()
     nav = config.nav
     commands = [{f"reconciler {c.name}": _command_uri(c.name)} for c in _commands()]
-    documents = [
-        {f"{s.slug}.json": f"{DOCUMENTS_DIR}/{s.slug}.md"} for s in schemaref.schemas()
-    ]
+    documents = [{f"{s.slug}.json": f"{DOCUMENTS_DIR}/{s.slug}.md"} for s in schemaref.schemas()]
     for title, children in (("Commands", commands), ("JSON documents", documents)):
         if not _expand(nav, title, children):
-            log.warning("mkdocs.yml: nav has no `%s` entry to list the generated pages under", title)
+            log.warning("mkdocs.yml: the nav has no `%s` entry for the generated pages", title)
     return config
 
 

@@ -110,7 +110,7 @@ def schema_markdown(schema: Schema) -> str:
     ]
     if "description" in data:
         lines += [str(data["description"]), ""]
-    lines += ["## The document", ""] + _table(data)
+    lines += ["## The document", "", *_table(data)]
     for name, node in data.get("$defs", {}).items():
         lines += [f"## `{name}` {{#{_anchor(name)}}}", ""]
         if "description" in node:

@@ -11,10 +11,9 @@ import inspect
 import sys
 from dataclasses import dataclass
 
+from docsgen.commands import Command
 from reconciler import settings as settings_module
 from reconciler.core import policy as policy_module
-
-from docsgen.commands import Command
 
 
 class UndocumentedSetting(Exception):
@@ -123,9 +122,9 @@ def flags_for(name: str, cmds: list[Command]) -> list[str]:
     for cmd in cmds:
         for option in cmd.options:
             flag = option.names[-1]
-            if not option.positional and flag.lstrip("-").replace("-", "_") == name:
-                if flag not in flags:
-                    flags.append(flag)
+            sets_it = not option.positional and flag.lstrip("-").replace("-", "_") == name
+            if sets_it and flag not in flags:
+                flags.append(flag)
     return flags
 
 
