@@ -49,7 +49,13 @@ class Session:
     def __init__(self, root: Path, page: Path) -> None:
         self.root = root
         self.page = page
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+        # a reader's shell: none of the settings, nor the cloud the SDK records in the
+        # environment of this process when other tests ran it in-process
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("RECONCILER_", "AZUREML_", "ARM_CLOUD_"))
+        }
         self.env["PATH"] = f"{BIN}{os.pathsep}{self.env['PATH']}"
         self.env["NO_COLOR"] = "1"
         self.env["COLUMNS"] = "100"
@@ -272,3 +278,22 @@ def test_a_broken_link_or_an_orphan_page_fails_the_strict_build(site_copy: Path)
     done = _build(site_copy)
     assert done.returncode != 0
     assert "no-such-page.md" in done.stderr and "orphan.md" in done.stderr
+
+
+def test_readme_is_a_short_landing_page_whose_links_resolve() -> None:
+    readme = (PROJECT / "README.md").read_text()
+    lines = readme.splitlines()
+    assert len(lines) <= 120
+    assert lines[2:6] == [  # the two commands come first, as they always have
+        "```sh",
+        "scripts/reconcile   # set up, then plan and apply environments/ to the embedded "
+        "registry (.reconciler/registry.db)",
+        "scripts/test        # set up, then run the whole test suite (ruff, mypy, import "
+        "contracts, pytest)",
+        "```",
+    ]
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
+    assert links, "the README links into the documentation"
+    for link in links:
+        if "://" not in link:
+            assert (PROJECT / link).is_file(), link
