@@ -26,6 +26,7 @@ from reconciler.emulator import arm_routes, blob_routes
 from reconciler.emulator.blobs import BlobStore
 from reconciler.emulator.counters import RequestCounter
 from reconciler.emulator.faults import FaultPlan, FaultSpecError, parse_fault
+from reconciler.emulator.leases import LeaseTable
 from reconciler.emulator.resources import EnvironmentStore
 from reconciler.emulator.throttle import RateLimiter, retry_after_header
 from reconciler.emulator.tls import TlsFiles, ensure_tls
@@ -88,6 +89,7 @@ class Emulator:
         self.page_size = page_size
         self.store = EnvironmentStore(SqliteRegistry(db))
         self.blobs = BlobStore(self.data_dir / "blobs")
+        self.leases = LeaseTable(self.data_dir / "leases.json")
         self.faults = FaultPlan()
         self.latency = max(0.0, latency_ms) / 1000.0  # added to every service response
         self.limiter = RateLimiter(rate_limit) if rate_limit else None
@@ -167,6 +169,16 @@ class Emulator:
         if what == "counters":
             # DELETE answers the counts up to now and starts again from zero.
             return Response.json(200, self._counters(reset=request.method == "DELETE"))
+        if what == "clock":
+            # Moves the lease clock forward, so a test lets a lease expire without waiting.
+            if request.method == "POST":
+                body = request.json()
+                seconds = body.get("advance_seconds") if isinstance(body, dict) else None
+                if not isinstance(seconds, int | float) or seconds < 0:
+                    return arm_error(400, "InvalidClock", 'expected {"advance_seconds": N}, N >= 0')
+                with self._write_lock:
+                    self.leases.offset += float(seconds)
+            return Response.json(200, {"offset_seconds": self.leases.offset})
         if what == "faults":
             if request.method == "GET":
                 return Response.json(200, {"faults": self.faults.describe()})
