@@ -52,12 +52,13 @@ class Client:
         suffix = uuid.uuid4().hex[:8]
         self.workspace = f"ws{suffix}"
         self.registry = f"reg{suffix}"
+        self.subscription = "00000000-1111-2222-3333-444444444444"
         self.context = ssl.create_default_context(cafile=str(running.tls.ca))
 
     def fill(self, template: str, parameters: dict[str, Any]) -> str:
         values = {  # the examples' names, in a workspace and registry of this test's own
             **{k: v for k, v in parameters.items() if isinstance(v, str)},
-            "subscriptionId": "00000000-1111-2222-3333-444444444444",
+            "subscriptionId": self.subscription,
             "resourceGroupName": "rg",
             "workspaceName": self.workspace,
             "registryName": self.registry,
@@ -593,3 +594,33 @@ def test_errors_have_the_arm_error_shape(client: Client) -> None:
         assert status in (400, 404), (method, answer)
         spec().validate(error_schema, answer)
         assert answer["error"]["code"] and answer["error"]["message"]
+
+
+def test_the_sdk_archives_and_updates_without_losing_spec_fields(workspace: Any) -> None:
+    """azure-ai-ml sends neither stage nor autoRebuild: its updates keep both."""
+    client = Client(workspace.running)
+    client.workspace = workspace.name  # the SDK's workspace, reached over plain HTTPS too
+    client.subscription = "sub"
+    at = {"name": "base", "version": "1"}
+    body = {
+        "properties": {
+            "image": "busybox:1.36",
+            "stage": "Development",
+            "autoRebuild": "OnBaseImageUpdate",
+        }
+    }
+    assert checked(client, "EnvironmentVersions_CreateOrUpdate", at, body)[0] == 201
+    ml = workspace.client()
+    environment = ml.environments.get("base", "1")
+    environment.tags = {"team": "edited"}
+    ml.environments.create_or_update(environment)
+    ml.environments.archive("base", version="1")
+    status, found = checked(client, "EnvironmentVersions_Get", at)
+    assert found["properties"]["tags"] == {"team": "edited"}
+    assert found["properties"]["isArchived"] is True
+    assert (found["properties"]["stage"], found["properties"]["autoRebuild"]) == (
+        "Development",
+        "OnBaseImageUpdate",
+    )
+    ml.environments.restore("base", version="1")
+    assert checked(client, "EnvironmentVersions_Get", at)[1]["properties"]["isArchived"] is False

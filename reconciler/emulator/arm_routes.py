@@ -67,12 +67,12 @@ def _resource(emulator: Emulator, request: Request, scope: Scope, rest: list[str
         if len(rest) == 1 and method == "GET":
             view = list_view(request.query)
             prefix = scope.key + "/"
-            items = [
-                _container(emulator, scope, c.name.removeprefix(prefix), c)
-                for c in store.containers(scope)
-                if visible(c.archived, view)
-            ]
-            return emulator.page(request, items)
+            shown = store.listing(scope, view)
+            return emulator.page(
+                request,
+                shown,
+                lambda c: _container(emulator, scope, c.name.removeprefix(prefix), c),
+            )
         name = rest[1]
         if len(rest) == 2 and method == "GET":
             return Response.json(200, _container(emulator, scope, name))

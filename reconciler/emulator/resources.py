@@ -181,9 +181,21 @@ class EnvironmentStore:
         # Every scope's containers, read once per registry generation: a listing is
         # fetched page by page, and each page would otherwise read the whole registry.
         self._by_scope: dict[str, list[RegisteredContainer]] = {}
+        self._merged: dict[str, list[RegisteredContainer]] = {}  # with PUT-only containers
         self._token: tuple[str | None, int] | None = None
 
     # -- reads ------------------------------------------------------------------------
+
+    def listing(self, scope: Scope, view: str) -> list[RegisteredContainer]:
+        """The containers a ``listViewType=view`` listing shows, by name (cached alike)."""
+        self.containers(scope)  # brings the cache up to date
+        key = f"{view}\t{scope.key}"
+        shown = self._merged.get(key)
+        if shown is None:
+            shown = self._merged[key] = [
+                c for c in self.containers(scope) if visible(c.archived, view)
+            ]
+        return shown
 
     def containers(self, scope: Scope) -> list[RegisteredContainer]:
         """The scope's containers (those created by PUT without a version too), by name."""
@@ -196,13 +208,17 @@ class EnvironmentStore:
             self._by_scope = {
                 scope_key: [found[k] for k in sorted(found)] for scope_key, found in grouped.items()
             }
+            self._merged = {}
             self._token = token
-        found = {c.name: c for c in self._by_scope.get(scope.key, ())}
-        for name, attributes in self.attributes.containers(scope.key):
-            key = f"{scope.key}/{name}"
-            if key not in found:
-                found[key] = RegisteredContainer(key, bool(attributes.get("isArchived")))
-        return [found[k] for k in sorted(found)]
+        merged = self._merged.get(scope.key)
+        if merged is None:
+            found = {c.name: c for c in self._by_scope.get(scope.key, ())}
+            for name, attributes in self.attributes.containers(scope.key):
+                key = f"{scope.key}/{name}"
+                if key not in found:
+                    found[key] = RegisteredContainer(key, bool(attributes.get("isArchived")))
+            merged = self._merged[scope.key] = [found[k] for k in sorted(found)]
+        return list(merged)
 
     def container(self, scope: Scope, name: str) -> RegisteredContainer:
         key = f"{scope.key}/{name}"
