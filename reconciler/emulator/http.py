@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,11 @@ from urllib.parse import quote, urlencode
 
 from reconciler.adapters.sqlite_registry import SqliteRegistry
 from reconciler.emulator.blobs import BlobStore
+from reconciler.emulator.counters import RequestCounter
 from reconciler.emulator.faults import FaultPlan
+from reconciler.emulator.leases import LeaseTable
 from reconciler.emulator.resources import EnvironmentStore
+from reconciler.emulator.throttle import RateLimiter
 
 BLOB_ACCOUNT = "emulatorstore"
 CONTROL_PREFIX = "/_emulator/"
@@ -64,6 +68,8 @@ class EmulatorState:
         db: Path,
         token: str | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
+        latency_ms: float = 0.0,
+        rate_limit: float | None = None,
     ) -> None:
         self.db = db
         self.data_dir = db.parent
@@ -72,7 +78,11 @@ class EmulatorState:
         self.page_size = page_size
         self.store = EnvironmentStore(SqliteRegistry(db))
         self.blobs = BlobStore(self.data_dir / "blobs")
+        self.leases = LeaseTable(self.data_dir / "leases.json")
         self.faults = FaultPlan()
+        self.latency = max(0.0, latency_ms) / 1000.0  # added to every service response
+        self.limiter = RateLimiter(rate_limit) if rate_limit else None
+        self.counter = RequestCounter()
         self.base_url = ""  # set when the server is bound
         self.requests: list[str] = []  # "METHOD path -> status", for inspection
         self._log_lock = threading.Lock()
@@ -84,15 +94,22 @@ class EmulatorState:
 
     # -- paging -------------------------------------------------------------------------
 
-    def page(self, request: Request, items: list[dict[str, Any]]) -> Response:
-        """One page of a listing, with ``nextLink`` when more follow."""
+    def page(
+        self,
+        request: Request,
+        items: list[Any],
+        render: Callable[[Any], dict[str, Any]] | None = None,
+    ) -> Response:
+        """One page of a listing, with ``nextLink`` when more follow; ``render`` turns the
+        page's items (only those) into resources."""
         try:
             start = int(request.query.get("$skipToken", "0"))
             size = int(request.query.get("$top", str(self.page_size)))
         except ValueError:
             return arm_error(400, "BadRequest", "$skipToken and $top must be integers")
         size = max(1, min(size, self.page_size))
-        body: dict[str, Any] = {"value": items[start : start + size]}
+        chunk = items[start : start + size]
+        body: dict[str, Any] = {"value": [render(i) for i in chunk] if render else chunk}
         if start + size < len(items) and "$top" not in request.query:
             query = dict(request.query, **{"$skipToken": str(start + size)})
             body["nextLink"] = f"{self.base_url.rstrip('/')}{quote(request.path)}?" + urlencode(
