@@ -166,15 +166,3 @@ def load_settings(
     merged.update({k: v for k, v in flags.items() if v is not None})
     known = {f.name for f in fields(Settings)}
     return replace(Settings(repo=repo), **{k: v for k, v in merged.items() if k in known})
-
-
-def registry_location(url: str, repo: Path) -> Path:
-    """The database file of a ``sqlite:///`` URL: three slashes relative to the repository
-    root, four slashes absolute (SQLAlchemy's convention)."""
-    if not url.startswith("sqlite:///"):
-        raise SettingsError(f"not a sqlite registry URL: {url}")
-    rest = url[len("sqlite:///") :]
-    if not rest:
-        raise SettingsError(f"{url}: no database path")
-    path = Path(rest)
-    return path if path.is_absolute() else repo / path
