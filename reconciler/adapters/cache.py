@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 import reconciler.core
 from reconciler import __version__
-from reconciler.ports import Cache, Registry
 
 if TYPE_CHECKING:
     from reconciler.core.build.jobs import BuildRecord
@@ -38,6 +37,7 @@ if TYPE_CHECKING:
         RegistryState,
         VersionWrite,
     )
+    from reconciler.ports import Cache, Registry
 
 MEMO_SAVE_SECONDS = 30.0
 

@@ -14,13 +14,14 @@ from reconciler.adapters.report_files import ReportWriteError, write_files
 from reconciler.cli.base import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError, color_enabled
 from reconciler.cli.wiring import engine_for, registry_engine, settings_of
 from reconciler.core.plan.errors import BadPlanFile, StalePlan
-from reconciler.engine import ApplyOutcome, ApplyRefused, Engine
+from reconciler.engine import ApplyRefused, Engine
 from reconciler.ports import BuildError, RegistryError, SourceError
 from reconciler.render import text
 from reconciler.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from reconciler.core.drift.report import DriftClass
+    from reconciler.core.plan.types import ApplyOutcome
 
 EXPECTED_ERRORS = (
     CliError,

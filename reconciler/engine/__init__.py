@@ -9,8 +9,21 @@
 - inspect.py: what the registry holds (list, show, history, evidence).
 """
 
-from reconciler.core.plan.types import ApplyOutcome
-from reconciler.engine.apply import ApplyRefused
+from typing import TYPE_CHECKING, Any
+
+from reconciler.engine.refusal import ApplyRefused
 from reconciler.engine.wiring import Engine
 
+if TYPE_CHECKING:
+    from reconciler.core.plan.types import ApplyOutcome
+
 __all__ = ["ApplyOutcome", "ApplyRefused", "Engine"]
+
+
+def __getattr__(name: str) -> Any:
+    # The plan's types are imported when used, not when a cached plan is answered.
+    if name == "ApplyOutcome":
+        from reconciler.core.plan.types import ApplyOutcome
+
+        return ApplyOutcome
+    raise AttributeError(name)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.core.plan.types import ApplyOutcome
 from reconciler.engine.read import blob_reader, close, load
+from reconciler.engine.refusal import ApplyRefused
 from reconciler.ports import RegistryError
 
 if TYPE_CHECKING:
@@ -27,14 +28,6 @@ if TYPE_CHECKING:
 
 RETRIES = 3
 RETRY_BASE_DELAY = 0.2
-
-
-class ApplyRefused(Exception):
-    """Apply will not start: the plan has error diagnostics (``plan`` holds them)."""
-
-    def __init__(self, message: str, plan: Plan | None = None) -> None:
-        super().__init__(message)
-        self.plan = plan
 
 
 def apply(engine: Context, ref: str | None = None) -> ApplyOutcome:

@@ -7,7 +7,6 @@ per verb.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from reconciler.core.desired.selection import Selection
@@ -23,6 +22,8 @@ from reconciler.ports import (
 )
 
 if TYPE_CHECKING:
+    from datetime import date
+
     from reconciler.core.governance.policy import Policy
     from reconciler.engine.build_runner import BuildRunner
 
@@ -46,4 +47,6 @@ class Context:
 
     def today(self) -> date:
         """The date policy exceptions are judged at (UTC)."""
+        from datetime import UTC, datetime
+
         return datetime.now(UTC).date()

@@ -8,19 +8,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Literal
 
 SQLITE_PREFIX = "sqlite:///"
-_WORKSPACE = re.compile(
+# Matched only for azureml:// URLs (compiled then: every command parses its URL at start).
+_WORKSPACE = (
     r"^azureml://subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
-    r"/workspaces/(?P<ws>[^/]+)/?$",
-    re.IGNORECASE,
+    r"/workspaces/(?P<ws>[^/]+)/?$"
 )
-_REGISTRY = re.compile(r"^azureml://registries/(?P<name>[^/]+)/?$", re.IGNORECASE)
+_REGISTRY = r"^azureml://registries/(?P<name>[^/]+)/?$"
 AZUREML_FORMS = (
     "expected azureml://subscriptions/<sub>/resourceGroups/<rg>/workspaces/<ws> "
     "or azureml://registries/<name>"
@@ -44,6 +41,8 @@ class RegistryURL:
     @property
     def key(self) -> str:
         """A stable, file-name-safe identity (for local locks and records)."""
+        import hashlib
+
         return hashlib.sha256(self.text.lower().rstrip("/").encode()).hexdigest()[:16]
 
     def __str__(self) -> str:
@@ -57,7 +56,9 @@ def parse_registry_url(text: str) -> RegistryURL:
             raise BadRegistryURL(f"{text}: no database path")
         return RegistryURL(text, "sqlite", path=rest)
     if text.lower().startswith("azureml://"):
-        found = _WORKSPACE.match(text)
+        import re
+
+        found = re.match(_WORKSPACE, text, re.IGNORECASE)
         if found:
             return RegistryURL(
                 text,
@@ -66,14 +67,10 @@ def parse_registry_url(text: str) -> RegistryURL:
                 resource_group=found["rg"],
                 workspace=found["ws"],
             )
-        found = _REGISTRY.match(text)
+        found = re.match(_REGISTRY, text, re.IGNORECASE)
         if found:
             return RegistryURL(text, "azureml", registry=found["name"])
         raise BadRegistryURL(f"{text}: {AZUREML_FORMS}")
     raise BadRegistryURL(
         f"unsupported registry URL {text!r}: expected sqlite:///PATH or azureml://..."
     )
-
-
-def is_absolute(path: str) -> bool:
-    return PurePosixPath(path).is_absolute()
