@@ -13,7 +13,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from tests.release_support import copy_of_the_project, locked_versions, run
+from tests.release_support import copy_of_the_project, locked_versions, needs_source, run
 
 REFRESH = "refresh the lock with: scripts/lock"
 
@@ -28,6 +28,7 @@ def installed(venv: Path) -> dict[str, str]:
     return {canonicalize_name(d["name"]): d["version"] for d in json.loads(listed)}
 
 
+@needs_source
 def test_bootstrap_is_quiet_installs_only_the_lock_and_fails_loudly(tmp_path: Path) -> None:
     clone = copy_of_the_project(tmp_path / "clone").root
     first = run(["scripts/bootstrap"], clone)

@@ -10,21 +10,16 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.conftest import GitRepo
-from tests.release_support import BIN, PROJECT, copy_of_the_project, run
+from tests.release_support import BIN, PROJECT, copy_of_the_project, needs_source, run
 from tests.test_workflows import check_schema
 
 RELEASE = PROJECT / ".github" / "workflows" / "release.yml"
 # The release steps run here; the others are the full suite (this test is part of it) in a
 # second environment, and publishing.
 LOCAL_STEPS = ["build", "tool", "smoke"]
-needs_source = pytest.mark.skipif(
-    not (PROJECT / "reconciler").is_dir(),
-    reason="the suite runs against an installed wheel: no source tree to build",
-)
 
 
 def release_steps() -> list[dict[str, Any]]:
