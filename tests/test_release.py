@@ -156,3 +156,30 @@ def test_release_steps_build_install_and_run_outside_the_source_tree(tmp_path: P
     # The smoke check can fail: another tag than the wheel's version.
     wrong = run(["scripts/release/smoke", str(venv), "v1.0.0"], clone.root)
     assert wrong.returncode == 1 and "expected reconciler 1.0.0" in wrong.stderr
+
+
+@needs_source
+def test_uv_tool_install_of_the_wheel_as_documented(tmp_path: Path) -> None:
+    """docs/install.md's `uv tool install` with the lock's versions as constraints."""
+    clone = copy_of_the_project(tmp_path / "clone")
+    clone.git("tag", "v3.1.4")
+    built = run(["scripts/release/build", "dist"], clone.root, PYTHON=str(BIN / "python"))
+    assert built.returncode == 0, built.stdout + built.stderr
+    constraints = tmp_path / "locked.txt"
+    export = ["export", "--frozen", "--quiet", "--no-emit-project", "--extra", "azure"]
+    exported = run([str(BIN / "uv"), *export, "--output-file", str(constraints)], clone.root)
+    assert exported.returncode == 0, exported.stderr
+    tools, shims = tmp_path / "tools", tmp_path / "bin"
+    wheel = clone.root / "dist" / "reconciler-3.1.4-py3-none-any.whl"
+    install = ["tool", "install", "--constraints", str(constraints)]
+    installed = run(
+        [str(BIN / "uv"), *install, f"reconciler[azure] @ {wheel}"],
+        tmp_path,
+        UV_TOOL_DIR=str(tools),
+        UV_TOOL_BIN_DIR=str(shims),
+    )
+    assert installed.returncode == 0, installed.stderr
+    assert (shims / "reconciler").exists()
+    smoke = run(["scripts/release/smoke", str(tools / "reconciler"), "v3.1.4"], clone.root)
+    assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+    assert "reconciler 3.1.4" in smoke.stdout and "smoke: ok" in smoke.stdout
