@@ -50,6 +50,21 @@ def test_release_workflow_validates_and_runs_on_version_tags(tmp_path: Path) -> 
     assert "dist/*.tar.gz dist/*.whl" in commands["publish"]
 
 
+def test_dependabot_updates_the_lock_and_the_actions(tmp_path: Path) -> None:
+    config = PROJECT / ".github" / "dependabot.yml"
+    schema = [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.dependabot"]
+    done = run([*schema, str(config)], PROJECT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    broken = tmp_path / "dependabot.yml"
+    broken.write_text(config.read_text().replace("interval:", "intervals:"))
+    assert run([*schema, str(broken)], PROJECT).returncode != 0  # the check can fail
+    updates = yaml.safe_load(config.read_text())["updates"]
+    assert {(u["package-ecosystem"], u["directory"]) for u in updates} == {
+        ("uv", "/"),
+        ("github-actions", "/"),
+    }
+
+
 def test_every_action_is_pinned_to_a_commit_with_its_release_in_a_comment() -> None:
     lines = [
         line.strip()
