@@ -169,6 +169,8 @@ _MODULE_MARKS = {
     "test_watch": ("slow",),
     "test_reconcile_loop": ("slow",),
     "test_corpus": ("slow",),
+    "test_bootstrap": ("slow",),
+    "test_release": ("slow",),
 }
 
 
