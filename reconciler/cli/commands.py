@@ -15,6 +15,7 @@ from reconciler.adapters.gitsource import GitSource, find_repo_root
 from reconciler.adapters.inventory import Inventory
 from reconciler.adapters.report_files import ReportWriteError, write_files
 from reconciler.adapters.sqlite_registry import SqliteRegistry
+from reconciler.adapters.state_dir import own_directory
 from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError, color_enabled
 from reconciler.core.options import PlanOptions
 from reconciler.core.plan_errors import BadPlanFile, StalePlan
@@ -68,10 +69,9 @@ def _settings(args: Namespace) -> Settings:
     return load_settings(repo, flags)
 
 
-def _state_dir(path: Path) -> None:
-    if path.name == ".reconciler" and not path.exists():
-        path.mkdir(parents=True)
-        (path / ".gitignore").write_text("*\n")  # local state, never committed
+def _state_dir(settings: Settings) -> Path:
+    """The repository's `.reconciler/` (caches, inventory, locks, status), ignoring itself."""
+    return own_directory(settings.repo / ".reconciler")
 
 
 def _registry(
@@ -81,16 +81,15 @@ def _registry(
     url = settings.registry
     if url.startswith("sqlite:///"):
         path = registry_location(url, settings.repo)
-        _state_dir(path.parent)
+        own_directory(path.parent)
         return SqliteRegistry(path, url)
     if url.startswith("azureml://"):
         from reconciler.adapters.azureml import AzureMLRegistry  # needs the `azure` extra
         from reconciler.adapters.azureml_errors import RetryPolicy
 
-        _state_dir(settings.repo / ".reconciler")
         return AzureMLRegistry(
             url,
-            settings.repo / ".reconciler" / "locks",
+            _state_dir(settings) / "locks",
             source.read_blob if source is not None else None,
             RetryPolicy(max(1, settings.azureml_retries), settings.azureml_backoff),
         )
@@ -134,9 +133,10 @@ def _engine(settings: Settings, args: Namespace, builds: bool = False) -> Engine
         archive_limit_fraction=settings.archive_limit_fraction,
         retention=settings.policy.retention() if settings.policy is not None else (),
     )
+    state_dir = _state_dir(settings)
     cache: MemoStore = MemoStore()
     if settings.cache:
-        cache = DiskCache(settings.repo / ".reconciler" / "cache")  # type: ignore[assignment]
+        cache = DiskCache(state_dir / "cache")  # type: ignore[assignment]
     registry = _registry(settings, source)
     return Engine(
         source,
@@ -146,7 +146,7 @@ def _engine(settings: Settings, args: Namespace, builds: bool = False) -> Engine
         cache,
         settings.lock_timeout,
         builds=_builds(settings, registry) if builds else None,
-        inventory=Inventory(settings.repo / ".reconciler" / "inventory", registry.url),
+        inventory=Inventory(state_dir / "inventory", registry.url),
         policy=settings.policy,
     )
 
@@ -652,6 +652,7 @@ def run_emulator(args: Namespace) -> int:
             faults.append(parse_fault(json.loads(spec)))
         except (json.JSONDecodeError, FaultSpecError) as exc:
             raise CliError(f"--fault {spec}: {exc}") from None
+    own_directory(args.db.resolve().parent)  # the CA's key and the blobs: never committed
     running = start(
         args.db.resolve(),
         args.port,
@@ -730,7 +731,7 @@ def run_reconcile(args: Namespace) -> int:
     fail_on = _fail_on(args)
     report_dir = _report_dir(args, settings)
     engine = _engine(settings, args, builds=bool(settings.image_registry))
-    status_path = args.status_file or settings.repo / ".reconciler" / "status.json"
+    status_path = args.status_file or _state_dir(settings) / "status.json"
 
     def report(engine: Engine, ref: str | None) -> int:
         document, _ = _write_drift_report(engine, settings, ref, report_dir, fail_on)
