@@ -760,3 +760,33 @@ def run_reconcile(args: Namespace) -> int:
     if last is None or not last.ok:
         return EXIT_ERROR
     return EXIT_CHANGES if last.drift else EXIT_OK
+
+
+# -- shell completion -----------------------------------------------------------------------
+
+# Which arguments complete as directories and which as files (shtab's hints, by shell).
+_DIRECTORY_ARGS = frozenset({"repo", "path", "report_dir"})
+_FILE_ARGS = frozenset({"files", "plan_file", "markdown", "status_file", "db"})
+
+
+def run_completion(args: Namespace) -> int:
+    """The completion script, generated from the argument parser itself (shtab)."""
+    import argparse
+
+    import shtab
+
+    from reconciler.cli import build_parser
+
+    parser = build_parser()
+    parsers = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            parsers.extend(action.choices.values())
+    for each in parsers:
+        for action in each._actions:
+            if action.dest in _DIRECTORY_ARGS:
+                action.complete = shtab.DIRECTORY  # type: ignore[attr-defined]
+            elif action.dest in _FILE_ARGS or (action.dest == "out" and each.prog.endswith("plan")):
+                action.complete = shtab.FILE  # type: ignore[attr-defined]
+    _print(shtab.complete(parser, shell=args.shell))
+    return EXIT_OK
