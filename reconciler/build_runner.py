@@ -173,7 +173,8 @@ class BuildRunner:
                 if self._known.get((target.name, target.version)) != record:
                     self._save(record)  # a second run without Docker writes nothing
                 outcome.not_built.append(record)
-            self.report(f"builds skipped for {len(todo)} version(s): {problem}")
+            if self.builder is not None:  # not configured: the summary says so, once
+                self.report(f"builds skipped for {len(todo)} version(s): {problem}")
             return outcome
         builder = self.builder
         assert builder is not None
