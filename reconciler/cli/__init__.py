@@ -272,16 +272,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     from reconciler.cli import commands  # the wiring; kept out of --help and parse errors
 
     try:
+        return _run(args)
+    finally:
+        commands.close_terminal(args)  # a progress display never outlives the command
+
+
+def _run(args: argparse.Namespace) -> int:
+    from reconciler.cli import commands
+
+    try:
         code = int(getattr(commands, "run_" + args.command)(args))
         sys.stdout.flush()  # a report that cannot be written is an error, not a success
         return code
     except commands.EXPECTED_ERRORS as exc:
+        commands.close_terminal(args)
         _fail(str(exc), args)
         return EXIT_ERROR
     except KeyboardInterrupt:
+        commands.close_terminal(args)
         _fail("interrupted", args)
         return 130
     except OSError as exc:
+        commands.close_terminal(args)
         if exc.errno not in _OUTPUT_ERRORS:
             raise
         _drop_stdout()
@@ -311,8 +323,14 @@ def _fail(message: str, args: Any) -> None:
     print(f"error: {message}", file=sys.stderr)
 
 
-def color_enabled() -> bool:
-    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+def terminal_wanted(args: Any) -> bool:
+    """A person watches a terminal: colour, tables and progress. Plain, parseable text
+    for pipes and files, in CI, with NO_COLOR or --no-color, and never around --json."""
+    if getattr(args, "json", False) or getattr(args, "no_color", False):
+        return False
+    if "NO_COLOR" in os.environ or os.environ.get("CI") or os.environ.get("TERM") == "dumb":
+        return False
+    return sys.stdout.isatty()
 
 
 if __name__ == "__main__":  # pragma: no cover

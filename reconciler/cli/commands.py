@@ -16,7 +16,7 @@ from reconciler.adapters.inventory import Inventory
 from reconciler.adapters.report_files import ReportWriteError, write_files
 from reconciler.adapters.sqlite_registry import SqliteRegistry
 from reconciler.adapters.state_dir import own_directory
-from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError, color_enabled
+from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError, terminal_wanted
 from reconciler.core.options import PlanOptions
 from reconciler.core.plan_errors import BadPlanFile, StalePlan
 from reconciler.core.selection import Selection
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from reconciler.core.build import BuildRecord
     from reconciler.core.drift import DriftClass
     from reconciler.core.model import RegisteredContainer, RegisteredVersion
+    from reconciler.render.terminal import Terminal
 
 EXPECTED_ERRORS = (
     CliError,
@@ -46,6 +47,28 @@ EXPECTED_ERRORS = (
 
 
 # -- wiring -------------------------------------------------------------------------------
+
+PLAIN = text.Style(False)  # plain output has no escape sequences at all
+
+
+def _terminal(args: Namespace) -> Terminal | None:
+    """The terminal renderer when a person is watching (imported only then); None: plain
+    text. Its progress display goes to stderr, when stderr is a terminal too."""
+    if not terminal_wanted(args):
+        return None
+    screen: Terminal | None = getattr(args, "terminal", None)
+    if screen is None:
+        from reconciler.render.terminal import Terminal
+
+        screen = Terminal(progress=sys.stderr.isatty())
+        args.terminal = screen
+    return screen
+
+
+def close_terminal(args: Namespace) -> None:
+    screen = getattr(args, "terminal", None)
+    if screen is not None:
+        screen.close()
 
 
 def _settings(args: Namespace) -> Settings:
@@ -66,7 +89,11 @@ def _settings(args: Namespace) -> Settings:
         flags["lock_timeout"] = args.lock_timeout
     if args.no_cache:
         flags["cache"] = False
-    return load_settings(repo, flags)
+    settings = load_settings(repo, flags)
+    screen = _terminal(args)
+    if screen is not None:
+        screen.root = settings.repo  # file:line links point into the repository
+    return settings
 
 
 def _state_dir(settings: Settings) -> Path:
@@ -96,7 +123,9 @@ def _registry(
     raise CliError(f"unsupported registry URL {url!r}: expected sqlite:///PATH or azureml://...")
 
 
-def _builds(settings: Settings, registry: SqliteRegistry | AzureMLRegistry) -> BuildRunner:
+def _builds(
+    settings: Settings, registry: SqliteRegistry | AzureMLRegistry, args: Namespace
+) -> BuildRunner:
     from reconciler.build_runner import BuildRunner
 
     builder = None
@@ -105,6 +134,18 @@ def _builds(settings: Settings, registry: SqliteRegistry | AzureMLRegistry) -> B
 
         builder = DockerBuilder(settings.image_registry, settings.docker_host)
     log_dir = settings.repo / settings.report_dir / "build-logs"
+    screen = _terminal(args)
+    if screen is not None and screen.progress is not None:
+        display = screen.progress
+        return BuildRunner(
+            builder,
+            registry,
+            log_dir,
+            settings.build_workers,
+            display.note,  # one line under the display instead of a line each
+            resolve_base=_resolve_base,
+            progress=display,
+        )
     return BuildRunner(
         builder, registry, log_dir, settings.build_workers, _progress, resolve_base=_resolve_base
     )
@@ -138,17 +179,21 @@ def _engine(settings: Settings, args: Namespace, builds: bool = False) -> Engine
     if settings.cache:
         cache = DiskCache(state_dir / "cache")  # type: ignore[assignment]
     registry = _registry(settings, source)
-    return Engine(
+    screen = _terminal(args)
+    engine = Engine(
         source,
         registry,
         selection,
         options,
         cache,
         settings.lock_timeout,
-        builds=_builds(settings, registry) if builds else None,
+        builds=_builds(settings, registry, args) if builds else None,
         inventory=Inventory(state_dir / "inventory", registry.url),
         policy=settings.policy,
     )
+    if screen is not None and screen.progress is not None:
+        engine.progress = screen.progress
+    return engine
 
 
 def _print(value: str) -> None:
@@ -182,14 +227,18 @@ def run_validate(args: Namespace) -> int:
             {"valid": not state.has_errors, "environments": valid, "diagnostics": diagnostics}
         )
     else:
-        style = text.Style(color_enabled())
-        for line in text.format_diagnostics(diagnostics, style):
-            _print(line)
         errors = sum(1 for d in diagnostics if d["severity"] == "error")
-        _print(
+        summary = (
             f"{len(valid)} environment(s) valid, {errors} error(s) in {state.candidates} "
             "file(s) checked."
         )
+        screen = _terminal(args)
+        if screen is not None:
+            screen.validation(diagnostics, summary)
+        else:
+            for line in text.format_diagnostics(diagnostics, PLAIN):
+                _print(line)
+            _print(summary)
     return EXIT_ERROR if state.has_errors else EXIT_OK
 
 
@@ -207,7 +256,7 @@ def run_plan(args: Namespace) -> int:
             saved = engine.saved_plan(args.ref)
             document = saved["plan"]
             if document["has_errors"]:
-                _print(text.format_plan(document, text.Style(color_enabled())))
+                _show_plan(args, document)
                 raise CliError(f"the plan has errors: {args.out} not written")
             write_files(
                 Path(args.out).resolve().parent,
@@ -231,10 +280,18 @@ def run_plan(args: Namespace) -> int:
     elif args.json:
         _print_json(document)
     else:
-        _print(text.format_plan(document, text.Style(color_enabled())))
+        _show_plan(args, document)
     if document["has_errors"]:
         return EXIT_ERROR
     return EXIT_CHANGES if document["has_changes"] else EXIT_OK
+
+
+def _show_plan(args: Namespace, document: dict[str, Any]) -> None:
+    screen = _terminal(args)
+    if screen is not None:
+        screen.plan(document)
+    else:
+        _print(text.format_plan(document, PLAIN))
 
 
 def run_apply(args: Namespace) -> int:
@@ -245,11 +302,10 @@ def run_apply(args: Namespace) -> int:
             "--allow-mass-archive (give them to `plan --out`)"
         )
     engine = _engine(settings, args, builds=True)
-    style = text.Style(color_enabled())
     try:
         if args.plan_file:
             outcome = engine.apply_saved(_read_plan_file(args.plan_file), args.plan_file)
-            return _report_apply(outcome, engine, settings, args, style)
+            return _report_apply(outcome, engine, settings, args)
         try:
             outcome = engine.apply(args.ref)
         except ApplyRefused as refused:
@@ -257,12 +313,12 @@ def run_apply(args: Namespace) -> int:
             if args.json:  # one JSON document on stdout, the error in it
                 _print_json({"applied": [], "failed": [], "plan": document, "error": str(refused)})
             else:
-                _print(text.format_plan(document, style))
+                _show_plan(args, document)
             sys.stderr.write(f"error: {refused}\n")
             return EXIT_ERROR
     finally:
         engine.registry.close()
-    return _report_apply(outcome, engine, settings, args, style)
+    return _report_apply(outcome, engine, settings, args)
 
 
 def _read_plan_file(path: str) -> Any:
@@ -275,7 +331,7 @@ def _read_plan_file(path: str) -> Any:
 
 
 def _report_apply(
-    outcome: ApplyOutcome, engine: Engine, settings: Settings, args: Namespace, style: text.Style
+    outcome: ApplyOutcome, engine: Engine, settings: Settings, args: Namespace
 ) -> int:
     from reconciler.core.document import plan_document
 
@@ -299,10 +355,12 @@ def _report_apply(
                 "builds": builds,
             }
         )
+    elif (screen := _terminal(args)) is not None:
+        screen.apply(document["diagnostics"], applied, failed, builds)
     else:
-        for line in text.format_diagnostics(document["diagnostics"], style):
+        for line in text.format_diagnostics(document["diagnostics"], PLAIN):
             _print(line)
-        _print(text.format_apply(applied, failed, style))
+        _print(text.format_apply(applied, failed, PLAIN))
         if builds is not None:
             _print(text.format_builds(builds))
     if not outcome.ok:
@@ -389,8 +447,10 @@ def run_drift(args: Namespace) -> int:
             _print(line)
     if args.json:
         _print_json(document)
+    elif (screen := _terminal(args)) is not None:
+        screen.drift(document, written)
     else:
-        _print(text.format_drift(document, text.Style(color_enabled())))
+        _print(text.format_drift(document, PLAIN))
         _print(f"Report: {', '.join(str(p) for p in written)}")
     if document["has_errors"]:
         return EXIT_ERROR
@@ -409,6 +469,8 @@ def run_build(args: Namespace) -> int:
     assert builds is not None
     if args.json:
         _print_json(builds)
+    elif (screen := _terminal(args)) is not None:
+        screen.builds(builds)
     else:
         _print(text.format_builds(builds))
     return EXIT_OK if outcome.ok else EXIT_ERROR
@@ -477,7 +539,12 @@ def run_list(args: Namespace) -> int:
         ]
         for r in rows
     ]
-    _print(text.format_table(["NAME", "LATEST", "VERSIONS", "STATE", "OWNER", "SOURCE"], table))
+    headers = ["NAME", "LATEST", "VERSIONS", "STATE", "OWNER", "SOURCE"]
+    screen = _terminal(args)
+    if screen is not None:
+        screen.table(headers, table, title=f"Environments in {registry.url}", states=3)
+    else:
+        _print(text.format_table(headers, table))
     return EXIT_OK
 
 
@@ -523,6 +590,8 @@ def run_show(args: Namespace) -> int:
             document["latest"]["build"] = records.get((name, newest.version))
     if args.json:
         _print_json(document)
+    elif (screen := _terminal(args)) is not None:
+        screen.mapping(document, title=args.target)
     else:
         _print(_format_mapping(document))
     return EXIT_OK
@@ -580,6 +649,14 @@ def run_evidence(args: Namespace) -> int:
     )
     if args.json:
         _print_json(document)
+    elif (screen := _terminal(args)) is not None:
+        summary = document["summary"]
+        screen.table(
+            ["ITEM", "COUNT"],
+            [[str(k).replace("_", " "), _count(v)] for k, v in summary.items()],
+            title=f"Evidence: {registry.url}",
+        )
+        screen.files("Written", written)
     else:
         summary = document["summary"]
         _print(
@@ -587,6 +664,12 @@ def run_evidence(args: Namespace) -> int:
             f"version(s): {', '.join(str(p) for p in written)}"
         )
     return EXIT_OK
+
+
+def _count(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items()) or "0"
+    return str(value)
 
 
 def run_history(args: Namespace) -> int:
@@ -629,6 +712,13 @@ def run_history(args: Namespace) -> int:
         for d in versions
     ]
     headers = ["VERSION", "CREATED", "STATE", "COMMIT", "SOURCE", "DIGEST", "LAST WRITTEN AT"]
+    event_rows = [[e["at"][:19], e["version"] or "-", e["action"]] for e in events]
+    screen = _terminal(args)
+    if screen is not None:
+        screen.table(headers, rows, title=f"{args.name}: versions", states=2)
+        if events:
+            screen.table(["AT", "VERSION", "EVENT"], event_rows, title=f"{args.name}: events")
+        return EXIT_OK
     _print(text.format_table(headers, rows))
     if events:
         _print("")
