@@ -40,7 +40,8 @@ def slow_build_repo(repo: GitRepo) -> None:
     repo.write(
         "environments/slow/docker/Dockerfile",
         f"FROM {BUSYBOX_IMAGE}\n"
-        f"RUN echo {uuid.uuid4().hex}; for i in 1 2 3 4 5 6 7 8; do echo step $i; sleep 0.4; done\n",
+        f"RUN echo {uuid.uuid4().hex}; "
+        "for i in 1 2 3 4 5 6 7 8; do echo step $i; sleep 0.4; done\n",
     )
     repo.commit("environments")
 
