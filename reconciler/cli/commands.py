@@ -49,12 +49,14 @@ EXPECTED_ERRORS = (
 # -- wiring -------------------------------------------------------------------------------
 
 PLAIN = text.Style(False)  # plain output has no escape sequences at all
+# Long-running commands print one line per cycle, the same in a terminal as in a log.
+_LINE_COMMANDS = frozenset({"watch", "reconcile", "emulator"})
 
 
 def _terminal(args: Namespace) -> Terminal | None:
     """The terminal renderer when a person is watching (imported only then); None: plain
     text. Its progress display goes to stderr, when stderr is a terminal too."""
-    if not terminal_wanted(args):
+    if not terminal_wanted(args) or args.command in _LINE_COMMANDS:
         return None
     screen: Terminal | None = getattr(args, "terminal", None)
     if screen is None:
