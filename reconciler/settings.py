@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from reconciler.core.notify import NotifyTarget
     from reconciler.core.policy import Policy
 
 SETTINGS_FILE = "reconciler.toml"
@@ -39,6 +40,13 @@ class Settings:
     azureml_retries: int = 4  # calls per Azure ML request when the service is busy or down
     azureml_backoff: float = 0.5  # seconds before the first retry; doubles each time
     policy: Policy | None = None  # the `[policy]` table (file only; see core/policy.py)
+    # `reconciler serve`
+    listen: str = "127.0.0.1:8080"  # HOST:PORT of the HTTP server
+    unready_after: int = 3  # consecutive failed cycles that make /readyz answer 503
+    branch: str | None = None  # the branch a push webhook must name (default: the current)
+    remote: str = "origin"  # fetched before each cycle when it exists ("" never fetches)
+    report_url: str | None = None  # where people read the drift report (linked in messages)
+    notify: tuple[NotifyTarget, ...] = ()  # `[[notify]]` tables (file only)
 
 
 # Keys settable from the file and the environment, with their parsers.
@@ -58,6 +66,11 @@ _KEYS: dict[str, Any] = {
     "report_dir": str,
     "azureml_retries": int,
     "azureml_backoff": float,
+    "listen": str,
+    "unready_after": int,
+    "branch": str,
+    "remote": str,
+    "report_url": str,
 }
 
 
@@ -96,6 +109,8 @@ def _from_file(repo: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "policy" in data:
         out["policy"] = _policy(data.pop("policy"), path)
+    if "notify" in data:
+        out["notify"] = _notify(data.pop("notify"), path)
     table = data.get("reconciler", data)
     if not isinstance(table, dict):
         raise SettingsError(f"{path}: [reconciler] must be a table")
@@ -115,6 +130,15 @@ def _policy(table: Any, path: Path) -> Policy:
         return parse_policy(table)
     except PolicyError as exc:
         raise SettingsError(f"{path}: [policy]: {exc}") from None
+
+
+def _notify(value: Any, path: Path) -> tuple[NotifyTarget, ...]:
+    from reconciler.core.notify import NotifyError, parse_targets
+
+    try:
+        return parse_targets(value)
+    except NotifyError as exc:
+        raise SettingsError(f"{path}: {exc}") from None
 
 
 def _from_environment(environ: dict[str, str]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from reconciler.core.cycle import CycleResult, Outcome
 from reconciler.engine import Engine
 from reconciler.ports import RegistryError, SourceError
 from reconciler.render.cycle import format_cycle
-from reconciler.watch.control import Backoff, Stopper, jittered
+from reconciler.watch.control import Backoff, Stopper, Wakeup, jittered
 from reconciler.watch.cycle import is_transient, reconcile
 from reconciler.watch.memory import flush, keep_in_memory
 
@@ -91,8 +91,21 @@ class IntervalLoop:
     out: Callable[[str], None]
     interval: float
     ref: str | None = None
+    # Hooks for `serve`: triggers that end the sleep early (webhook, file events), a step
+    # before each cycle (fetching the tracked branch), and an observer of each result.
+    wakeup: Wakeup | None = None
+    prepare: Callable[[str], None] | None = None
+    observe: Callable[[CycleResult], None] | None = None
 
     def cycle(self, number: int, trigger: str) -> CycleResult:
+        if self.prepare is not None:
+            try:
+                self.prepare(trigger)
+            except SourceError as exc:  # the remote is unreachable: retried with backoff
+                started = datetime.now(UTC)
+                return CycleResult(
+                    number, trigger, started, 0.0, Outcome.ERROR, message=str(exc), transient=True
+                )
         result = reconcile(self.engine, self.ref, number, trigger)
         if result.transient:
             return result  # the registry or git is unavailable: a report would say as much
@@ -149,7 +162,18 @@ class IntervalLoop:
                 else self.status.document["consecutive_failures"] + 1,
                 next_run_at=_iso(next_run),
             )
-            if stopping or self.stopper.wait(delay):
+            if self.observe is not None:
+                self.observe(result)
+            if stopping:
                 break
+            if self.wakeup is None:
+                if self.stopper.wait(delay):
+                    break
+                continue
+            woken = self.wakeup.wait(delay)
+            if self.stopper.stopped:
+                break
+            if woken is not None:
+                trigger = woken
         self.status.update(state="stopped", next_run_at=None)
         return last
