@@ -40,7 +40,7 @@ def reconciler_env() -> dict[str, str]:
 class Running:
     """`python -m reconciler ARGS` in the background."""
 
-    def __init__(self, *args: str, cwd: Path) -> None:
+    def __init__(self, *args: str, cwd: Path, env: dict[str, str] | None = None) -> None:
         self.args = args
         self.process = subprocess.Popen(
             [sys.executable, "-m", "reconciler", *args],
@@ -48,7 +48,7 @@ class Running:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=reconciler_env(),
+            env={**reconciler_env(), **(env or {})},
         )
         self.lines: list[str] = []
         self.errors: list[str] = []

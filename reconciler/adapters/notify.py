@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler import __version__
-from reconciler.core.notify import Format, Notification, NotifyTarget, due_for
+from reconciler.core.notify import Format, Notification, NotifyTarget
 
 ATTEMPTS = 4
 FIRST_DELAY = 1.0  # seconds; doubles after each failed attempt
@@ -139,7 +139,8 @@ class Sent:
 
 
 class Notifier:
-    """Queues notifications and sends them from one worker thread, in order."""
+    """Queues notifications and sends them in order, one worker thread per endpoint, so a
+    dead endpoint's retries delay nobody else's messages."""
 
     def __init__(
         self,
@@ -151,26 +152,32 @@ class Notifier:
         self.log = log
         self.first_delay = first_delay
         self.sent: list[Sent] = []  # recent outcomes, for the status document
-        self._queue: queue.Queue[tuple[NotifyTarget, Notification] | None] = queue.Queue()
+        self._queues: list[queue.Queue[Notification | None]] = [queue.Queue() for _ in targets]
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
 
     def start(self) -> None:
-        if self.targets and self._thread is None:
-            self._thread = threading.Thread(target=self._work, name="notify", daemon=True)
-            self._thread.start()
+        if self._threads:
+            return
+        for index, target in enumerate(self.targets):
+            thread = threading.Thread(
+                target=self._work, args=(target, self._queues[index]), name="notify", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
 
     def notify(self, notes: Sequence[Notification]) -> None:
         for note in notes:
-            for target in due_for(self.targets, note):
-                self._queue.put((target, note))
+            for index, target in enumerate(self.targets):
+                if target.wants(note.event):
+                    self._queues[index].put(note)
 
-    def _work(self) -> None:
+    def _work(self, target: NotifyTarget, inbox: queue.Queue[Notification | None]) -> None:
         while True:
-            item = self._queue.get()
-            if item is None:
+            note = inbox.get()
+            if note is None:
                 return
-            target, note = item
             try:
                 attempts = deliver(target, note, first_delay=self.first_delay, stop=self._stop)
                 outcome = Sent(target.masked, note.event.value, True, attempts)
@@ -178,13 +185,16 @@ class Notifier:
             except DeliveryError as exc:
                 outcome = Sent(target.masked, note.event.value, False, ATTEMPTS, str(exc))
                 self.log(str(exc))
-            self.sent = [*self.sent[-19:], outcome]
+            with self._lock:
+                self.sent = [*self.sent[-19:], outcome]
 
     def close(self, timeout: float = 5.0) -> None:
-        """Send what is queued (for up to ``timeout`` seconds), then stop the worker."""
-        if self._thread is None:
-            return
-        self._queue.put(None)
-        self._thread.join(timeout)
+        """Send what is queued (for up to ``timeout`` seconds), then stop the workers."""
+        for inbox in self._queues:
+            inbox.put(None)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
         self._stop.set()  # a retry still waiting gives up
-        self._thread.join(1.0)
+        for thread in self._threads:
+            thread.join(1.0)

@@ -37,7 +37,7 @@ DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
 
 class Metrics:
     def __init__(self) -> None:
-        disable_created_metrics()  # `_created` series: noise for counters that never reset
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` series: noise for counters that never reset
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.reconciles = Counter(

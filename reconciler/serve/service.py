@@ -116,9 +116,12 @@ class Service:
             i["class"] for e in self._drift_envs.values() for i in e.get("items", ())
         )
         self.metrics.record_environments(states, classes)
+        drifted = {r["name"]: tuple(r["classes"]) for r in rows if r["state"] == "drift"}
+        if not result.ok and self._previous is not None:
+            drifted = dict(self._previous.drifted)  # a failed cycle says nothing of drift
         now = Observation(
             ok=result.ok,
-            drifted={r["name"]: tuple(r["classes"]) for r in rows if r["state"] == "drift"},
+            drifted=drifted,
             applied=result.applied,
             error=result.message or (result.errors[0] if result.errors else None),
             cycle=result.number,
