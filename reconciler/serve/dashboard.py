@@ -14,7 +14,8 @@ from reconciler.render.packages import package_lines, shown_fields
 
 REFRESH_SECONDS = 30
 _EXTRA_STYLE = """
-body{max-width:90rem;padding:0 1.5rem}.badge{display:inline-block;padding:0 .5rem;border-radius:.8rem;color:#fff;
+body{max-width:90rem;padding:0 1.5rem}
+.badge{display:inline-block;padding:0 .5rem;border-radius:.8rem;color:#fff;
 font-size:12px}.pending{background:#0969da}.unmanaged{background:#6e7781}
 .failing,.error,.failed{background:#9a6700}.applied,.succeeded{background:#1f883d}
 .starting,.not_built,.queued,.building{background:#8250df}.cards{display:flex;gap:1rem;
