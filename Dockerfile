@@ -7,6 +7,7 @@
 ARG BASE=reconciler-base:latest
 
 FROM ${BASE} AS build
+LABEL org.reconciler.stage=build
 COPY wheels/ /wheels/
 RUN python3 -m venv /opt/reconciler \
  && /opt/reconciler/bin/pip install --no-index --find-links /wheels --no-cache-dir \

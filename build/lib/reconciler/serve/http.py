@@ -40,6 +40,9 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
     timeout = READ_TIMEOUT
+    # Headers and body go out in two writes: with Nagle's algorithm the second waits for
+    # the client's delayed ACK of the first (40 ms on Linux) on a kept-alive connection.
+    disable_nagle_algorithm = True
 
     def _send(self, code: int, body: bytes, content_type: str, close: bool = False) -> None:
         self.send_response(code)
