@@ -29,10 +29,17 @@ def free_port() -> int:
 
 class Serve(Running):
     def __init__(
-        self, repo: Path, *extra: str, secret: str | None = SECRET, started: list[Any]
+        self,
+        repo: Path,
+        *extra: str,
+        secret: str | None = SECRET,
+        started: list[Any],
+        env: dict[str, str] | None = None,
     ) -> None:
         self.port = free_port()
-        env = {"RECONCILER_WEBHOOK_SECRET": secret} if secret is not None else {}
+        env = dict(env or {})
+        if secret is not None:
+            env["RECONCILER_WEBHOOK_SECRET"] = secret
         super().__init__(
             "serve",
             "--repo",

@@ -11,6 +11,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +101,8 @@ def test_metrics_scraped_by_prometheus(repo: GitRepo, started: list[Any], tmp_pa
     serve.wait_line("reconcile 1 (start)", "applied 2")
     hand_write(repo, "stray", "1", image="busybox:1.36")  # unmanaged, seen by the next cycle
     serve.hook("push", {"ref": "refs/heads/main", "after": "0" * 40})
-    serve.wait_line("reconcile 2 (push", after=1)
+    serve.wait_line("reconcile 2 (push", after=1)  # applies only, as watch does
+    serve.wait_line("reconcile 3 (drift report)", after=2)  # then the full check
     port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
@@ -139,12 +141,12 @@ def test_metrics_scraped_by_prometheus(repo: GitRepo, started: list[Any], tmp_pa
 
         wait_for(lambda: value('up{job="reconciler"}') == 1, 60, "Prometheus to scrape serve")
         assert value('reconciler_reconcile_total{result="applied"}') == 1
-        assert value('reconciler_reconcile_total{result="in_sync"}') == 1
+        assert value('reconciler_reconcile_total{result="in_sync"}') == 2
         assert value('reconciler_environments{state="in_sync"}') == 2
         assert value('reconciler_environments{state="unmanaged"}') == 1
         assert value('reconciler_drift_items{class="unmanaged"}') == 1
         assert value('reconciler_webhook_deliveries_total{result="accepted"}') == 1
-        assert value("reconciler_reconcile_duration_seconds_count") == 2
+        assert value("reconciler_reconcile_duration_seconds_count") == 3
         assert value("reconciler_interval_seconds") == 3600
         assert value("reconciler_ready") == 1
         names = {r["metric"]["__name__"] for r in query('{__name__=~"reconciler_.+"}')}
@@ -409,6 +411,7 @@ def test_dashboard_in_headless_chromium(repo: GitRepo, started: list[Any], tmp_p
     hand_write(repo, "stray", "1", image="busybox:1.36")
     serve.hook("push", {"ref": "refs/heads/main", "after": "f" * 40})
     serve.wait_line("reconcile 2", "a:2 new_version", after=1)
+    serve.wait_line("reconcile 3 (drift report)", after=2)
     raw = serve.get("/")[1].decode()
     assert "<script" not in raw.replace("&lt;script", "")
     assert "src=" not in raw and "<link" not in raw  # no external assets
@@ -436,3 +439,34 @@ def test_dashboard_in_headless_chromium(repo: GitRepo, started: list[Any], tmp_p
     document = json.loads(api)
     assert [v["version"] for v in document["versions"]] == ["2", "1"]
     assert document["diffs"][0]["from"] == "1" and document["diffs"][0]["to"] == "2"
+
+
+# -- an Azure ML registry ---------------------------------------------------------------
+
+
+def test_registry_requests_are_counted_by_status_code(
+    repo: GitRepo, started: list[Any], workspace: Any, emulator: Any
+) -> None:
+    from reconciler.emulator.server import client_settings
+
+    seed(repo)
+    serve = Serve(
+        repo.root,
+        "--interval",
+        "1h",
+        "--registry",
+        workspace.url,
+        started=started,
+        env=client_settings(emulator),
+    )
+    serve.wait_line("reconcile 1 (start)", "applied 1", timeout=60)
+    wait_for(lambda: serve.get("/readyz")[0] == 200, 10, "ready")
+    seen = Counter(line.rsplit(" ", 1)[1] for line in workspace.requests())
+    assert seen["200"] > 0
+    for code, count in seen.items():  # what the emulator answered, as serve counted it
+        assert serve.metric("reconciler_registry_requests_total", code=code) == count, code
+    document = serve.status()
+    assert document["service"]["registry"] == workspace.url
+    assert [r["name"] for r in document["environments"]] == ["a"]
+    code, body = serve.get("/environments/a")
+    assert code == 200 and b"id='version-1'" in body  # the page reads the service

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import threading
-import tomllib
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
