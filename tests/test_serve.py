@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
+import signal
 import subprocess
 import time
 import urllib.parse
@@ -65,7 +66,7 @@ def test_status_health_and_metrics(repo: GitRepo, started: list[Any]) -> None:
     code, body = serve.get("/environments/nope")
     assert code == 404
     assert serve.get("/nothing-here")[0] == 404
-    assert serve.stop() == 0
+    assert serve.stop(signal.SIGTERM) == 0
     assert serve.lines[-1] == "stopped"
     status_file = json.loads((repo.root / ".reconciler" / "status.json").read_text())
     assert status_file["state"] == "stopped" and status_file["listen"] == serve.url
@@ -193,7 +194,7 @@ def test_github_webhook(tmp_path: Path, started: list[Any]) -> None:
     time.sleep(1.0)  # more than the debounce: a wrongly queued reconcile would have run
     assert serve.cycles() == 1
     assert versions(db, "b") == []
-    assert deploy.git("rev-parse", "HEAD") != head
+    assert deploy.git("rev-parse", "origin/main") != head  # nothing fetched
 
     # Over GitHub's 25 MB: refused from the headers, the body never read.
     connection = http.client.HTTPConnection("127.0.0.1", serve.port, timeout=10)
@@ -211,7 +212,8 @@ def test_github_webhook(tmp_path: Path, started: list[Any]) -> None:
     line = serve.wait_line(f"(push {head[:12]})", "applied 1", after=1)
     assert "b:1 create" in line
     assert versions(db, "b") == ["1"]
-    assert deploy.git("rev-parse", "HEAD") == head
+    assert deploy.git("rev-parse", "origin/main") == head  # what was reconciled
+    assert not (deploy.root / "environments" / "b.yml").exists()  # the working tree as it was
     for result, count in [
         ("unauthorized", 3),
         ("ping", 1),
@@ -220,6 +222,34 @@ def test_github_webhook(tmp_path: Path, started: list[Any]) -> None:
         ("accepted", 1),
     ]:
         assert serve.metric("reconciler_webhook_deliveries_total", result=result) == count
+    assert serve.stop() == 0
+
+
+def test_watch_flag_reconciles_on_file_events(repo: GitRepo, started: list[Any]) -> None:
+    seed(repo)
+    serve = Serve(repo.root, "--interval", "1h", "--watch", "--debounce", "50", started=started)
+    serve.wait_line("reconcile 1 (start)", "applied 1")
+    assert "watching files" in serve.lines[0]
+    repo.write("environments/b.yml", image_env("b"))
+    line = serve.wait_line("file event", "b:1 create", after=1)
+    assert "reconcile 2" in line
+    assert versions(repo.registry_db, "b") == ["1"]
+    serve.wait_line("reconcile 3 (drift report)", after=2)
+    assert serve.status()["summary"]["environments"] == 2
+    assert serve.stop() == 0
+
+
+def test_with_watch_the_working_tree_is_fast_forwarded(tmp_path: Path, started: list[Any]) -> None:
+    author, deploy = with_remote(tmp_path, {"environments/a.yml": image_env("a")})
+    serve = Serve(deploy.root, "--interval", "1h", "--watch", started=started)
+    serve.wait_line("reconcile 1 (start)", "applied 1")
+    author.write("environments/b.yml", image_env("b"))
+    head = author.commit("add b")
+    author.git("push", "-q", "origin", "main")
+    assert serve.hook("push", {"ref": "refs/heads/main", "after": head})[0] == 202
+    serve.wait_line("b:1 create", after=1)
+    assert deploy.git("rev-parse", "HEAD") == head
+    assert (deploy.root / "environments" / "b.yml").is_file()
     assert serve.stop() == 0
 
 
