@@ -1,5 +1,6 @@
-"""Keeping a clone up to date with its remote, for `serve`: fetch the tracked branch and
-fast-forward the working tree to it. Never a merge or a reset: a working tree that has
+"""Keeping a clone up to date with its remote, for `serve`: fetch the tracked branch into
+its remote-tracking ref (what `serve` reconciles), and, when the working tree is what is
+reconciled (`--watch`), fast-forward it. Never a merge or a reset: a working tree that has
 moved away from the remote is an error to report, not something to overwrite."""
 
 from __future__ import annotations
@@ -56,18 +57,26 @@ def has_remote(root: Path, remote: str) -> bool:
 
 @dataclass
 class RemoteSync:
-    """Fetch ``branch`` from ``remote`` and fast-forward the checked-out branch to it."""
+    """Fetch ``branch`` from ``remote`` into ``tracking_ref``; with ``fast_forward``, move
+    the checked-out branch to it too."""
 
     root: Path
     remote: str
     branch: str
+    fast_forward: bool = False
+
+    @property
+    def tracking_ref(self) -> str:
+        return f"refs/remotes/{self.remote}/{self.branch}"
 
     def sync(self) -> str:
-        """The commit the working tree is at afterwards. SourceError when the remote cannot
-        be reached or the working tree cannot be fast-forwarded."""
-        _git(self.root, "fetch", "--quiet", "--no-tags", self.remote, self.branch)
-        fetched = _git(self.root, "rev-parse", "FETCH_HEAD", timeout=10)
-        head = _git(self.root, "rev-parse", "HEAD", timeout=10)
-        if fetched != head:
-            _git(self.root, "merge", "--ff-only", "--quiet", fetched)
+        """The fetched commit. SourceError when the remote cannot be reached or the working
+        tree cannot be fast-forwarded."""
+        refspec = f"+refs/heads/{self.branch}:{self.tracking_ref}"
+        _git(self.root, "fetch", "--quiet", "--no-tags", self.remote, refspec)
+        fetched = _git(self.root, "rev-parse", self.tracking_ref, timeout=10)
+        if self.fast_forward:
+            head = _git(self.root, "rev-parse", "HEAD", timeout=10)
+            if fetched != head:
+                _git(self.root, "merge", "--ff-only", "--quiet", fetched)
         return fetched

@@ -111,9 +111,13 @@ def run_serve(args: Namespace) -> int:
         drift: int = document["summary"]["drift"] if document["drift_found"] else 0
         return drift, document
 
+    # With a remote, serve reconciles the remote's branch as last fetched (the working tree
+    # is left alone), or, with --watch, the working tree fast-forwarded to it.
     prepare = None
+    ref = None
     if config.remote is not None:
-        sync = RemoteSync(settings.repo, config.remote, config.branch)
+        sync = RemoteSync(settings.repo, config.remote, config.branch, fast_forward=args.watch)
+        ref = None if args.watch else sync.tracking_ref
 
         def prepare(trigger: str) -> None:
             if trigger.endswith(("file event", "file events")):
@@ -124,7 +128,7 @@ def run_serve(args: Namespace) -> int:
         args.status_file or settings.repo / ".reconciler" / "status.json",
         {
             "interval_seconds": config.interval,
-            "ref": None,
+            "ref": ref,
             "registry": config.registry_url,
             "report_dir": str(report_dir),
             "branch": config.branch,
@@ -142,6 +146,7 @@ def run_serve(args: Namespace) -> int:
         watch_paths=[root if root.is_dir() else settings.repo],
         watch_ignored=[settings.repo / ".git", settings.repo / ".reconciler", report_dir],
         debounce_ms=max(1, args.debounce),
+        ref=ref,
     )
 
     def started(url: str) -> None:

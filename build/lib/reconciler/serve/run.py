@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reconciler.adapters.azureml_client import observe_responses
 from reconciler.adapters.notify import Notifier
 from reconciler.core.notify import NotifyTarget
 from reconciler.engine import Engine
@@ -46,12 +47,15 @@ def serve(
     started: Callable[[str], None] | None = None,
 ) -> None:
     notices = Notices(out)
+    metrics = Metrics()
+    # Requests of an Azure ML registry, by status code (a SQLite registry makes none).
+    observe_responses(lambda code: metrics.registry_requests.labels(str(code)).inc())
     wakeup = Wakeup(stopper, debounce=wiring.debounce_ms / 1000)
     notifier = Notifier(wiring.targets, notices)
     engine = wiring.engine
     service = Service(
         config,
-        Metrics(),
+        metrics,
         notifier,
         wakeup,
         lambda: engine.registry,

@@ -117,8 +117,9 @@ class Service:
         )
         self.metrics.record_environments(states, classes)
         drifted = {r["name"]: tuple(r["classes"]) for r in rows if r["state"] == "drift"}
-        if not result.ok and self._previous is not None:
-            drifted = dict(self._previous.drifted)  # a failed cycle says nothing of drift
+        if (not result.ok or result.drift is None) and self._previous is not None:
+            # A failed cycle, or one that made no drift report, says nothing new of drift.
+            drifted = dict(self._previous.drifted)
         now = Observation(
             ok=result.ok,
             drifted=drifted,

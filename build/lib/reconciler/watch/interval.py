@@ -96,8 +96,12 @@ class IntervalLoop:
     wakeup: Wakeup | None = None
     prepare: Callable[[str], None] | None = None
     observe: Callable[[CycleResult], None] | None = None
+    # A woken cycle applies only, as `watch` does, so a push is in the registry as soon as
+    # an edit would be; the drift report (the full check) follows once triggers have been
+    # quiet for this long.
+    report_after: float = 2.0
 
-    def cycle(self, number: int, trigger: str) -> CycleResult:
+    def cycle(self, number: int, trigger: str, woken: bool = False) -> CycleResult:
         if self.prepare is not None:
             try:
                 self.prepare(trigger)
@@ -109,6 +113,9 @@ class IntervalLoop:
         result = reconcile(self.engine, self.ref, number, trigger)
         if result.transient:
             return result  # the registry or git is unavailable: a report would say as much
+        if woken:
+            self.engine.registry.close()
+            return result
         try:
             drift = self.report(self.engine, self.ref)
         except (RegistryError, SourceError, ReportWriteError) as exc:
@@ -138,14 +145,19 @@ class IntervalLoop:
         number = 0
         last: CycleResult | None = None
         trigger = "start"
+        woken = False
         while not self.stopper.stopped:
             number += 1
             self.status.update(state="running", cycles=number, next_run_at=None)
-            result = self.cycle(number, trigger)
+            result = self.cycle(number, trigger, woken)
             if result.transient:
                 delay = backoff.next_delay()
                 result = replace(result, retry_in=None if once else delay)
                 trigger = "retry"
+            elif woken:
+                backoff.reset()
+                delay = self.report_after
+                trigger = "drift report"
             else:
                 backoff.reset()
                 delay = jittered(self.interval)
@@ -170,10 +182,11 @@ class IntervalLoop:
                 if self.stopper.wait(delay):
                     break
                 continue
-            woken = self.wakeup.wait(delay)
+            reason = self.wakeup.wait(delay)
             if self.stopper.stopped:
                 break
-            if woken is not None:
-                trigger = woken
+            woken = reason is not None
+            if reason is not None:
+                trigger = reason
         self.status.update(state="stopped", next_run_at=None)
         return last
