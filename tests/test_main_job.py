@@ -22,11 +22,16 @@ PROJECT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def project(repo: GitRepo) -> GitRepo:
     """The scripts beside environments/, sharing this checkout's installed .venv."""
-    stamp = Path(sys.prefix) / (
-        ".installed-" + hashlib.sha256((PROJECT / "pyproject.toml").read_bytes()).hexdigest()[:16]
-    )
+    locked = (PROJECT / "pyproject.toml").read_bytes() + (PROJECT / "uv.lock").read_bytes()
+    stamp = Path(sys.prefix) / (".installed-" + hashlib.sha256(locked).hexdigest()[:16])
     assert stamp.exists(), "run scripts/bootstrap first: the tests use its .venv"
-    for name in ("scripts/reconcile", "scripts/bootstrap", "pyproject.toml"):
+    for name in (
+        "scripts/reconcile",
+        "scripts/bootstrap",
+        "scripts/locked-pins",
+        "pyproject.toml",
+        "uv.lock",
+    ):
         (repo.root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(PROJECT / name, repo.root / name)
     (repo.root / ".venv").symlink_to(sys.prefix)

@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _loop_commands(sub)
+    from reconciler.cli import serve  # its options; the wiring is imported when it runs
+
+    serve.add_parsers(sub, _loop_options, _duration)
 
     p = sub.add_parser("build", help="build NAME (its git version) or NAME:VERSION now")
     _build_options(p)
@@ -283,19 +286,21 @@ class CliError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from reconciler.cli import commands  # the wiring; kept out of --help and parse errors
+    # the wiring; kept out of --help and parse errors
+    from reconciler.cli import commands, serve
 
+    wiring: Any = serve if args.command in ("serve", "notify") else commands
     try:
-        return _run(args)
+        return _run(args, wiring)
     finally:
         commands.close_terminal(args)  # a progress display never outlives the command
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, wiring: Any) -> int:
     from reconciler.cli import commands
 
     try:
-        code = int(getattr(commands, "run_" + args.command)(args))
+        code = int(getattr(wiring, "run_" + args.command)(args))
         sys.stdout.flush()  # a report that cannot be written is an error, not a success
         return code
     except commands.EXPECTED_ERRORS as exc:
