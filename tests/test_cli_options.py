@@ -30,6 +30,8 @@ SAMPLES: dict[str, list[str]] = {
     "history": ["a"],
     "emulator": [],
     "completion": ["bash"],
+    "serve": [],
+    "notify": ["--test"],
 }
 
 COMMON = {
