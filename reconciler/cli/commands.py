@@ -11,17 +11,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.adapters.report_files import ReportWriteError, write_files
-from reconciler.cli.base import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError, color_enabled
-from reconciler.cli.wiring import engine_for, registry_engine, settings_of
+from reconciler.adapters.state_dir import own_directory
+from reconciler.cli.base import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError, terminal_wanted
+from reconciler.cli.wiring import engine_for, registry, settings_of, state_dir
 from reconciler.core.plan.errors import BadPlanFile, StalePlan
 from reconciler.engine import ApplyRefused, Engine
-from reconciler.ports import BuildError, RegistryError, SourceError
+from reconciler.ports import BuildError, Registry, RegistryError, SourceError
 from reconciler.render import text
 from reconciler.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
+    from reconciler.core.build.jobs import BuildOutcome
     from reconciler.core.drift.report import DriftClass
     from reconciler.core.plan.types import ApplyOutcome
+    from reconciler.core.spec.model import RegisteredContainer, RegisteredVersion
+    from reconciler.render.terminal import Terminal
 
 EXPECTED_ERRORS = (
     CliError,
@@ -36,6 +40,56 @@ EXPECTED_ERRORS = (
 )
 
 
+# -- wiring -------------------------------------------------------------------------------
+
+PLAIN = text.Style(False)  # plain output has no escape sequences at all
+# Long-running commands print one line per cycle, the same in a terminal as in a log.
+_LINE_COMMANDS = frozenset({"watch", "reconcile", "emulator"})
+
+
+def _terminal(args: Namespace) -> Terminal | None:
+    """The terminal renderer when a person is watching (imported only then); None: plain
+    text. Its progress display goes to stderr, when stderr is a terminal too."""
+    if not terminal_wanted(args) or args.command in _LINE_COMMANDS:
+        return None
+    screen: Terminal | None = getattr(args, "terminal", None)
+    if screen is None:
+        from reconciler.render.terminal import Terminal
+
+        screen = Terminal(progress=sys.stderr.isatty())
+        args.terminal = screen
+    return screen
+
+
+def close_terminal(args: Namespace) -> None:
+    screen = getattr(args, "terminal", None)
+    if screen is not None:
+        screen.close()
+
+
+def _settings(args: Namespace) -> Settings:
+    settings = settings_of(args)
+    screen = _terminal(args)
+    if screen is not None:
+        screen.root = settings.repo  # file:line links point into the repository
+    return settings
+
+
+def _state_dir(settings: Settings) -> Path:
+    return state_dir(settings)
+
+
+def _registry(settings: Settings) -> Registry:
+    """The registry of the settings alone (commands that only read it)."""
+    return registry(settings)
+
+
+def _engine(settings: Settings, args: Namespace, builds: bool = False) -> Engine:
+    screen = _terminal(args)
+    display = screen.progress if screen is not None else None
+    return engine_for(settings, args, builds, display)
+
+
 def _print(value: str) -> None:
     sys.stdout.write(value + "\n")
 
@@ -48,8 +102,8 @@ def _print_json(value: Any) -> None:
 
 
 def run_validate(args: Namespace) -> int:
-    settings = settings_of(args)
-    engine = engine_for(settings, args)
+    settings = _settings(args)
+    engine = _engine(settings, args)
     only = None
     if args.files:
         only = []
@@ -67,24 +121,28 @@ def run_validate(args: Namespace) -> int:
             {"valid": not state.has_errors, "environments": valid, "diagnostics": diagnostics}
         )
     else:
-        style = text.Style(color_enabled())
-        for line in text.format_diagnostics(diagnostics, style):
-            _print(line)
         errors = sum(1 for d in diagnostics if d["severity"] == "error")
-        _print(
+        summary = (
             f"{len(valid)} environment(s) valid, {errors} error(s) in {state.candidates} "
             "file(s) checked."
         )
+        screen = _terminal(args)
+        if screen is not None:
+            screen.validation(diagnostics, summary)
+        else:
+            for line in text.format_diagnostics(diagnostics, PLAIN):
+                _print(line)
+            _print(summary)
     return EXIT_ERROR if state.has_errors else EXIT_OK
 
 
 def run_plan(args: Namespace) -> int:
-    settings = settings_of(args)
+    settings = _settings(args)
     if (args.base is None) != (args.head is None):
         raise CliError("--base and --head go together (pull request mode)")
     if args.base is not None and (args.ref or args.out):
         raise CliError("--base/--head plan a pull request: not with --ref or --out")
-    engine = engine_for(settings, args, builds=True)
+    engine = _engine(settings, args, builds=True)
     try:
         if args.base is not None:
             document = engine.pull_request_plan(args.base, args.head)
@@ -92,7 +150,7 @@ def run_plan(args: Namespace) -> int:
             saved = engine.saved_plan(args.ref)
             document = saved["plan"]
             if document["has_errors"]:
-                _print(text.format_plan(document, text.Style(color_enabled())))
+                _show_plan(args, document)
                 raise CliError(f"the plan has errors: {args.out} not written")
             write_files(
                 Path(args.out).resolve().parent,
@@ -116,21 +174,28 @@ def run_plan(args: Namespace) -> int:
     elif args.json:
         _print_json(document)
     else:
-        _print(text.format_plan(document, text.Style(color_enabled())))
+        _show_plan(args, document)
     if document["has_errors"]:
         return EXIT_ERROR
     return EXIT_CHANGES if document["has_changes"] else EXIT_OK
 
 
+def _show_plan(args: Namespace, document: dict[str, Any]) -> None:
+    screen = _terminal(args)
+    if screen is not None:
+        screen.plan(document)
+    else:
+        _print(text.format_plan(document, PLAIN))
+
+
 def run_apply(args: Namespace) -> int:
-    settings = settings_of(args)
+    settings = _settings(args)
     if args.plan_file and (args.ref or args.self_heal or args.allow_mass_archive):
         raise CliError(
             "a saved plan is applied as it is: no --ref, --self-heal or "
             "--allow-mass-archive (give them to `plan --out`)"
         )
-    engine = engine_for(settings, args, builds=True)
-    style = text.Style(color_enabled())
+    engine = _engine(settings, args, builds=True)
     try:
         if args.plan_file:
             outcome = engine.apply_saved(_read_plan_file(args.plan_file), args.plan_file)
@@ -146,16 +211,12 @@ def run_apply(args: Namespace) -> int:
         if args.json:  # one JSON document on stdout, the error in it
             _print_json({"applied": [], "failed": [], "plan": document, "error": str(refused)})
         else:
-            _print(text.format_plan(document, style))
+            _show_plan(args, document)
         sys.stderr.write(f"error: {refused}\n")
         return EXIT_ERROR
     finally:
         engine.registry.close()
-    return _report_apply(outcome, args, style)
-
-
-def _without(document: dict[str, Any], key: str) -> dict[str, Any]:
-    return {k: v for k, v in document.items() if k != key}
+    return _report_apply(outcome, args)
 
 
 def _read_plan_file(path: str) -> Any:
@@ -167,20 +228,25 @@ def _read_plan_file(path: str) -> Any:
         raise CliError(f"{path}: not a saved plan (invalid JSON: {exc})") from None
 
 
-def _report_apply(outcome: ApplyOutcome, args: Namespace, style: text.Style) -> int:
+def _without(document: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in document.items() if k != key}
+
+
+def _report_apply(outcome: ApplyOutcome, args: Namespace) -> int:
     from reconciler.documents.apply import apply_document
 
     document = apply_document(outcome)
     builds = document["builds"]
+    applied = document["applied"]
+    failed = [(_without(c, "error"), c["error"]) for c in document["failed"]]
     if args.json:
         _print_json(document)
+    elif (screen := _terminal(args)) is not None:
+        screen.apply(document["diagnostics"], applied, failed, builds)
     else:
-        for line in text.format_diagnostics(document["diagnostics"], style):
+        for line in text.format_diagnostics(document["diagnostics"], PLAIN):
             _print(line)
-        failed = [
-            ({k: v for k, v in c.items() if k != "error"}, c["error"]) for c in document["failed"]
-        ]
-        _print(text.format_apply(document["applied"], failed, style))
+        _print(text.format_apply(applied, failed, PLAIN))
         if builds is not None:
             _print(text.format_builds(builds))
     if not outcome.ok:
@@ -188,6 +254,12 @@ def _report_apply(outcome: ApplyOutcome, args: Namespace, style: text.Style) -> 
     if args.require_builds and builds is not None and builds["unavailable"]:
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _builds_document(outcome: BuildOutcome | None) -> dict[str, Any] | None:
+    from reconciler.documents.apply import builds_document
+
+    return builds_document(outcome)
 
 
 def _fail_on(args: Namespace) -> frozenset[DriftClass]:
@@ -235,9 +307,9 @@ def _write_drift_report(
 def run_drift(args: Namespace) -> int:
     from reconciler.render.markdown import format_annotations
 
-    settings = settings_of(args)
+    settings = _settings(args)
     fail_on = _fail_on(args)
-    engine = engine_for(settings, args, builds=True)
+    engine = _engine(settings, args, builds=True)
     document, written = _write_drift_report(
         engine, settings, args.ref, _report_dir(args, settings), fail_on
     )
@@ -246,8 +318,10 @@ def run_drift(args: Namespace) -> int:
             _print(line)
     if args.json:
         _print_json(document)
+    elif (screen := _terminal(args)) is not None:
+        screen.drift(document, written)
     else:
-        _print(text.format_drift(document, text.Style(color_enabled())))
+        _print(text.format_drift(document, PLAIN))
         _print(f"Report: {', '.join(str(p) for p in written)}")
     if document["has_errors"]:
         return EXIT_ERROR
@@ -255,19 +329,19 @@ def run_drift(args: Namespace) -> int:
 
 
 def run_build(args: Namespace) -> int:
-    settings = settings_of(args)
-    engine = engine_for(settings, args, builds=True)
+    settings = _settings(args)
+    engine = _engine(settings, args, builds=True)
     name, _, version = args.target.partition(":")
     try:
         outcome = engine.build(name, version or None, args.ref)
     finally:
         engine.registry.close()
-    from reconciler.documents.apply import builds_document
-
-    builds = builds_document(outcome)
+    builds = _builds_document(outcome)
     assert builds is not None
     if args.json:
         _print_json(builds)
+    elif (screen := _terminal(args)) is not None:
+        screen.builds(builds)
     else:
         _print(text.format_builds(builds))
     return EXIT_OK if outcome.ok else EXIT_ERROR
@@ -285,8 +359,8 @@ def run_diff(args: Namespace) -> int:
     right = _name_version(args.right) if args.right else None
     if right is not None and args.ref:
         raise CliError("--ref compares with git: give one NAME:VERSION, not two")
-    settings = settings_of(args)
-    engine = engine_for(settings, args)
+    settings = _settings(args)
+    engine = _engine(settings, args)
     try:
         document = engine.version_diff(left, right, args.ref)
     finally:
@@ -298,15 +372,30 @@ def run_diff(args: Namespace) -> int:
     return EXIT_OK if document["identical"] else EXIT_CHANGES
 
 
-def run_list(args: Namespace) -> int:
-    from reconciler.documents.inspect import list_document
-    from reconciler.engine import inspect
+def _container_row(container: RegisteredContainer) -> dict[str, Any]:
+    newest = container.newest
+    return {
+        "name": container.name,
+        "latest_version": newest.version if newest else None,
+        "versions": len(container.versions),
+        "archived": container.archived,
+        "managed": container.managed,
+        "source_path": container.owner_path(),
+    }
 
-    engine = registry_engine(settings_of(args))
+
+def run_list(args: Namespace) -> int:
+    settings = _settings(args)
+    registry = _registry(settings)
     try:
-        rows = list_document(inspect.containers(engine), args.include_archived)
+        state = registry.read_state()
     finally:
-        engine.registry.close()
+        registry.close()
+    rows = [
+        _container_row(c)
+        for c in state.containers.values()
+        if args.include_archived or not c.archived
+    ]
     if args.json:
         _print_json(rows)
         return EXIT_OK
@@ -321,41 +410,107 @@ def run_list(args: Namespace) -> int:
         ]
         for r in rows
     ]
-    _print(text.format_table(["NAME", "LATEST", "VERSIONS", "STATE", "OWNER", "SOURCE"], table))
+    headers = ["NAME", "LATEST", "VERSIONS", "STATE", "OWNER", "SOURCE"]
+    screen = _terminal(args)
+    if screen is not None:
+        screen.table(headers, table, title=f"Environments in {registry.url}", states=3)
+    else:
+        _print(text.format_table(headers, table))
     return EXIT_OK
+
+
+def _version_doc(version: RegisteredVersion, container: RegisteredContainer) -> dict[str, Any]:
+    return {
+        "name": version.name,
+        "version": version.version,
+        "digest": version.digest,
+        "description": version.description,
+        "tags": dict(version.tags),
+        "archived": version.archived or container.archived,
+        "created_at": version.created_at,
+        "datastore": version.datastore,
+        "managed": version.managed,
+        "provenance": {"commit": version.source_commit, "path": version.source_path},
+        "content": dict(version.content) if version.content is not None else None,
+    }
 
 
 def run_show(args: Namespace) -> int:
-    from reconciler.documents.inspect import show_document
-    from reconciler.engine import inspect
-
-    engine = registry_engine(settings_of(args))
+    settings = _settings(args)
+    registry = _registry(settings)
     name, _, version = args.target.partition(":")
     try:
-        container, records = inspect.container(engine, name)
+        container = registry.get_container(name)
+        build_records = registry.build_records()
     finally:
-        engine.registry.close()
-    document = show_document(container, records, version or None)
-    if document is None:
-        raise CliError(f"no version {name}:{version} in {engine.registry.url}")
+        registry.close()
+    if container is None:
+        raise CliError(f"no environment {name!r} in {registry.url}")
+    records = {k: r.to_dict() for k, r in build_records.items()}
+    if version:
+        found = container.get(version)
+        if found is None:
+            raise CliError(f"no version {name}:{version} in {registry.url}")
+        document: dict[str, Any] = _version_doc(found, container)
+        document["build"] = records.get((name, version))
+    else:
+        newest = container.newest
+        document = _container_row(container)
+        document["latest"] = _version_doc(newest, container) if newest else None
+        if newest is not None:
+            document["latest"]["build"] = records.get((name, newest.version))
     if args.json:
         _print_json(document)
+    elif (screen := _terminal(args)) is not None:
+        screen.mapping(document, title=args.target)
     else:
-        _print(text.format_mapping(document))
+        _print(_format_mapping(document))
     return EXIT_OK
+
+
+def _format_mapping(value: dict[str, Any], indent: int = 0) -> str:
+    lines = []
+    pad = "  " * indent
+    for key, item in value.items():
+        if isinstance(item, dict) and item:
+            lines.append(f"{pad}{key}:")
+            lines.append(_format_mapping(item, indent + 1))
+        else:
+            shown = json.dumps(item, ensure_ascii=False) if not isinstance(item, str) else item
+            lines.append(f"{pad}{key}: {shown}")
+    return "\n".join(lines)
+
+
+def _later(origin: dict[str, Any]) -> str:
+    """The commit that last re-stamped a version (a metadata change), when not its own."""
+    last = origin.get("last_commit")
+    return last[:12] if last and last != origin.get("commit") else ""
 
 
 def run_evidence(args: Namespace) -> int:
     from datetime import UTC, datetime
 
-    from reconciler.engine import inspect
+    from reconciler.core.governance.evidence import evidence_document
     from reconciler.render.evidence import format_evidence_markdown
 
-    engine = registry_engine(settings_of(args))
+    settings = _settings(args)
+    registry = _registry(settings)
     try:
-        document = inspect.evidence(engine, datetime.now(UTC))
+        state = registry.read_state()
+        records = registry.build_records()
+        events = {name: registry.history(name) for name in state.containers}
     finally:
-        engine.registry.close()
+        registry.close()
+    now = datetime.now(UTC)
+    document = evidence_document(
+        state,
+        records,
+        events,
+        settings.policy,
+        now.date(),
+        registry.url,
+        now.isoformat(timespec="seconds"),
+    )
     written = write_files(
         Path(args.out).resolve(),
         {
@@ -365,6 +520,14 @@ def run_evidence(args: Namespace) -> int:
     )
     if args.json:
         _print_json(document)
+    elif (screen := _terminal(args)) is not None:
+        summary = document["summary"]
+        screen.table(
+            ["ITEM", "COUNT"],
+            [[str(k).replace("_", " "), _count(v)] for k, v in summary.items()],
+            title=f"Evidence: {registry.url}",
+        )
+        screen.files("Written", written)
     else:
         summary = document["summary"]
         _print(
@@ -374,20 +537,68 @@ def run_evidence(args: Namespace) -> int:
     return EXIT_OK
 
 
-def run_history(args: Namespace) -> int:
-    from reconciler.documents.inspect import history_document
-    from reconciler.engine import inspect
+def _count(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items()) or "0"
+    return str(value)
 
-    engine = registry_engine(settings_of(args))
+
+def run_history(args: Namespace) -> int:
+    settings = _settings(args)
+    registry = _registry(settings)
     try:
-        container, events = inspect.history(engine, args.name)
+        container = registry.get_container(args.name)
+        events = registry.history(args.name)
     finally:
-        engine.registry.close()
-    document = history_document(args.name, container, events)
+        registry.close()
+    if container is None:
+        raise CliError(f"no environment {args.name!r} in {registry.url}")
+    from reconciler.core.governance.evidence import origins, provenance
+
+    found = origins(events)
+    versions = [
+        dict(_version_doc(v, container), provenance=provenance(v, found.get(v.version)))
+        for v in container.versions
+    ]
     if args.json:
-        _print_json(document)
+        _print_json(
+            {
+                "name": args.name,
+                "archived": container.archived,
+                "versions": [{k: v for k, v in d.items() if k != "content"} for d in versions],
+                "events": events,
+            }
+        )
         return EXIT_OK
-    _print(text.format_history(document))
+    rows = [
+        [
+            d["version"],
+            d["created_at"][:19],
+            "archived" if d["archived"] else "active",
+            (d["provenance"]["commit"] or "-")[:12],
+            d["provenance"]["path"] or "(not from git)",
+            (d["digest"] or "")[7:19],
+            _later(d["provenance"]),
+        ]
+        for d in versions
+    ]
+    headers = ["VERSION", "CREATED", "STATE", "COMMIT", "SOURCE", "DIGEST", "LAST WRITTEN AT"]
+    event_rows = [[e["at"][:19], e["version"] or "-", e["action"]] for e in events]
+    screen = _terminal(args)
+    if screen is not None:
+        screen.table(headers, rows, title=f"{args.name}: versions", states=2)
+        if events:
+            screen.table(["AT", "VERSION", "EVENT"], event_rows, title=f"{args.name}: events")
+        return EXIT_OK
+    _print(text.format_table(headers, rows))
+    if events:
+        _print("")
+        _print(
+            text.format_table(
+                ["AT", "VERSION", "EVENT"],
+                [[e["at"][:19], e["version"] or "-", e["action"]] for e in events],
+            )
+        )
     return EXIT_OK
 
 
@@ -406,6 +617,7 @@ def run_emulator(args: Namespace) -> int:
         raise CliError(f"--latency-ms {args.latency_ms:g}: must be zero or more")
     if args.rate_limit is not None and args.rate_limit <= 0:
         raise CliError(f"--rate-limit {args.rate_limit:g}: must be more than zero")
+    own_directory(args.db.resolve().parent)  # the CA's key and the blobs: never committed
     running = start(
         args.db.resolve(),
         args.port,
@@ -453,9 +665,9 @@ def run_watch(args: Namespace) -> int:
     from reconciler.watch.files import FileWatch, WatchTarget
 
     def setup() -> WatchTarget:
-        settings = settings_of(args)
+        settings = _settings(args)
         # Builds as in apply, when an image registry is configured (else: registering only).
-        engine = engine_for(settings, args, builds=bool(settings.image_registry))
+        engine = _engine(settings, args, builds=bool(settings.image_registry))
         root = settings.repo / engine.selection.root
         settings_file = settings.repo / SETTINGS_FILE
         paths = [root if root.is_dir() else settings.repo]
@@ -485,11 +697,11 @@ def run_reconcile(args: Namespace) -> int:
 
     if args.interval is None and not args.once:
         raise CliError("give --interval DURATION (e.g. 10m), or --once for a single cycle")
-    settings = settings_of(args)
+    settings = _settings(args)
     fail_on = _fail_on(args)
     report_dir = _report_dir(args, settings)
-    engine = engine_for(settings, args, builds=bool(settings.image_registry))
-    status_path = args.status_file or settings.repo / ".reconciler" / "status.json"
+    engine = _engine(settings, args, builds=bool(settings.image_registry))
+    status_path = args.status_file or _state_dir(settings) / "status.json"
 
     def report(engine: Engine, ref: str | None) -> int:
         document, _ = _write_drift_report(engine, settings, ref, report_dir, fail_on)
@@ -518,3 +730,31 @@ def run_reconcile(args: Namespace) -> int:
     if last is None or not last.ok:
         return EXIT_ERROR
     return EXIT_CHANGES if last.drift else EXIT_OK
+
+
+# -- shell completion -----------------------------------------------------------------------
+
+# Which arguments complete as directories and which as files (shtab's hints, by shell).
+_DIRECTORY_ARGS = frozenset({"repo", "path", "report_dir"})
+_FILE_ARGS = frozenset({"files", "plan_file", "markdown", "status_file", "db"})
+
+
+def run_completion(args: Namespace) -> int:
+    """The completion script, generated from the argument parser itself (shtab)."""
+    import argparse
+
+    import shtab
+
+    parser: argparse.ArgumentParser = args.parser
+    parsers = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            parsers.extend(action.choices.values())
+    for each in parsers:
+        for action in each._actions:
+            if action.dest in _DIRECTORY_ARGS:
+                action.complete = shtab.DIRECTORY  # type: ignore[attr-defined]
+            elif action.dest in _FILE_ARGS or (action.dest == "out" and each.prog.endswith("plan")):
+                action.complete = shtab.FILE  # type: ignore[attr-defined]
+    _print(shtab.complete(parser, shell=args.shell))
+    return EXIT_OK

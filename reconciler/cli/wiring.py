@@ -16,7 +16,7 @@ from reconciler.core.desired.selection import Selection
 from reconciler.core.plan.options import PlanOptions
 from reconciler.core.spec.registry_url import BadRegistryURL, RegistryURL, parse_registry_url
 from reconciler.engine import Engine
-from reconciler.ports import Cache, NoCache, Registry
+from reconciler.ports import Cache, NoCache, Progress, Registry
 from reconciler.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
@@ -57,10 +57,11 @@ def registry_url(settings: Settings) -> RegistryURL:
         raise CliError(str(exc)) from None
 
 
-def _state_dir(path: Path) -> None:
-    if path.name == ".reconciler" and not path.exists():
-        path.mkdir(parents=True)
-        (path / ".gitignore").write_text("*\n")  # local state, never committed
+def state_dir(settings: Settings) -> Path:
+    """The repository's `.reconciler/` (caches, inventory, locks, status), ignoring itself."""
+    from reconciler.adapters.state_dir import own_directory
+
+    return own_directory(settings.repo / ".reconciler")
 
 
 def registry(settings: Settings, read_blob: Any = None) -> Registry:
@@ -72,15 +73,16 @@ def registry(settings: Settings, read_blob: Any = None) -> Registry:
         assert url.path is not None
         path = Path(url.path)
         path = path if path.is_absolute() else settings.repo / path
-        _state_dir(path.parent)
+        from reconciler.adapters.state_dir import own_directory
+
+        own_directory(path.parent)
         return SqliteRegistry(path, url.text)
     from reconciler.adapters.azureml import AzureMLRegistry  # needs the `azure` extra
     from reconciler.adapters.azureml_errors import RetryPolicy
 
-    _state_dir(settings.repo / ".reconciler")
     return AzureMLRegistry(
         url,
-        settings.repo / ".reconciler" / "locks",
+        state_dir(settings) / "locks",
         read_blob,
         RetryPolicy(max(1, settings.azureml_retries), settings.azureml_backoff),
     )
@@ -94,7 +96,9 @@ def _builder(settings: Settings) -> Builder | None:
     return DockerBuilder(settings.image_registry, settings.docker_host)
 
 
-def _builds(settings: Settings, registry: Registry, builder: Builder | None) -> BuildRunner:
+def _builds(
+    settings: Settings, registry: Registry, builder: Builder | None, display: Progress | None
+) -> BuildRunner:
     from reconciler.adapters.base_images import BaseImageRegistries
     from reconciler.engine.build_runner import BuildRunner
 
@@ -104,8 +108,9 @@ def _builds(settings: Settings, registry: Registry, builder: Builder | None) -> 
         registry,
         log_dir,
         settings.build_workers,
-        progress,
+        display.note if display is not None else progress,  # a line under the display
         resolve_base=BaseImageRegistries().resolve,
+        progress=display,
     )
 
 
@@ -115,9 +120,11 @@ def progress(line: str) -> None:
     sys.stderr.flush()
 
 
-def engine_for(settings: Settings, args: Namespace, builds: bool = False) -> Engine:
+def engine_for(
+    settings: Settings, args: Namespace, builds: bool = False, display: Progress | None = None
+) -> Engine:
     """Every port of a command, from its settings and flags. ``builds``: wire the image
-    builder and the image lookups drift makes."""
+    builder and the image lookups drift makes; ``display``: a terminal's progress."""
     from reconciler.adapters.gitsource import GitSource
     from reconciler.adapters.inventory import Inventory
 
@@ -131,11 +138,12 @@ def engine_for(settings: Settings, args: Namespace, builds: bool = False) -> Eng
         archive_limit_fraction=settings.archive_limit_fraction,
         retention=settings.policy.retention() if settings.policy is not None else (),
     )
+    local = state_dir(settings)
     cache: Cache = NoCache()
     if settings.cache:
         from reconciler.adapters.cache import DiskCache
 
-        cache = DiskCache(settings.repo / ".reconciler" / "cache")
+        cache = DiskCache(local / "cache")
     backend = registry(settings, source.read_blob)
     engine = Engine(
         source,
@@ -144,14 +152,16 @@ def engine_for(settings: Settings, args: Namespace, builds: bool = False) -> Eng
         options,
         cache,
         settings.lock_timeout,
-        inventory=Inventory(settings.repo / ".reconciler" / "inventory", backend.url),
+        inventory=Inventory(local / "inventory", backend.url),
         policy=settings.policy,
     )
+    if display is not None:
+        engine.progress = display
     if builds:
         from reconciler.adapters.base_images import BaseImageRegistries
 
         builder = _builder(settings)
-        engine.builds = _builds(settings, backend, builder)
+        engine.builds = _builds(settings, backend, builder, display)
         engine.images = builder
         engine.bases = BaseImageRegistries()
     return engine

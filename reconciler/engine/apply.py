@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from reconciler.core.plan.types import ApplyOutcome
-from reconciler.engine.read import blob_reader, close, load
+from reconciler.engine.read import blob_reader, close, load, read_state
 from reconciler.engine.refusal import ApplyRefused
 from reconciler.ports import RegistryError
 
@@ -38,7 +38,7 @@ def apply(engine: Context, ref: str | None = None) -> ApplyOutcome:
         snapshot = engine.source.snapshot(ref)
         try:
             desired, _ = load(engine, snapshot, watch_list=False)
-            result = make(engine, desired, engine.registry.read_state(), ref, snapshot)
+            result = make(engine, desired, read_state(engine), ref, snapshot)
             outcome = apply_plan(engine, result)
             if engine.builds is None and engine.inventory is None:
                 return outcome
@@ -98,7 +98,9 @@ def apply_plan(engine: Context, plan: Plan) -> ApplyOutcome:
         )
     outcome = ApplyOutcome(plan)
     failed_names: set[str] = set()
-    registry = engine.registry
+    registry, progress = engine.registry, engine.progress
+    if plan.changes:
+        progress.start("apply", f"applying {len(plan.changes)} change(s)", len(plan.changes))
     with registry.batch():
         for change in plan.changes:
             if change.name in failed_names:
@@ -109,8 +111,11 @@ def apply_plan(engine: Context, plan: Plan) -> ApplyOutcome:
             except RegistryError as exc:
                 failed_names.add(change.name)
                 outcome.failed.append((change, str(exc)))
+                progress.advance("apply", f"{change.action.value} {change.target}: failed: {exc}")
             else:
                 outcome.applied.append(change)
+                progress.advance("apply", f"{change.action.value} {change.target}: done")
+    progress.finish("apply")
     return outcome
 
 

@@ -17,6 +17,8 @@ from reconciler.ports import (
     Cache,
     ImageRegistry,
     NoCache,
+    Progress,
+    QuietProgress,
     Registry,
     Source,
 )
@@ -36,6 +38,7 @@ class Context:
     options: PlanOptions = field(default_factory=PlanOptions)
     cache: Cache = field(default_factory=NoCache)
     lock_timeout: float = 60.0
+    progress: Progress = field(default_factory=QuietProgress)  # a terminal's display
     builds: BuildRunner | None = None  # None: registering only, no images
     inventory: AppliedStore | None = None  # what was applied, for `missing` drift
     policy: Policy | None = None  # governance rules (see core/governance/policy.py)

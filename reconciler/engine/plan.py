@@ -15,7 +15,7 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 from reconciler import __version__
-from reconciler.engine.read import close, read, texts
+from reconciler.engine.read import close, read, read_state, texts
 
 if TYPE_CHECKING:
     from reconciler.core.desired.types import DesiredState
@@ -35,7 +35,7 @@ def planned(
 ) -> tuple[Plan, DesiredState, RegistryState, list[str] | None]:
     """Read ``ref``, plan it against the registry, with package diffs."""
     desired, watch = read(engine, ref)
-    state = engine.registry.read_state()
+    state = read_state(engine)
     return make(engine, desired, state, ref, None, options), desired, state, watch
 
 

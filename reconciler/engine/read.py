@@ -13,13 +13,14 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from reconciler.ports import FileEntry, Snapshot, SourceError
+from reconciler.ports import FileEntry, QuietProgress, Snapshot, SourceError
 
 if TYPE_CHECKING:
     from reconciler.core.build.jobs import BuildTarget
     from reconciler.core.desired.types import DesiredEnvironment, DesiredState
     from reconciler.core.governance.policy import Policy
     from reconciler.core.spec.diagnostics import Diagnostic
+    from reconciler.core.spec.model import RegistryState
     from reconciler.engine.context import Context
 
 PARALLEL_PARSE_MIN = 2000  # below this, starting worker processes costs more than it saves
@@ -53,7 +54,8 @@ def load(
     memo = engine.cache.load_memo()
     kept = engine.cache.kept_memos()
     resolved = kept[0] if kept is not None else None
-    state = load_desired(snapshot, engine.selection, memo, only, parallel_map, resolved)
+    parse = _counting_map(engine)
+    state = load_desired(snapshot, engine.selection, memo, only, parse, resolved)
     if engine.policy is not None:
         state.diagnostics.extend(policy_diagnostics(engine, state, snapshot, engine.policy))
     watch = None
@@ -64,18 +66,58 @@ def load(
 
 
 def parallel_map(
-    function: Callable[[bytes], dict[str, Any]], items: list[bytes]
+    function: Callable[[bytes], dict[str, Any]],
+    items: list[bytes],
+    done: Callable[[], None] | None = None,
 ) -> Iterable[dict[str, Any]]:
-    """Parse on every core when there is a lot to parse (a cold plan of a big repository)."""
+    """Parse on every core when there is a lot to parse (a cold plan of a big repository);
+    ``done`` is told after each item."""
     workers = min(os.cpu_count() or 1, 8)
     if workers < 2 or len(items) < PARALLEL_PARSE_MIN:
-        return map(function, items)
+        if done is None:
+            return map(function, items)
+        return [_counted(function(item), done) for item in items]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     # fork: the workers inherit the imported parser instead of importing it again
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        return list(pool.map(function, items, chunksize=64))
+        results = pool.map(function, items, chunksize=64)
+        return [_counted(result, done) for result in results] if done else list(results)
+
+
+def _counted(result: dict[str, Any], done: Callable[[], None]) -> dict[str, Any]:
+    done()
+    return result
+
+
+def _counting_map(
+    engine: Context,
+) -> Callable[[Callable[[bytes], dict[str, Any]], list[bytes]], Iterable[dict[str, Any]]]:
+    """parallel_map, counting parsed files on the progress display."""
+    progress = engine.progress
+    if isinstance(progress, QuietProgress):
+        return parallel_map
+
+    def parse(
+        function: Callable[[bytes], dict[str, Any]], items: list[bytes]
+    ) -> Iterable[dict[str, Any]]:
+        progress.start("parse", f"parsing {len(items)} environment file(s)", len(items))
+        try:
+            return parallel_map(function, items, lambda: progress.advance("parse"))
+        finally:
+            progress.finish("parse")
+
+    return parse
+
+
+def read_state(engine: Context) -> RegistryState:
+    """The registry's state, shown on the progress display while it is read."""
+    engine.progress.start("registry", f"reading {engine.registry.url}")
+    try:
+        return engine.registry.read_state()
+    finally:
+        engine.progress.finish("registry")
 
 
 def text_of(snapshot: Snapshot, path: str) -> str | None:
