@@ -38,6 +38,7 @@ class Settings:
     report_dir: str = "drift-report"  # relative to the repository
     azureml_retries: int = 4  # calls per Azure ML request when the service is busy or down
     azureml_backoff: float = 0.5  # seconds before the first retry; doubles each time
+    azureml_concurrency: int = 16  # Azure ML calls in flight at once (reads and writes)
     policy: Policy | None = None  # the `[policy]` table (file only; see core/policy.py)
 
 
@@ -58,6 +59,7 @@ _KEYS: dict[str, Any] = {
     "report_dir": str,
     "azureml_retries": int,
     "azureml_backoff": float,
+    "azureml_concurrency": int,
 }
 
 

@@ -74,10 +74,24 @@ def _state_dir(path: Path) -> None:
         (path / ".gitignore").write_text("*\n")  # local state, never committed
 
 
+# Commands that read the whole registry, never an incremental view of it: a drift report
+# and an audit must see hand edits that leave a container's listing unchanged.
+FULL_READ_COMMANDS = frozenset({"drift", "reconcile", "evidence"})
+
+
+def _full_read(args: Namespace) -> bool:
+    return (
+        bool(getattr(args, "refresh", False))
+        or bool(getattr(args, "self_heal", False))
+        or getattr(args, "command", None) in FULL_READ_COMMANDS
+    )
+
+
 def _registry(
-    settings: Settings, source: GitSource | None = None
+    settings: Settings, source: GitSource | None = None, refresh: bool = False
 ) -> SqliteRegistry | AzureMLRegistry:
-    """The backend of the registry URL; ``source`` supplies build contexts to upload."""
+    """The backend of the registry URL; ``source`` supplies build contexts to upload;
+    ``refresh``: read everything, not the incremental view (Azure ML)."""
     url = settings.registry
     if url.startswith("sqlite:///"):
         path = registry_location(url, settings.repo)
@@ -87,12 +101,16 @@ def _registry(
         from reconciler.adapters.azureml import AzureMLRegistry  # needs the `azure` extra
         from reconciler.adapters.azureml_errors import RetryPolicy
 
-        _state_dir(settings.repo / ".reconciler")
+        state = settings.repo / ".reconciler"
+        _state_dir(state)
         return AzureMLRegistry(
             url,
-            settings.repo / ".reconciler" / "locks",
+            state / "locks",
             source.read_blob if source is not None else None,
             RetryPolicy(max(1, settings.azureml_retries), settings.azureml_backoff),
+            state_dir=state / "azureml" if settings.cache else None,
+            concurrency=max(1, settings.azureml_concurrency),
+            refresh=refresh,
         )
     raise CliError(f"unsupported registry URL {url!r}: expected sqlite:///PATH or azureml://...")
 
@@ -137,7 +155,7 @@ def _engine(settings: Settings, args: Namespace, builds: bool = False) -> Engine
     cache: MemoStore = MemoStore()
     if settings.cache:
         cache = DiskCache(settings.repo / ".reconciler" / "cache")  # type: ignore[assignment]
-    registry = _registry(settings, source)
+    registry = _registry(settings, source, _full_read(args))
     return Engine(
         source,
         registry,
@@ -215,6 +233,7 @@ def run_plan(args: Namespace) -> int:
             )
         else:
             document = engine.plan_document(args.ref)
+        _note_read(document, engine.registry)
     finally:
         engine.registry.close()
     if args.markdown:
@@ -235,6 +254,13 @@ def run_plan(args: Namespace) -> int:
     if document["has_errors"]:
         return EXIT_ERROR
     return EXIT_CHANGES if document["has_changes"] else EXIT_OK
+
+
+def _note_read(document: dict[str, Any], registry: object) -> None:
+    """Say how the registry was read (Azure ML: a full read or the incremental view)."""
+    report = getattr(registry, "last_read", None)
+    if report is not None:
+        document["registry"]["read"] = report.to_dict()
 
 
 def run_apply(args: Namespace) -> int:
@@ -554,7 +580,7 @@ def run_evidence(args: Namespace) -> int:
     from reconciler.render.evidence import format_evidence_markdown
 
     settings = _settings(args)
-    registry = _registry(settings)
+    registry = _registry(settings, refresh=True)
     try:
         state = registry.read_state()
         records = registry.build_records()
