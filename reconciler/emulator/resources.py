@@ -104,13 +104,23 @@ def normalize_content(properties: Mapping[str, Any]) -> dict[str, Any]:
 class EnvironmentStore:
     def __init__(self, registry: SqliteRegistry) -> None:
         self.registry = registry
+        # Every scope's containers, read once per registry generation: a listing is
+        # fetched page by page, and each page would otherwise read the whole registry.
+        self._by_scope: dict[str, list[RegisteredContainer]] = {}
+        self._token: str | None = None
 
     # -- reads ------------------------------------------------------------------------
 
     def containers(self, scope: Scope) -> list[RegisteredContainer]:
-        prefix = scope.key + "/"
-        state = self.registry.read_state()
-        return [c for key, c in state.containers.items() if key.startswith(prefix)]
+        """The scope's containers, sorted by name."""
+        token = self.registry.state_token()
+        if token != self._token or token is None:
+            state = self.registry.read_state()
+            grouped: dict[str, list[RegisteredContainer]] = {}
+            for key in sorted(state.containers):
+                grouped.setdefault(key.rsplit("/", 1)[0], []).append(state.containers[key])
+            self._by_scope, self._token = grouped, state.token
+        return list(self._by_scope.get(scope.key, ()))
 
     def container(self, scope: Scope, name: str) -> RegisteredContainer:
         found = self.registry.get_container(f"{scope.key}/{name}")
