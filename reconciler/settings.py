@@ -39,6 +39,7 @@ class Settings:
     azureml_retries: int = 4  # calls per Azure ML request when the service is busy or down
     azureml_backoff: float = 0.5  # seconds before the first retry; doubles each time
     azureml_concurrency: int = 16  # Azure ML calls in flight at once (reads and writes)
+    azureml_lock: str = "lease"  # lease: a blob lease in the workspace's storage; local: a file
     policy: Policy | None = None  # the `[policy]` table (file only; see core/policy.py)
 
 
@@ -60,6 +61,7 @@ _KEYS: dict[str, Any] = {
     "azureml_retries": int,
     "azureml_backoff": float,
     "azureml_concurrency": int,
+    "azureml_lock": str,
 }
 
 

@@ -18,8 +18,8 @@ content is a VersionConflict. How it talks to the service:
   resource as read, with only the changed fields, so nothing else moves. Every write reads
   what it writes first: it never depends on a kept view;
 - ``lock`` is a lease on a blob in the workspace's default storage (azureml_lease), held
-  across machines, when a lease store is configured; the file lock of this machine
-  otherwise (an Azure ML registry has no storage of its own to lease);
+  across machines; the file lock of this machine with ``lock="local"`` and for an Azure ML
+  registry (it has no storage of its own to lease);
 - build records are a version tag (see azureml_content).
 """
 
@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 BlobReader = Callable[[str], bytes]
 DEFAULT_CONCURRENCY = 16
+LOCK_KINDS = ("lease", "local")  # a blob lease in the workspace's storage, or a file lock
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ class AzureMLRegistry:
         state_dir: Path | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
         refresh: bool = False,
-        lease: Any = None,
+        lock: str = "lease",
     ) -> None:
         if importlib.util.find_spec("azure.ai.ml") is None:
             raise RegistryError(
@@ -120,7 +121,10 @@ class AzureMLRegistry:
         self._store = (
             ObservationStore(state_dir, url, resource_manager()) if state_dir is not None else None
         )
-        self._lease = lease  # a LeaseLock factory (azureml_lease), or None: a file lock
+        if lock not in LOCK_KINDS:
+            raise RegistryError(f"azureml_lock: expected one of {', '.join(LOCK_KINDS)}")
+        # A registry has no storage of its own to hold a lease in: the file lock there.
+        self.lock_kind = lock if self.target.registry is None else "local"
         self._observations: Observations | None = None  # what this process knows
         self._lock = threading.Lock()  # guards the observations and the counters
         self._client_lock = threading.Lock()
@@ -176,9 +180,10 @@ class AzureMLRegistry:
             self._store.save(observations)
 
     def lock(self, timeout: float) -> contextlib.AbstractContextManager[None]:
-        if self._lease is not None:
-            lease: contextlib.AbstractContextManager[None] = self._lease(self, timeout)
-            return lease
+        if self.lock_kind == "lease":
+            from reconciler.adapters.azureml_lease import lease_lock
+
+            return lease_lock(self, timeout)
         path = self._lock_dir / f"azureml-{self.target.key}.lock"
         return file_lock(path, timeout, f"registry {self.url} (lock on this machine)")
 

@@ -111,6 +111,7 @@ def _registry(
             state_dir=state / "azureml" if settings.cache else None,
             concurrency=max(1, settings.azureml_concurrency),
             refresh=refresh,
+            lock=settings.azureml_lock,
         )
     raise CliError(f"unsupported registry URL {url!r}: expected sqlite:///PATH or azureml://...")
 
