@@ -12,7 +12,8 @@ content is a VersionConflict. How it talks to the service:
   way, so archived environments are seen there too;
 - reads are incremental when a state directory is given (azureml_observations): only
   containers whose listing view changed since the last run are read again, unless
-  ``refresh`` is set (``plan --refresh``, ``drift``, ``apply --self-heal``);
+  ``refresh`` is set (``plan --refresh``, ``drift``, ``apply --self-heal``); under the
+  lock (apply, build) the first read is always a full one, as Terraform's apply refreshes;
 - a new version goes through the SDK's ``create_or_update`` (it uploads a local build
   context, once per distinct context in a run); metadata, archive and restore re-send the
   resource as read, with only the changed fields, so nothing else moves. Every write reads
@@ -179,13 +180,24 @@ class AzureMLRegistry:
         if self._store is not None and observations is not None and dirty:
             self._store.save(observations)
 
-    def lock(self, timeout: float) -> contextlib.AbstractContextManager[None]:
+    @contextlib.contextmanager
+    def lock(self, timeout: float) -> Iterator[None]:
+        """Exclusive use of the registry. What is planned under it (apply, build) is
+        planned on a full read: the view kept from an earlier run is dropped here, so a
+        stale entry can never decide a write; later reads of the same run trust only what
+        this run read and wrote."""
+        held: contextlib.AbstractContextManager[None]
         if self.lock_kind == "lease":
             from reconciler.adapters.azureml_lease import lease_lock
 
-            return lease_lock(self, timeout)
-        path = self._lock_dir / f"azureml-{self.target.key}.lock"
-        return file_lock(path, timeout, f"registry {self.url} (lock on this machine)")
+            held = lease_lock(self, timeout)
+        else:
+            path = self._lock_dir / f"azureml-{self.target.key}.lock"
+            held = file_lock(path, timeout, f"registry {self.url} (lock on this machine)")
+        with held:
+            with self._lock:
+                self._observations = Observations()
+            yield
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:

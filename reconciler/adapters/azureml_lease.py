@@ -172,9 +172,10 @@ def workspace_blob(registry: AzureMLRegistry) -> Any:
     from azure.ai.ml._artifacts._artifact_utilities import get_datastore_info
     from azure.storage.blob import BlobClient
 
-    client = registry.client
+    datastores = registry.client.datastores
+    default = registry._call(datastores.get_default, "find the default datastore")
     info = registry._call(
-        lambda: get_datastore_info(client.datastores, ""), "find the default datastore"
+        lambda: get_datastore_info(datastores, str(default.name)), "read the datastore"
     )
     return BlobClient(
         info["account_url"],

@@ -237,6 +237,7 @@ def run_plan(args: Namespace) -> int:
         _note_read(document, engine.registry)
     finally:
         engine.registry.close()
+        _note_throttling(engine.registry)
     if args.markdown:
         from reconciler.render.markdown import format_plan_markdown
 
@@ -264,6 +265,16 @@ def _note_read(document: dict[str, Any], registry: object) -> None:
         document["registry"]["read"] = report.to_dict()
 
 
+def _note_throttling(registry: object) -> None:
+    """Tell how long the service's throttling held the run (Azure ML), on stderr."""
+    throttle = getattr(registry, "throttle", None)
+    if throttle is not None and throttle.throttled:
+        _progress(
+            f"the service throttled {throttle.throttled} call(s); waited {throttle.held:.1f}s "
+            "on throttling in all"
+        )
+
+
 def run_apply(args: Namespace) -> int:
     settings = _settings(args)
     if args.plan_file and (args.ref or args.self_heal or args.allow_mass_archive):
@@ -289,6 +300,7 @@ def run_apply(args: Namespace) -> int:
             return EXIT_ERROR
     finally:
         engine.registry.close()
+        _note_throttling(engine.registry)
     return _report_apply(outcome, engine, settings, args, style)
 
 
