@@ -117,6 +117,7 @@ class AzureMLRegistry:
         self.concurrency = max(1, concurrency)
         self.write_concurrency = self.concurrency  # the engine runs environments' writes so
         self.refresh = refresh
+        self._trust_store = not refresh  # what an earlier run kept may spare reads
         self.throttle = Throttle()
         self.rest = RestSession(self.target, self.concurrency + 4)
         self._store = (
@@ -156,10 +157,10 @@ class AzureMLRegistry:
         return call(counted, self.url, what, self._retry, throttle=self.throttle)
 
     def _json(self, method: str, what: str, *parts: str, body: Any = None) -> Any:
-        url = self.rest.environments(*parts)
+        # The URL inside the call: a registry's first one discovers its endpoint.
         if method == "GET":
-            return self._call(lambda: self.rest.get(url), what)
-        return self._call(lambda: self.rest.put(url, body), what)
+            return self._call(lambda: self.rest.get(self.rest.environments(*parts)), what)
+        return self._call(lambda: self.rest.put(self.rest.environments(*parts), body), what)
 
     def _optional_json(self, what: str, *parts: str) -> Any:
         try:
@@ -196,7 +197,8 @@ class AzureMLRegistry:
             held = file_lock(path, timeout, f"registry {self.url} (lock on this machine)")
         with held:
             with self._lock:
-                self._observations = Observations()
+                self._observations = None
+                self._trust_store = False
             yield
 
     @contextlib.contextmanager
@@ -208,23 +210,23 @@ class AzureMLRegistry:
 
     # -- reads ------------------------------------------------------------------------
 
-    def _listing(self, url: str, what: str) -> list[Any]:
+    def _listing(self, parts: tuple[str, ...], what: str) -> list[Any]:
         """Every item of a listing (``listViewType=All``), page after page."""
-        items, link = self._call(lambda: self.rest.first_page(url), what)
+        items, link = self._call(lambda: self.rest.first_page(self.rest.environments(*parts)), what)
         while link:
             more, link = self._call(partial(self.rest.next_page, link), what)
             items.extend(more)
         return items
 
     def _container_views(self) -> list[wire.ContainerView]:
-        items = self._listing(self.rest.environments(), "list environments")
+        items = self._listing((), "list environments")
         return [wire.container_view(i) for i in items]
 
     def _versions(self, name: str) -> tuple[RegisteredVersion, ...] | None:
         """Every version of one environment, archived ones included, oldest first; None
         when the container is gone."""
         try:
-            items = self._listing(self.rest.environments(name, "versions"), f"list {name}")
+            items = self._listing((name, "versions"), f"list {name}")
         except NotFound:
             return None
         versions = [wire.registered_version(i, name) for i in items]
@@ -234,7 +236,7 @@ class AzureMLRegistry:
     def _kept(self) -> Observations:
         with self._lock:
             if self._observations is None:
-                store = None if self.refresh else self._store
+                store = self._store if self._trust_store else None
                 self._observations = store.load() if store is not None else Observations()
             return self._observations
 
