@@ -211,6 +211,8 @@ def test_an_unchanged_registry_is_read_with_the_container_listing_only(
     assert read["view"] == "incremental" and read["read"] == 0 and read["containers"] == 4
     counts = workspace.counters()
     assert counts["total"] == 2  # two pages of containers; no version listing
+    code, out, _ = cli("plan", "--registry", workspace.url, "--markdown", "-")
+    assert "Registry read incrementally: 0 of 4 environment(s)" in out
     # a new version out of band moves the container's listing: that one is read again
     client = workspace.client()
     env = client.environments.get("base", "1")
