@@ -138,15 +138,15 @@ def test_a_429_storm_with_retry_after_is_waited_out_beyond_the_attempts(
     assert cli("apply", "--registry", workspace.url)[0] == 0
     # 8 throttled answers: far more than the 3 attempts a failing call gets
     workspace.fault(status=429, count=8, match=VERSIONS, retry_after=1)
-    started = time.monotonic()
     code, out, err = cli("plan", "--refresh", "--registry", workspace.url)
-    elapsed = time.monotonic() - started
     assert code == 0, out + err
     throttled = [line for line in workspace.requests("/versions") if line.endswith("-> 429")]
     assert len(throttled) == 8
-    assert "throttled 8 call(s)" in err and "waited" in err
-    # backing off together: 8 refusals of 1 s each, but the calls waited side by side
-    assert elapsed < 8
+    assert "throttled 8 call(s)" in err
+    # backing off together: the four concurrent listings were held side by side, so the
+    # run was held about 2 s (two rounds of 1 s), not 8 s (one refusal after another)
+    held = float(err.split("waited ")[1].split("s ")[0])
+    assert 1.0 <= held < 6.0
 
 
 def test_calls_back_off_together_against_a_rate_limit(
