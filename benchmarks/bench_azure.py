@@ -194,6 +194,10 @@ def main() -> int:
         if not args.skip_throttled:
             limited = (*latency, "--rate-limit", str(args.rate_limit))
             figures = scenario(work, args.environments, *limited, budgets=False)
+            floors = ", ".join(
+                f"{f.label}: {(f.requests - f.throttled) / args.rate_limit:.0f}s" for f in figures
+            )
+            print(f"  floor at {args.rate_limit} requests/s (answered requests / rate): {floors}")
             print(
                 "  throttled runs: "
                 + ", ".join(f"{f.label}: {f.throttled} x 429" for f in figures)

@@ -260,10 +260,14 @@ class AzureMLRegistry:
             observed[name] = Observed(views[name], versions)
             containers[name] = RegisteredContainer(name, views[name].archived, versions)
         observations = Observations(observed)
+        changed = set(observed) != set(kept.containers) or any(
+            kept.containers[name].view != entry.view or kept.containers[name].written
+            for name, entry in observed.items()
+        )
         with self._lock:
             self._observations = observations
-            self._dirty = True
-        self._save_observations()
+            self._dirty = self._dirty or changed
+        self._save_observations()  # nothing is written when nothing moved
         incremental = len(stale) < len(views)
         self.last_read = ReadReport(
             "incremental" if incremental else "full",
