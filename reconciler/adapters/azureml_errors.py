@@ -156,7 +156,7 @@ def call(
         except Exception as exc:
             error = translate(exc, url, what)
             delay = retry_after(exc) if error.transient else None
-            throttled += 1
+            throttled += delay is not None
             if (
                 delay is not None
                 and waited + delay <= policy.throttle_budget

@@ -127,13 +127,25 @@ class RestSession:
         body: Any = None,
     ) -> Any:
         """One call; the JSON answer (None when empty). Raises azure-core's errors."""
-        from azure.core.exceptions import HttpResponseError, map_error
+        from azure.core.exceptions import (
+            ClientAuthenticationError,
+            HttpResponseError,
+            ResourceExistsError,
+            ResourceNotFoundError,
+            map_error,
+        )
         from azure.core.rest import HttpRequest
 
         request = HttpRequest(method, url, params=dict(params or {}), json=body)
         response = self.client.send_request(request)
         if response.status_code >= 400:
-            map_error(response.status_code, response, {})  # 404, 409, 401 ... by type
+            # the generated clients' error map: the same exception types as the SDK raises
+            errors = {
+                401: ClientAuthenticationError,
+                404: ResourceNotFoundError,
+                409: ResourceExistsError,
+            }
+            map_error(response.status_code, response, errors)
             raise HttpResponseError(response=response)
         return response.json() if response.content else None
 
