@@ -14,6 +14,7 @@ import ssl
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -205,15 +206,22 @@ class Emulator:
 
     # -- paging -------------------------------------------------------------------------
 
-    def page(self, request: Request, items: list[dict[str, Any]]) -> Response:
-        """One page of a listing, with ``nextLink`` when more follow."""
+    def page(
+        self,
+        request: Request,
+        items: list[Any],
+        render: Callable[[Any], dict[str, Any]] | None = None,
+    ) -> Response:
+        """One page of a listing, with ``nextLink`` when more follow; ``render`` turns the
+        page's items (only those) into resources."""
         try:
             start = int(request.query.get("$skipToken", "0"))
             size = int(request.query.get("$top", str(self.page_size)))
         except ValueError:
             return arm_error(400, "BadRequest", "$skipToken and $top must be integers")
         size = max(1, min(size, self.page_size))
-        body: dict[str, Any] = {"value": items[start : start + size]}
+        chunk = items[start : start + size]
+        body: dict[str, Any] = {"value": [render(i) for i in chunk] if render else chunk}
         if start + size < len(items) and "$top" not in request.query:
             query = dict(request.query, **{"$skipToken": str(start + size)})
             body["nextLink"] = f"{self.base_url.rstrip('/')}{quote(request.path)}?" + urlencode(
