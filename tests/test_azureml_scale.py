@@ -365,3 +365,22 @@ def limited(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Running
         monkeypatch.setenv(name, value)
     yield running
     running.stop()
+
+
+def test_drift_and_self_heal_read_everything(repo: GitRepo, cli: Cli, workspace: Workspace) -> None:
+    seed(repo)
+    assert cli("apply", "--registry", workspace.url)[0] == 0
+    client = workspace.client()
+    env = client.environments.get("pydata", "1")
+    env.tags = {**env.tags, "team": "edited-in-the-portal"}
+    client.environments.create_or_update(env)
+    code, plan = cli.json("plan", "--registry", workspace.url)
+    assert code == 0 and plan["drift"] == []  # hidden by the incremental view
+    code, out, err = cli("drift", "--registry", workspace.url, "--ref", "HEAD")
+    assert code == 2, out + err
+    assert "pydata" in out
+    code, out, err = cli("apply", "--self-heal", "--registry", workspace.url)
+    assert code == 0, out + err
+    assert workspace.client().environments.get("pydata", "1").tags["team"] == "ds"
+    code, plan = cli.json("plan", "--refresh", "--registry", workspace.url)
+    assert code == 0 and plan["drift"] == [] and plan["changes"] == []
