@@ -115,7 +115,7 @@ class AzureMLRegistry:
         self._retry = retry or RetryPolicy()
         self._client = client
         self.concurrency = max(1, concurrency)
-        self.write_concurrency = self.concurrency  # the engine runs environments' writes so
+        self.write_concurrency = self.concurrency  # environments the engine writes at once
         self.refresh = refresh
         self._trust_store = not refresh  # what an earlier run kept may spare reads
         self.throttle = Throttle()
