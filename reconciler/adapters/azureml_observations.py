@@ -124,10 +124,7 @@ class ObservationStore:
             os.replace(temporary, self.path)
 
     def _ensure_directory(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        ignore = self.directory / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text("*\n")  # local state, never committed
-        parent_ignore = self.directory.parent / ".gitignore"
-        if self.directory.parent.name == ".reconciler" and not parent_ignore.exists():
-            parent_ignore.write_text("*\n")
+        from reconciler.adapters.state_dir import own_directory
+
+        own_directory(self.directory.parent)  # `.reconciler/`: local state, never committed
+        own_directory(self.directory)
