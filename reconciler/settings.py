@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from reconciler.core.governance.consumers import ConsumerSettings
     from reconciler.core.policy import Policy
 
 SETTINGS_FILE = "reconciler.toml"
@@ -39,6 +40,8 @@ class Settings:
     azureml_retries: int = 4  # calls per Azure ML request when the service is busy or down
     azureml_backoff: float = 0.5  # seconds before the first retry; doubles each time
     policy: Policy | None = None  # the `[policy]` table (file only; see core/policy.py)
+    # the `[consumers]` table (file only; see core/governance/consumers.py); None: defaults
+    consumers: ConsumerSettings | None = None
 
 
 # Keys settable from the file and the environment, with their parsers.
@@ -96,6 +99,8 @@ def _from_file(repo: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "policy" in data:
         out["policy"] = _policy(data.pop("policy"), path)
+    if "consumers" in data:
+        out["consumers"] = _consumers(data.pop("consumers"), path)
     table = data.get("reconciler", data)
     if not isinstance(table, dict):
         raise SettingsError(f"{path}: [reconciler] must be a table")
@@ -115,6 +120,15 @@ def _policy(table: Any, path: Path) -> Policy:
         return parse_policy(table)
     except PolicyError as exc:
         raise SettingsError(f"{path}: [policy]: {exc}") from None
+
+
+def _consumers(table: Any, path: Path) -> ConsumerSettings:
+    from reconciler.core.governance.consumers import ConsumerSettingsError, parse_consumers_table
+
+    try:
+        return parse_consumers_table(table)
+    except ConsumerSettingsError as exc:
+        raise SettingsError(f"{path}: [consumers]: {exc}") from None
 
 
 def _from_environment(environ: dict[str, str]) -> dict[str, Any]:

@@ -49,6 +49,14 @@ def _build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--build-workers", type=int, help="parallel builds (default 2)")
 
 
+def _referenced_archive(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-referenced-archive",
+        action="store_true",
+        help="archive environments and versions that files in the repository still reference",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="reconciler",
@@ -75,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="allow a plan to archive more than the archive limit",
     )
+    _referenced_archive(p)
     p.add_argument("--self-heal", action="store_true", help="plan repairs of out-of-band drift too")
     p.add_argument("--out", metavar="FILE", help="save the plan for `apply FILE`")
     p.add_argument("--base", metavar="REF", help="pull request mode: the branch merged into")
@@ -92,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ref", help="apply git's state at this commit, branch or tag")
     p.add_argument("--allow-mass-archive", action="store_true", default=None)
+    _referenced_archive(p)
     p.add_argument("--lock-timeout", type=float, help="seconds to wait for another apply")
     _build_options(p)
     p.add_argument(
@@ -142,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ref", help="compare with git at this ref (default: the working tree)")
 
+    from reconciler.cli.consumers import add_consumer_commands
+
+    add_consumer_commands(sub, _common)
+
     p = sub.add_parser("list", help="environments in the registry")
     _common(p)
     p.add_argument("--include-archived", action="store_true")
@@ -188,6 +202,7 @@ def _loop_options(parser: argparse.ArgumentParser) -> None:
     _common(parser)
     _build_options(parser)
     parser.add_argument("--allow-mass-archive", action="store_true", default=None)
+    _referenced_archive(parser)
     parser.add_argument("--self-heal", action="store_true", help="also repair out-of-band drift")
     parser.add_argument("--lock-timeout", type=float, help="seconds to wait for another apply")
 
@@ -238,7 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from reconciler.cli import commands  # the wiring; kept out of --help and parse errors
 
     try:
-        code = int(getattr(commands, "run_" + args.command)(args))
+        run = getattr(args, "run", None) or getattr(commands, "run_" + args.command)
+        code = int(run(args))
         sys.stdout.flush()  # a report that cannot be written is an error, not a success
         return code
     except commands.EXPECTED_ERRORS as exc:

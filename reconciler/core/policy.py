@@ -24,6 +24,16 @@ if TYPE_CHECKING:  # settings import this module: keep it light
 
 RULES = ("required-tags", "allowed-images", "pinning", "forbidden-packages", "os-type")
 PINNING_LEVELS = ("off", "warning", "error")
+# Severity of the consumer reference rules (see governance/pins.py): `ref_stale = "error"`.
+REFERENCE_KEYS = {
+    "ref_stale": "ref-stale",
+    "ref_unknown": "ref-unknown",
+    "ref_archived": "ref-archived",
+    "ref_floating": "ref-floating",
+    "ref_inline_environment": "ref-inline-environment",
+    "ref_unreadable": "ref-unreadable",
+}
+REFERENCE_LEVELS = ("off", "info", "warning", "error")
 
 
 class PolicyError(ValueError):
@@ -40,6 +50,12 @@ class Rules:
     forbidden_packages: tuple[str, ...] | None = None  # names, optionally `pip:`/`conda:`
     allowed_os_types: tuple[str, ...] | None = None
     keep_versions: int | None = None  # retention: active versions kept (0: keep all)
+    ref_stale: str | None = None  # severities of the consumer reference rules
+    ref_unknown: str | None = None
+    ref_archived: str | None = None
+    ref_floating: str | None = None
+    ref_inline_environment: str | None = None
+    ref_unreadable: str | None = None
 
     def over(self, base: Rules) -> Rules:
         """These rules where set, ``base`` elsewhere."""
@@ -96,6 +112,16 @@ class Policy:
         out += [(p, r.keep_versions) for p, r in self.overrides if r.keep_versions is not None]
         return tuple(out)
 
+    def reference_levels(self) -> tuple[tuple[str, str, str], ...]:
+        """(name glob, rule, level) triples for the reference rules, later ones winning."""
+        out: list[tuple[str, str, str]] = []
+        for pattern, rules in (("*", self.rules), *self.overrides):
+            for key, rule in REFERENCE_KEYS.items():
+                level = getattr(rules, key)
+                if level is not None:
+                    out.append((pattern, rule, level))
+        return tuple(out)
+
     @property
     def needs_dockerfiles(self) -> bool:
         return any(r.allowed_images is not None for r in self._levels())
@@ -130,6 +156,10 @@ def _rules(table: Mapping[str, Any], where: str) -> Rules:
         if key == "pinning":
             if value not in PINNING_LEVELS:
                 raise PolicyError(f"`{full}`: expected one of {', '.join(PINNING_LEVELS)}")
+            values[key] = value
+        elif key in REFERENCE_KEYS:
+            if value not in REFERENCE_LEVELS:
+                raise PolicyError(f"`{full}`: expected one of {', '.join(REFERENCE_LEVELS)}")
             values[key] = value
         elif key == "keep_versions":
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

@@ -1,0 +1,225 @@
+"""Consumers of environments, end to end on real git repositories and real SQLite files:
+every reference form, findings in validate/plan/drift, safe archives, retention sparing
+pinned versions, `refs` at the working tree and at an older commit, and the settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import Cli, GitRepo, image_env
+
+PIPELINE = """\
+$schema: https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json
+type: pipeline
+# the training pipeline
+jobs:
+  prep:
+    type: command
+    environment: azureml:train:1   # pinned by hand
+    component: azureml:prep-component:3
+  train:
+    type: command
+    environment: "azureml:train@latest"
+  score: {type: command, environment: 'azureml://registries/shared/environments/train/versions/1'}
+  nested:
+    jobs:
+      deep:
+        steps:
+          - environment:
+              azureml://subscriptions/s/resourceGroups/r/workspaces/w/environments/train/labels/latest
+          - environment:
+              image: busybox:1.36
+  ghost:
+    environment: azureml:ghost:4
+"""
+
+SCRIPT = """\
+from azure.ai.ml import command
+
+job = command(
+    environment="azureml:train:1",
+    component="azureml:not-an-environment:1",
+)
+"""
+
+
+def released(repo: GitRepo, cli: Cli, image: str) -> None:
+    repo.write("environments/train.yml", image_env("train", image))
+    repo.commit(f"train {image}")
+    code, out, err = cli("apply")
+    assert code == 0, out + err
+
+
+def findings(document: dict[str, Any], prefix: str = "ref-") -> list[tuple[str, str, Any, str]]:
+    return sorted(
+        (d["rule"], d["path"], d["line"], d["severity"])
+        for d in document["diagnostics"]
+        if d["rule"].startswith(prefix)
+    )
+
+
+def test_every_form_is_found_with_its_position_and_key_path(repo: GitRepo, cli: Cli) -> None:
+    released(repo, cli, "busybox:1.36")
+    repo.write("pipelines/train.yml", PIPELINE)
+    repo.write("src/submit.py", SCRIPT)
+    repo.commit("consumers")
+    code, document = cli.json("refs")
+    assert code == 0, document
+    [train] = [e for e in document["environments"] if e["name"] == "train"]
+    [pins] = train["versions"]
+    assert pins["version"] == "1" and pins["latest"] and not pins["archived"]
+    shown = sorted(
+        (r["path"], r["line"], r["column"], r["form"], r["key_path"]) for r in pins["references"]
+    )
+    assert shown == [
+        ("pipelines/train.yml", 7, 18, "name-version", "jobs.prep.environment"),
+        ("pipelines/train.yml", 12, 40, "registry-version", "jobs.score.environment"),
+        ("src/submit.py", 4, 18, "name-version", None),
+    ]
+    floating = sorted((r["line"], r["form"], r["key_path"]) for r in train["floating"])
+    assert floating == [
+        (11, "name-label", "jobs.train.environment"),
+        (18, "workspace-label", "jobs.nested.jobs.deep.steps[0].environment"),
+    ]
+    assert [(r["name"], r["line"]) for r in document["unknown"]] == [("ghost", 22)]
+    assert [(r["line"], r["key_path"]) for r in document["inline"]] == [
+        (20, "jobs.nested.jobs.deep.steps[1].environment")
+    ]
+    # a component reference is not an environment's
+    texts = [
+        r["text"] for e in document["environments"] for v in e["versions"] for r in v["references"]
+    ]
+    assert not any("component" in t for t in texts)
+    code, one = cli.json("refs", "train:1")
+    assert [e["name"] for e in one["environments"]] == ["train"]
+    assert len(one["environments"][0]["versions"][0]["references"]) == 3
+
+
+def test_findings_in_validate_plan_and_drift(repo: GitRepo, cli: Cli) -> None:
+    released(repo, cli, "busybox:1.36")
+    repo.write("pipelines/train.yml", PIPELINE)
+    repo.commit("consumers")
+    code, validated = cli.json("validate")
+    assert code == 0
+    assert ("ref-floating", "pipelines/train.yml", 11, "info") in findings(validated)
+    assert ("ref-inline-environment", "pipelines/train.yml", 20, "info") in findings(validated)
+    # a new version in git: the pins of version 1 go stale
+    repo.write("environments/train.yml", image_env("train", "busybox:1.37"))
+    repo.commit("train 1.37")
+    code, plan = cli.json("plan")
+    assert code == 2
+    rules = findings(plan)
+    assert ("ref-stale", "pipelines/train.yml", 7, "warning") in rules
+    assert ("ref-stale", "pipelines/train.yml", 12, "warning") in rules
+    assert ("ref-unknown", "pipelines/train.yml", 22, "warning") in rules
+    [stale] = [d for d in plan["diagnostics"] if d["rule"] == "ref-stale" and d["line"] == 7]
+    assert "move to 2" in stale["message"]
+    code, out, err = cli("drift", "--github-annotations")
+    assert "::warning file=pipelines/train.yml,line=7,title=ref-stale::" in out
+    code, report = cli.json("drift")
+    [env] = [e for e in report["environments"] if e["name"] == "train"]
+    assert {(c["line"], c["version"]) for c in env["consumers"]} >= {(7, "1"), (11, None)}
+
+
+def test_severity_is_set_in_the_policy(repo: GitRepo, cli: Cli) -> None:
+    released(repo, cli, "busybox:1.36")
+    released(repo, cli, "busybox:1.37")
+    repo.write("pipelines/p.yml", "jobs:\n  a:\n    environment: azureml:train:1\n")
+    repo.write(
+        "reconciler.toml",
+        '[policy]\nref_stale = "error"\n[policy.environments."other-*"]\nref_stale = "off"\n',
+    )
+    repo.commit("consumer")
+    code, plan = cli.json("plan")
+    assert code == 1  # an error, as policy says
+    assert findings(plan) == [("ref-stale", "pipelines/p.yml", 3, "error")]
+    repo.write("reconciler.toml", '[policy]\nref_stale = "off"\n')
+    repo.commit("off")
+    code, plan = cli.json("plan")
+    assert code == 0 and findings(plan) == []
+
+
+def test_unknown_consumer_settings_are_errors(repo: GitRepo, cli: Cli) -> None:
+    repo.write("reconciler.toml", '[consumers]\ninclude = ["**/*.yml"]\nexlude = ["x/*"]\n')
+    code, out, err = cli("plan")
+    assert code == 1
+    assert "reconciler.toml" in err and "consumers.exlude" in err
+    repo.write("reconciler.toml", '[policy]\nref_stale = "loud"\n')
+    code, out, err = cli("plan")
+    assert code == 1 and "policy.ref_stale" in err
+
+
+def test_include_and_exclude_choose_the_files(repo: GitRepo, cli: Cli) -> None:
+    released(repo, cli, "busybox:1.36")
+    repo.write("jobs/a.yml", "environment: azureml:train:1\n")
+    repo.write("legacy/b.yml", "environment: azureml:train:1\n")
+    repo.write("docs/c.md", "environment: azureml:train:1\n")
+    repo.write("reconciler.toml", '[consumers]\nexclude = ["legacy/*"]\n')
+    repo.commit("consumers")
+    code, document = cli.json("refs", "train")
+    paths = [r["path"] for r in document["environments"][0]["versions"][0]["references"]]
+    assert paths == ["jobs/a.yml"]
+    repo.write("reconciler.toml", '[consumers]\ninclude = ["legacy/*.yml"]\n')
+    repo.commit("only legacy")
+    code, document = cli.json("refs", "train")
+    paths = [r["path"] for r in document["environments"][0]["versions"][0]["references"]]
+    assert paths == ["legacy/b.yml"]
+
+
+def test_removal_is_refused_while_referenced_and_allowed_once_moved(
+    repo: GitRepo, cli: Cli
+) -> None:
+    released(repo, cli, "busybox:1.36")
+    repo.write("environments/other.yml", image_env("other", "busybox:1.36"))
+    repo.write("jobs/a.yml", "jobs:\n  x:\n    environment: azureml:train:1\n")
+    repo.write("nb/run.py", 'run(environment="azureml:train@latest")\n')
+    repo.commit("consumers")
+    assert cli("apply")[0] == 0
+    repo.remove("environments/train.yml")
+    repo.commit("remove train")
+    code, plan = cli.json("plan")
+    assert code == 1
+    [refused] = [d for d in plan["diagnostics"] if d["rule"] == "archive-referenced"]
+    assert "jobs/a.yml:3" in refused["message"] and "nb/run.py:1" in refused["message"]
+    code, out, err = cli("apply")
+    assert code == 1  # nothing applied
+    code, listed = cli.json("list")
+    assert [c["name"] for c in listed] == ["other", "train"]  # train still active
+    # allowed with the flag (plan only: the consumers are still there)
+    code, plan = cli.json("plan", "--allow-referenced-archive")
+    assert code == 2
+    assert [(c["action"], c["name"]) for c in plan["changes"]] == [("archive", "train")]
+    # the consumers move to `other`: the archive goes through
+    repo.write("jobs/a.yml", "jobs:\n  x:\n    environment: azureml:other:1\n")
+    repo.remove("nb/run.py")
+    repo.commit("move consumers")
+    code, out, err = cli("apply")
+    assert code == 0, out + err
+    code, listed = cli.json("list")
+    assert [c["name"] for c in listed] == ["other"]
+
+
+def test_retention_spares_a_pinned_version(repo: GitRepo, cli: Cli) -> None:
+    for tag in ("1.30", "1.31", "1.32"):
+        released(repo, cli, f"busybox:{tag}")
+    repo.write("reconciler.toml", "[policy]\nkeep_versions = 1\n")
+    repo.write("jobs/old.yml", "environment: azureml:train:1\n")
+    repo.commit("retention, and a consumer of version 1")
+    code, plan = cli.json("plan")
+    assert code == 2
+    archived = [(c["action"], c["version"]) for c in plan["changes"]]
+    assert archived == [("archive", "2")]  # 1 is pinned, 3 is the newest
+
+
+def test_refs_at_an_older_commit(repo: GitRepo, cli: Cli) -> None:
+    released(repo, cli, "busybox:1.36")
+    repo.write("jobs/a.yml", "environment: azureml:train:1\n")
+    old = repo.commit("consumer of 1")
+    repo.write("jobs/a.yml", "environment: azureml:train@latest\n")
+    repo.commit("floating")
+    code, now = cli.json("refs", "train")
+    assert now["environments"][0]["versions"] == []
+    assert len(now["environments"][0]["floating"]) == 1
+    code, then = cli.json("refs", "train", "--ref", old)
+    assert then["source"]["commit"] == old
+    assert [v["version"] for v in then["environments"][0]["versions"]] == ["1"]
