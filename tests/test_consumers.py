@@ -223,3 +223,157 @@ def test_refs_at_an_older_commit(repo: GitRepo, cli: Cli) -> None:
     code, then = cli.json("refs", "train", "--ref", old)
     assert then["source"]["commit"] == old
     assert [v["version"] for v in then["environments"][0]["versions"]] == ["1"]
+
+
+ODD = """\
+# comments stay, quoting stays, key order stays
+jobs:
+    train:   # four-space indentation
+        environment:   "azureml:train:1"     # double quoted, padded
+        compute: azureml:cpu-cluster
+    score: { environment: 'azureml:train:1' , x: [1,2] }   # flow style, single quoted
+    eval:
+      - environment: azureml://registries/shared/environments/train/versions/1 # plain
+      - environment: azureml:train@latest
+      - environment: azureml:train:1\r
+"""
+
+
+def bumped_repo(repo: GitRepo, cli: Cli) -> None:
+    released(repo, cli, "busybox:1.36")
+    repo.write("pipelines/odd.yml", ODD)
+    repo.write("src/job.py", 'job = command(environment="azureml:train:1")\n')
+    repo.commit("consumers")
+    released(repo, cli, "busybox:1.37")  # train:2 is latest now
+
+
+def test_bump_changes_only_the_pinned_values(repo: GitRepo, cli: Cli) -> None:
+    bumped_repo(repo, cli)
+    code, out, err = cli("bump")
+    assert code == 2, out + err
+    assert "moved 4 pin(s) in 1 file(s)" in out
+    assert "skipped src/job.py:1: code" in out
+    diff = repo.git("diff", "--unified=0", "--no-color")
+    changed = [
+        line for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")
+    ]
+    removed = [line[1:] for line in changed if line[0] == "-"]
+    added = [line[1:] for line in changed if line[0] == "+"]
+    assert removed == [
+        '        environment:   "azureml:train:1"     # double quoted, padded',
+        "    score: { environment: 'azureml:train:1' , x: [1,2] }   # flow style, single quoted",
+        "      - environment: azureml://registries/shared/environments/train/versions/1 # plain",
+        "      - environment: azureml:train:1",  # (git's output read as text drops the CR)
+    ]
+    assert (repo.root / "pipelines/odd.yml").read_bytes().endswith(b"azureml:train:2\r\n")
+    assert added == [
+        line.replace(":1", ":2").replace("versions/1", "versions/2") for line in removed
+    ]
+    # the word diff says the same: only the version numbers moved
+    words = repo.git("diff", "--word-diff=porcelain", "--word-diff-regex=[^:/'\" ]+", "--unified=0")
+    assert (
+        sorted(
+            line
+            for line in words.splitlines()
+            if line[:1] in "+-" and line[:3] not in ("+++", "---")
+        )
+        == ["+2"] * 4 + ["-1"] * 4
+    )
+    assert cli("bump")[0] == 0  # nothing left to bump
+    code, out, err = cli("bump", "--include-code")
+    assert code == 2 and "moved 1 pin(s)" in out
+    assert (
+        repo.root / "src/job.py"
+    ).read_text() == 'job = command(environment="azureml:train:2")\n'
+    code, plan = cli.json("plan")
+    assert [d for d in plan["diagnostics"] if d["rule"] == "ref-stale"] == []
+
+
+def test_bump_dry_run_prints_a_diff_and_touches_nothing(repo: GitRepo, cli: Cli) -> None:
+    bumped_repo(repo, cli)
+    before = (repo.root / "pipelines/odd.yml").read_bytes()
+    code, out, err = cli("bump", "--dry-run")
+    assert code == 2
+    assert "--- a/pipelines/odd.yml" in out and "+++ b/pipelines/odd.yml" in out
+    assert '+        environment:   "azureml:train:2"     # double quoted, padded' in out
+    assert "would move 4 pin(s)" in out
+    assert (repo.root / "pipelines/odd.yml").read_bytes() == before
+    assert repo.git("status", "--porcelain") == ""
+
+
+def test_bump_to_a_version_and_to_the_version_the_plan_creates(repo: GitRepo, cli: Cli) -> None:
+    bumped_repo(repo, cli)
+    code, out, err = cli("bump", "train", "--to", "9")
+    assert code == 1 and "train:9 is not registered" in err
+    code, document = cli.json("bump", "train", "--to", "2", "--dry-run")
+    assert code == 2 and {b["to"] for b in document["bumped"]} == {"2"}
+    # git changes again: the plan creates train:3, and bump pins what the plan creates
+    repo.write("environments/train.yml", image_env("train", "busybox:1.35"))
+    repo.commit("train 1.35")
+    code, document = cli.json("bump", "train")
+    assert code == 2
+    assert {(b["from"], b["to"]) for b in document["bumped"]} == {("1", "3")}
+    assert "azureml:train:3" in (repo.root / "pipelines/odd.yml").read_text()
+    code, out, err = cli("bump", "nothing-like-it")
+    assert code == 1 and "no environment 'nothing-like-it'" in err
+
+
+def test_hostile_consumer_files_are_reported_and_block_nothing(
+    repo: GitRepo, cli: Cli, tmp_path: Any
+) -> None:
+    import os
+
+    outside = tmp_path / "outside.yml"
+    outside.write_text("environment: azureml:secret-env:1\n")
+    repo.write("environments/app.yml", image_env("app"))
+    repo.write("jobs/broken.yml", "jobs:\n  a: [\n    environment: azureml:app:1\n")
+    repo.write("jobs/huge.yml", "environment: azureml:app:1\n" + "# padding\n" * 200_000)
+    (repo.root / "jobs/binary.yml").write_bytes(b"\x00\x01azureml:app:1\x00" * 100)
+    (repo.root / "jobs/latin1.yml").write_bytes(b"environment: azureml:app:1 # caf\xe9\n")
+    os.symlink(outside, repo.root / "jobs/absolute.yml")
+    os.symlink("../../outside.yml", repo.root / "jobs/relative.yml")
+    os.symlink("broken.yml", repo.root / "jobs/inside.yml")  # inside: scanned as broken.yml
+    repo.write("jobs/deep.yml", "environment: azureml:app:1\n" + "x: " + "[" * 5000 + "]" * 5000)
+    bomb = "environment: azureml:app:1\na: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    for level in "bcdefgh":
+        previous = chr(ord(level) - 1)
+        bomb += f"{level}: &{level} [" + ", ".join([f"*{previous}"] * 10) + "]\n"
+    repo.write("jobs/bomb.yml", bomb)
+    repo.commit("hostile consumers")
+    for extra in ((), ("--ref", "HEAD")):
+        code, plan = cli.json("plan", *extra)
+        assert code == 2, plan  # the unrelated create is planned; no error
+        assert [(c["action"], c["name"]) for c in plan["changes"]] == [("create", "app")]
+        unreadable = {
+            d["path"]: d["message"] for d in plan["diagnostics"] if d["rule"] == "ref-unreadable"
+        }
+        assert set(unreadable) == {
+            "jobs/broken.yml",
+            "jobs/huge.yml",
+            "jobs/binary.yml",
+            "jobs/latin1.yml",
+            "jobs/absolute.yml",
+            "jobs/relative.yml",
+            "jobs/deep.yml",
+            "jobs/bomb.yml",
+        }
+        assert "invalid YAML" in unreadable["jobs/broken.yml"]
+        assert "larger than 1 MB" in unreadable["jobs/huge.yml"]
+        assert "binary" in unreadable["jobs/binary.yml"]
+        assert "not valid UTF-8" in unreadable["jobs/latin1.yml"]
+        assert "outside the repository" in unreadable["jobs/absolute.yml"]
+        assert "outside the repository" in unreadable["jobs/relative.yml"]
+        assert "nest" in unreadable["jobs/deep.yml"]
+        assert "expands to more than" in unreadable["jobs/bomb.yml"]
+        assert all(
+            d["severity"] == "warning" for d in plan["diagnostics"] if d["rule"] == "ref-unreadable"
+        )
+    code, document = cli.json("refs")
+    names = {r["name"] for r in document["unknown"]} | {e["name"] for e in document["environments"]}
+    assert "secret-env" not in names  # nothing read through a symlink out of the repository
+    # the pins of files refused as YAML are still seen (by their text): no archive misses them
+    [app] = [e for e in document["environments"] if e["name"] == "app"]
+    found = [r["path"] for v in app["versions"] for r in v["references"]]
+    assert found == ["jobs/bomb.yml", "jobs/broken.yml", "jobs/deep.yml"]
+    code, out, err = cli("apply")
+    assert code == 0, out + err
