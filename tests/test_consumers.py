@@ -4,7 +4,11 @@ pinned versions, `refs` at the working tree and at an older commit, and the sett
 
 from __future__ import annotations
 
+import json
+from importlib import resources
 from typing import Any
+
+import jsonschema
 
 from tests.conftest import Cli, GitRepo, image_env
 
@@ -41,6 +45,11 @@ job = command(
     component="azureml:not-an-environment:1",
 )
 """
+
+
+def validate(schema: str, document: dict[str, Any]) -> None:
+    text = resources.files("reconciler").joinpath(f"schemas/{schema}").read_text()
+    jsonschema.Draft202012Validator(json.loads(text)).validate(document)
 
 
 def released(repo: GitRepo, cli: Cli, image: str) -> None:
@@ -117,6 +126,7 @@ def test_findings_in_validate_plan_and_drift(repo: GitRepo, cli: Cli) -> None:
     code, out, err = cli("drift", "--github-annotations")
     assert "::warning file=pipelines/train.yml,line=7,title=ref-stale::" in out
     code, report = cli.json("drift")
+    validate("drift-report.schema.json", report)
     [env] = [e for e in report["environments"] if e["name"] == "train"]
     assert {(c["line"], c["version"]) for c in env["consumers"]} >= {(7, "1"), (11, None)}
 
@@ -377,3 +387,28 @@ def test_hostile_consumer_files_are_reported_and_block_nothing(
     assert found == ["jobs/bomb.yml", "jobs/broken.yml", "jobs/deep.yml"]
     code, out, err = cli("apply")
     assert code == 0, out + err
+
+
+def test_pull_request_comment_lists_the_consumers(repo: GitRepo, cli: Cli) -> None:
+    released(repo, cli, "busybox:1.36")
+    repo.write("pipelines/train.yml", PIPELINE)
+    repo.commit("consumers")
+    repo.git("checkout", "-q", "-b", "feature")
+    repo.write("environments/train.yml", image_env("train", "busybox:1.37"))
+    repo.commit("train 1.37")
+    code, document = cli.json("plan", "--base", "main", "--head", "feature")
+    assert code == 2
+    validate("plan.schema.json", document)
+    [entry] = document["pull_request"]["consumers"]
+    assert (entry["name"], entry["new_version"], entry["previous_version"]) == ("train", "2", "1")
+    assert sorted(r["line"] for r in entry["stale"]) == [7, 12]
+    assert sorted(r["line"] for r in entry["floating"]) == [11, 18]
+    code, markdown, err = cli("plan", "--base", "main", "--head", "feature", "--markdown", "-")
+    assert "### Consumers of the environments this pull request changes" in markdown
+    assert "2 pin(s) go stale on merge" in markdown
+    assert "<code>pipelines/train.yml:7</code> <code>azureml:train:1</code>" in markdown
+    assert "2 @latest consumer(s) pick up <code>train:2</code>" in markdown
+    code, out, err = cli("drift", "--report-dir", str(repo.root / "report"))
+    drift_markdown = (repo.root / "report" / "drift-report.md").read_text()
+    assert "### References to environments" in drift_markdown
+    assert "<code>pipelines/train.yml:7</code>" in drift_markdown
