@@ -282,7 +282,7 @@ def compose_documents(content: bytes, limit: int = MAX_FILE_BYTES) -> tuple[str,
     except UnicodeDecodeError as exc:
         line = content.count(b"\n", 0, exc.start) + 1
         raise YamlError(f"not valid UTF-8 (byte {exc.start})", line) from None
-    loader = _Loader(text)
+    loader = _Loader(content)  # bytes: libyaml reads them as they are (marks count characters)
     roots: list[yaml.Node] = []
     try:
         _check_nesting(content, text)

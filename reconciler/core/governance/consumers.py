@@ -330,6 +330,16 @@ def _walk(text: str, root: Any) -> list[list[Any]]:
     refs: list[list[Any]] = []
     seen: set[int] = set()
     stack: list[tuple[Any, str, str]] = [(root, "", "")]  # node, key path, last key
+
+    def worth(node: Any, key: str) -> bool:
+        """Can this child hold a reference? (Most cannot: skip them at C speed.)"""
+        if isinstance(node, yaml.ScalarNode):
+            return _MARKER in node.value
+        if _environment_key(key):
+            return True
+        start, end = node.start_mark.index, node.end_mark.index
+        return text.find(_MARKER, start, end) >= 0 or text.find("nvironment", start, end) >= 0
+
     while stack:
         node, path, key = stack.pop()
         if id(node) in seen:
@@ -343,10 +353,12 @@ def _walk(text: str, root: Any) -> list[list[Any]]:
                 )
             for key_node, value_node in reversed(node.value):
                 name = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
-                stack.append((value_node, f"{path}.{name}" if path else name, name))
+                if worth(value_node, name):
+                    stack.append((value_node, f"{path}.{name}" if path else name, name))
         elif isinstance(node, yaml.SequenceNode):
             for index in range(len(node.value) - 1, -1, -1):
-                stack.append((node.value[index], f"{path}[{index}]", key))
+                if worth(node.value[index], key):
+                    stack.append((node.value[index], f"{path}[{index}]", key))
         elif isinstance(node, yaml.ScalarNode) and _MARKER in node.value:
             refs.extend(_scalar_refs(text, node, path, _environment_key(key)))
     refs.sort(key=lambda r: (r[0], r[1]))
