@@ -412,3 +412,22 @@ def test_pull_request_comment_lists_the_consumers(repo: GitRepo, cli: Cli) -> No
     drift_markdown = (repo.root / "report" / "drift-report.md").read_text()
     assert "### References to environments" in drift_markdown
     assert "<code>pipelines/train.yml:7</code>" in drift_markdown
+
+
+def test_evidence_lists_each_versions_consumers(repo: GitRepo, cli: Cli, tmp_path: Any) -> None:
+    released(repo, cli, "busybox:1.36")
+    released(repo, cli, "busybox:1.37")
+    repo.write("jobs/a.yml", "environment: azureml:train:1\n")
+    repo.write("jobs/b.yml", "environment: azureml:train@latest\n")
+    repo.commit("consumers")
+    code, document = cli.json("evidence", "--out", str(tmp_path / "evidence"))
+    assert code == 0
+    validate("evidence.schema.json", document)
+    [train] = document["environments"]
+    assert {v["version"]: v["consumers"] for v in train["versions"]} == {
+        "1": ["jobs/a.yml:1"],
+        "2": [],
+    }
+    assert train["latest_consumers"] == ["jobs/b.yml:1"]
+    markdown = (tmp_path / "evidence" / "evidence.md").read_text()
+    assert "Following @latest: 1 consumer(s)." in markdown

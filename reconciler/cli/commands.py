@@ -576,6 +576,9 @@ def run_evidence(args: Namespace) -> int:
     from reconciler.render.evidence import format_evidence_markdown
 
     settings = _settings(args)
+    engine = _engine(settings, args)  # the repository's consumers, from the working tree
+    engine.registry.close()
+    consumers = engine.desired(None).consumers
     registry = _registry(settings)
     try:
         state = registry.read_state()
@@ -592,6 +595,7 @@ def run_evidence(args: Namespace) -> int:
         now.date(),
         registry.url,
         now.isoformat(timespec="seconds"),
+        consumers,
     )
     written = write_files(
         Path(args.out).resolve(),
