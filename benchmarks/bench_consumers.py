@@ -117,7 +117,7 @@ def main() -> int:
     if min(args.count, args.consumers, args.cold_runs, args.runs) < 1:
         parser.error("counts must be at least 1")
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    tmp = Path(tempfile.mkdtemp(prefix="reconciler-bench-consumers-"))
+    tmp = Path(tempfile.mkdtemp(prefix="consumer-scan-bench-"))
     os.environ["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
     try:
         return measure(tmp / "repo", args)

@@ -431,3 +431,49 @@ def test_evidence_lists_each_versions_consumers(repo: GitRepo, cli: Cli, tmp_pat
     assert train["latest_consumers"] == ["jobs/b.yml:1"]
     markdown = (tmp_path / "evidence" / "evidence.md").read_text()
     assert "Following @latest: 1 consumer(s)." in markdown
+
+
+def test_a_cached_plan_notices_a_new_or_edited_consumer(repo: GitRepo, cli: Cli) -> None:
+    import os
+    import time
+
+    released(repo, cli, "busybox:1.36")
+    released(repo, cli, "busybox:1.37")
+    repo.write("jobs/a.yml", "environment: azureml:train:2\n")
+    repo.commit("consumer")
+    repo.age()
+    code, plan = cli.json("plan")
+    assert code == 0 and findings(plan) == []
+    assert sorted((repo.root / ".reconciler" / "cache").glob("plan-*.json"))  # cached
+
+    def quietly(path: str, content: str) -> None:
+        """Write a file and put its and its directory's mtimes back in the past (as if
+        written a while ago): only the directory's ctime tells that it changed."""
+        full = repo.write(path, content)
+        old = time.time() - 60
+        os.utime(full, (old, old))
+        os.utime(full.parent, (old, old))
+
+    # a new, untracked consumer in a directory that has nothing to do with environments
+    quietly("jobs/b.yml", "environment: azureml:train:1\n")
+    code, plan = cli.json("plan")
+    assert findings(plan) == [("ref-stale", "jobs/b.yml", 1, "warning")]
+    quietly("jobs/a.yml", "environment: azureml:train@latest\n")  # a tracked one, edited
+    code, plan = cli.json("plan")
+    assert ("ref-floating", "jobs/a.yml", 1, "info") in findings(plan)
+
+
+def test_environment_variables_are_not_an_environment(repo: GitRepo, cli: Cli) -> None:
+    released(repo, cli, "busybox:1.36")
+    repo.write(
+        "jobs/a.yml",
+        "jobs:\n  a:\n    environment_variables:\n      MODEL: azureml:model:3\n"
+        "    default_environment: azureml:train:1\n",
+    )
+    repo.commit("consumer")
+    code, document = cli.json("refs")
+    assert document["inline"] == [] and document["unknown"] == []
+    [train] = document["environments"]
+    assert [r["key_path"] for r in train["versions"][0]["references"]] == [
+        "jobs.a.default_environment"
+    ]

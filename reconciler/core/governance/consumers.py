@@ -346,7 +346,7 @@ def _walk(text: str, root: Any) -> list[list[Any]]:
             continue  # an alias: its references were found where it was defined
         seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
-            if _environment_key(key) and path:
+            if key.lower() == "environment" and path:
                 line, column = node.start_mark.line + 1, node.start_mark.column + 1
                 refs.append(
                     [line, column, Form.INLINE.value, None, None, None, None, path, "", None]
@@ -366,7 +366,10 @@ def _walk(text: str, root: Any) -> list[list[Any]]:
 
 
 def _environment_key(key: str) -> bool:
-    return bool(key) and "environment" in key.lower()
+    """`environment`, `default_environment`, `defaultEnvironment`, `environment_id`; not
+    `environment_variables`."""
+    lowered = key.lower()
+    return lowered.endswith("environment") or lowered == "environment_id"
 
 
 def _scalar_refs(text: str, node: Any, path: str, short_forms: bool) -> list[list[Any]]:
