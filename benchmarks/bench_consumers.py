@@ -111,7 +111,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=10000, help="environments (default 10000)")
     parser.add_argument("--consumers", type=int, default=10000, help="consumer files")
-    parser.add_argument("--cold-runs", type=int, default=3, help="cold plans of each kind")
+    parser.add_argument("--cold-runs", type=int, default=5, help="cold plans of each kind")
     parser.add_argument("--runs", type=int, default=15, help="no-op plans of each kind")
     args = parser.parse_args()
     if min(args.count, args.consumers, args.cold_runs, args.runs) < 1:
@@ -132,6 +132,7 @@ def measure(repo: Path, args: argparse.Namespace) -> int:
     n, m = args.count, args.consumers
     print(f"consumer scan benchmark: {n} environments, {m} consumer files, {os.cpu_count()} CPUs")
     print(f"  project revision: {project_revision()}")
+    print(f"  load average at start: {os.getloadavg()[0]:.1f} (other work skews every figure)")
     start = time.perf_counter()
     make_repo(repo, n)
     make_consumers(repo, n, m)
@@ -177,6 +178,7 @@ def measure(repo: Path, args: argparse.Namespace) -> int:
     )
     if noop_on > 0.5 * cold_on:
         print("  WARNING: the no-op plan is not answered from the plan cache")
+    print(f"  load average at the end: {os.getloadavg()[0]:.1f}")
     print()
     print(f"{'figure':<32} {'value':>8} {'target':>8}  ok")
     for label, value, target in (
