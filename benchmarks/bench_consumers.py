@@ -75,7 +75,18 @@ def script_py(i: int, count: int) -> str:
     )
 
 
+def settle(repo: Path) -> None:
+    """Wait for the `git gc --auto` a big commit starts in the background (it packs and
+    removes loose objects under a clone's feet), then switch automatic gc off."""
+    deadline = time.time() + 600
+    while (repo / ".git" / "gc.pid").exists() and time.time() < deadline:
+        time.sleep(0.5)
+    git(repo, "config", "gc.auto", "0")
+    git(repo, "config", "maintenance.auto", "false")
+
+
 def make_consumers(repo: Path, count: int, consumers: int) -> None:
+    settle(repo)
     for i in range(consumers):
         team = repo / "pipelines" / f"team-{i % 50:02d}"
         team.mkdir(parents=True, exist_ok=True)
@@ -85,6 +96,7 @@ def make_consumers(repo: Path, count: int, consumers: int) -> None:
             (team / f"job-{i:05d}.yml").write_text(pipeline_yaml(i, count))
     git(repo, "add", "-A")
     git(repo, *GIT_IDENTITY, "commit", "-q", "-m", f"{consumers} consumer files")
+    settle(repo)
 
 
 def clone_without_scan(repo: Path, off: Path) -> None:
