@@ -579,9 +579,10 @@ class _Planner:
                 archive = _with_reason(archive, f"self-heal: {archive.reason}")
             archives.append(archive)
         retention = [change for _, change in sorted(self.retention, key=lambda r: r[0])]
-        archives, retention = self._spare_referenced(archives, retention)
         if not archives and not retention:
             return
+        if not self.desired.has_errors:  # (withheld below: no refusal needed)
+            archives, retention = self._spare_referenced(archives, retention)
         if self.desired.has_errors:
             # A file that failed to parse may be the one that defines these environments.
             self.diagnostics.append(
