@@ -45,17 +45,46 @@ class Rules:
     """One level of rules; None means "not set here" (inherited, or no rule)."""
 
     required_tags: tuple[str, ...] | None = None
-    allowed_images: tuple[str, ...] | None = None  # prefixes of image references
-    pinning: str | None = None  # "off" | "warning" | "error"
-    forbidden_packages: tuple[str, ...] | None = None  # names, optionally `pip:`/`conda:`
+    """User tags every environment must carry, with a non-empty value."""
+    allowed_images: tuple[str, ...] | None = None
+    """Prefixes of the image references allowed, as written or as Docker resolves them
+    (`busybox:1.36` is `docker.io/library/busybox:1.36`); checked for `image:` and for the `FROM`
+    lines of a build context's Dockerfile.
+    """
+    pinning: str | None = None
+    """Whether every conda and pip package must name one version: `off`, `warning` or `error`."""
+    forbidden_packages: tuple[str, ...] | None = None
+    """Packages no environment may install: `NAME`, `pip:NAME` or `conda:NAME`."""
     allowed_os_types: tuple[str, ...] | None = None
-    keep_versions: int | None = None  # retention: active versions kept (0: keep all)
-    ref_stale: str | None = None  # severities of the consumer reference rules
+    """Allowed `os_type` values: `linux`, `windows`."""
+    keep_versions: int | None = None
+    """Retention: active versions kept per managed environment; older ones are archived (0 keeps
+    all).
+    """
+    ref_stale: str | None = None
+    """Severity of `ref-stale` (a consumer pins an older version than the one git makes latest):
+    `off`, `info`, `warning` (default) or `error`.
+    """
     ref_unknown: str | None = None
+    """Severity of `ref-unknown` (a consumer names an environment or version neither git nor the
+    registry has): `off`, `info`, `warning` (default) or `error`.
+    """
     ref_archived: str | None = None
+    """Severity of `ref-archived` (a consumer pins a version archived in the registry): `off`,
+    `info`, `warning` (default) or `error`.
+    """
     ref_floating: str | None = None
+    """Severity of `ref-floating` (a consumer follows `@latest`): `off`, `info` (default),
+    `warning` or `error`.
+    """
     ref_inline_environment: str | None = None
+    """Severity of `ref-inline-environment` (an anonymous environment defined in a job or
+    component): `off`, `info` (default), `warning` or `error`.
+    """
     ref_unreadable: str | None = None
+    """Severity of `ref-unreadable` (a consumer file that cannot be read: too large, binary,
+    invalid YAML, a symlink out of the repository): `off`, `info`, `warning` (default) or `error`.
+    """
 
     def over(self, base: Rules) -> Rules:
         """These rules where set, ``base`` elsewhere."""
@@ -65,11 +94,18 @@ class Rules:
 
 @dataclass(frozen=True, slots=True)
 class PolicyException:
-    environment: str  # glob over environment names
-    rule: str  # one of RULES
+    environment: str
+    """Glob over the environment names the exception covers."""
+    rule: str
+    """The rule it waives: `required-tags`, `allowed-images`, `pinning`, `forbidden-packages` or
+    `os-type`.
+    """
     approved_by: str
+    """Who approved the deviation."""
     reason: str
+    """Why, for the audit evidence."""
     expires: date
+    """Last day (UTC) the exception is in force: a TOML date or `"YYYY-MM-DD"`."""
 
     def in_force(self, today: date) -> bool:
         return today <= self.expires

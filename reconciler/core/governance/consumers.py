@@ -93,8 +93,12 @@ class ConsumerSettings:
     """Which files are scanned for references (globs relative to the repository root)."""
 
     include: tuple[str, ...] = DEFAULT_INCLUDE
+    """Globs over repository paths of the files read for references (YAML, Python and
+    notebooks only)."""
     exclude: tuple[str, ...] = ()
+    """Globs over repository paths of files never read for references."""
     enabled: bool = True
+    """`false`: no scan, no reference findings, no archive refused for consumers."""
 
     def matches(self, path: str) -> bool:
         if not path.endswith(YAML_SUFFIXES + CODE_SUFFIXES):
