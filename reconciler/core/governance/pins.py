@@ -36,7 +36,6 @@ DEFAULT_LEVELS = {
 }
 # Curated environments live in Microsoft's registries, never in this one.
 _CURATED_PREFIXES = ("AzureML-", "azureml-")
-CONSUMERS_SHOWN = 20  # consumers named in one archive refusal; the rest are counted
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,13 +266,10 @@ def _finding(
 # ---------------------------------------------------------------------------- archives
 
 
-def consumer_list(refs: Iterable[Reference], shown: int = CONSUMERS_SHOWN) -> str:
-    """`a.yml:3 (azureml:x:1), b.py:9 (...)`, cut after ``shown``."""
-    refs = list(refs)
-    text = ", ".join(f"{r.where} ({r.text or r.form.value})" for r in refs[:shown])
-    if len(refs) > shown:
-        text += f" and {len(refs) - shown} more"
-    return text
+def consumer_list(refs: Iterable[Reference]) -> str:
+    """`a.yml:3 (azureml:x:1), b.py:9 (...)`: every one of them (an archive refusal must
+    say what to move)."""
+    return ", ".join(f"{r.where} ({r.text or r.form.value})" for r in refs)
 
 
 def pinned_versions(index: ConsumerIndex) -> dict[str, set[str]]:
