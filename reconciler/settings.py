@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from reconciler.core.governance.consumers import ConsumerSettings
+    from reconciler.core.notify import NotifyTarget
     from reconciler.core.policy import Policy
 
 SETTINGS_FILE = "reconciler.toml"
@@ -70,8 +71,25 @@ class Settings:
     azureml_backoff: float = 0.5
     """Seconds before the first Azure ML retry; doubles with each retry."""
     policy: Policy | None = None  # the `[policy]` table (file only; see core/policy.py)
-    # the `[consumers]` table (file only; see core/governance/consumers.py); None: defaults
     consumers: ConsumerSettings | None = None
+    """The `[consumers]` table (file only): `include` and `exclude` globs over repository paths
+    of the files read for references to environments, and `enabled`."""
+    # `reconciler serve`
+    listen: str = "127.0.0.1:8080"
+    """`serve`: HOST:PORT of the HTTP server (metrics, health, webhook, dashboard); loopback by
+    default."""
+    unready_after: int = 3
+    """`serve`: consecutive failed cycles after which `/readyz` answers 503."""
+    branch: str | None = None
+    """`serve`: the branch a GitHub push webhook must name to trigger a reconcile (default: the
+    current branch)."""
+    remote: str = "origin"
+    """`serve`: the git remote fetched before each cycle when it exists (`""`: never fetch)."""
+    report_url: str | None = None
+    """`serve`: where people read the drift report; linked in notifications."""
+    notify: tuple[NotifyTarget, ...] = ()
+    """`[[notify]]` tables (file only): `url`, `format` (json, slack, teams) and `on` (drift,
+    failure, recovery, applied)."""
 
 
 # Keys settable from the file and the environment, with their parsers.
@@ -91,6 +109,11 @@ _KEYS: dict[str, Any] = {
     "report_dir": str,
     "azureml_retries": int,
     "azureml_backoff": float,
+    "listen": str,
+    "unready_after": int,
+    "branch": str,
+    "remote": str,
+    "report_url": str,
 }
 
 
@@ -131,6 +154,8 @@ def _from_file(repo: Path) -> dict[str, Any]:
         out["policy"] = _policy(data.pop("policy"), path)
     if "consumers" in data:
         out["consumers"] = _consumers(data.pop("consumers"), path)
+    if "notify" in data:
+        out["notify"] = _notify(data.pop("notify"), path)
     table = data.get("reconciler", data)
     if not isinstance(table, dict):
         raise SettingsError(f"{path}: [reconciler] must be a table")
@@ -159,6 +184,15 @@ def _consumers(table: Any, path: Path) -> ConsumerSettings:
         return parse_consumers_table(table)
     except ConsumerSettingsError as exc:
         raise SettingsError(f"{path}: [consumers]: {exc}") from None
+
+
+def _notify(value: Any, path: Path) -> tuple[NotifyTarget, ...]:
+    from reconciler.core.notify import NotifyError, parse_targets
+
+    try:
+        return parse_targets(value)
+    except NotifyError as exc:
+        raise SettingsError(f"{path}: {exc}") from None
 
 
 def _from_environment(environ: dict[str, str]) -> dict[str, Any]:

@@ -4,15 +4,14 @@ makes latest. Parsing here is light; the wiring is imported when a command runs.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import Any
 
 from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 
 
-def add_consumer_commands(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_consumer_commands(sub: Any) -> None:
+    """`refs` and `bump` (``sub`` adds the common options to each)."""
     p = sub.add_parser("refs", help="files in the repository that use each environment")
-    common(p)
     p.add_argument("target", nargs="?", metavar="NAME[:VERSION]", help="one environment")
     p.add_argument("--ref", help="read git at this commit, branch or tag (default: working tree)")
     p.set_defaults(run=run_refs)
@@ -20,7 +19,6 @@ def add_consumer_commands(sub: Any, common: Callable[[argparse.ArgumentParser], 
     p = sub.add_parser(
         "bump", help="move stale pins to the version git makes latest; exit 2 if any moved"
     )
-    common(p)
     p.add_argument("names", nargs="*", metavar="NAME", help="only these environments")
     p.add_argument(
         "--to",
