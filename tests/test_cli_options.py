@@ -30,6 +30,8 @@ SAMPLES: dict[str, list[str]] = {
     "history": ["a"],
     "emulator": [],
     "completion": ["bash"],
+    "refs": ["a:1"],
+    "bump": ["a", "--to", "2"],
 }
 
 COMMON = {
