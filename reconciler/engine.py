@@ -37,11 +37,12 @@ if TYPE_CHECKING:  # the rest of the core is imported when a plan is computed, n
     from reconciler.core.desired_memo import ResolveMemo
     from reconciler.core.diagnostics import Diagnostic
     from reconciler.core.drift import DriftClass, DriftReport
+    from reconciler.core.governance.consumers import ConsumerIndex, ConsumerSettings
     from reconciler.core.model import RegisteredContainer, RegistryState
     from reconciler.core.plan import Change, Plan
     from reconciler.core.plan_memo import PlanMemo
     from reconciler.core.policy import Policy
-    from reconciler.core.snapshot import Snapshot
+    from reconciler.core.snapshot import FileEntry, Snapshot
 
 RETRIES = 3
 RETRY_BASE_DELAY = 0.2
@@ -222,6 +223,7 @@ class Engine:
     inventory: AppliedStore | None = None  # what was applied, for `missing` drift
     policy: Policy | None = None  # governance rules (see core/policy.py)
     policy_date: date | None = None  # judge policy exceptions at this date (default: today)
+    consumers: ConsumerSettings | None = None  # which files to scan for references (None: none)
     _targets: TargetMemo = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # -- reading --------------------------------------------------------------------
@@ -250,11 +252,101 @@ class Engine:
         state = load_desired(snapshot, self.selection, memo, only, self._parse_map, resolved)
         if self.policy is not None:
             state.diagnostics.extend(self._policy_diagnostics(state, snapshot, self.policy))
+        scanning = self.consumers is not None and self.consumers.enabled and only is None
+        if scanning:
+            state.consumers = self._scan_consumers(snapshot, state, memo)
         watch = None
         if watch_list:  # only a cached plan needs it; walking every directory is not free
-            watch = self.source.watch_list(snapshot, self.selection.root, state.references)
+            watch = self.source.watch_list(
+                snapshot, self.selection.root, state.references, whole_tree=scanning
+            )
         self.cache.save_memo(memo)
         return state, watch
+
+    def _scan_consumers(
+        self, snapshot: Snapshot, state: DesiredState, memo: LoadMemo
+    ) -> ConsumerIndex:
+        """Every reference in the consumer files of the snapshot; each file's scan is kept
+        by blob id, so an unchanged file is never read again."""
+        from reconciler.core.governance import consumers as scan
+
+        settings = self.consumers
+        assert settings is not None
+        selection, used = self.selection, state.references
+
+        def wanted(path: str) -> bool:
+            return settings.matches(path) and path not in used and not selection.owns(path)
+
+        scanned: list[tuple[str, dict[str, Any]]] = []
+        todo: list[tuple[FileEntry, str]] = []
+        for entry in self.source.list_files(snapshot, wanted):
+            key = ("code:" if scan.is_code(entry.path) else "yaml:") + entry.blob_id
+            if entry.is_symlink:  # its target is scanned under its own name, if inside
+                try:
+                    target = snapshot.read(entry).decode("utf-8", "replace")
+                except SourceError as exc:
+                    scanned.append((entry.path, scan.unreadable_record(str(exc))))
+                    continue
+                problem = scan.symlink_problem(entry.path, target)
+                if problem is not None:
+                    scanned.append((entry.path, scan.unreadable_record(problem)))
+                continue
+            record = memo.consumers.get(key)
+            if record is None:
+                todo.append((entry, key))
+            else:
+                scanned.append((entry.path, record))
+        if todo:
+            scanned.extend(self._scan_files(snapshot, todo, memo))
+        return scan.build_index(scanned)
+
+    def _scan_files(
+        self, snapshot: Snapshot, todo: list[tuple[FileEntry, str]], memo: LoadMemo
+    ) -> list[tuple[str, dict[str, Any]]]:
+        from reconciler.core.governance import consumers as scan
+
+        sizes = self.source.sizes(snapshot, [entry for entry, _ in todo])
+        out: list[tuple[str, dict[str, Any]]] = []
+        readable: dict[str, list[tuple[FileEntry, str]]] = {"yaml": [], "code": []}
+        for entry, key in todo:
+            kind = key.split(":", 1)[0]
+            size = sizes.get(entry.blob_id, 0)
+            limit = scan.MAX_CODE_BYTES if kind == "code" else scan.MAX_YAML_BYTES
+            if size > limit:  # never read: a huge file is refused before it is held
+                memo.consumers[key] = scan.too_large_record(size, limit)
+                out.append((entry.path, memo.consumers[key]))
+            else:
+                readable[kind].append((entry, key))
+        snapshot.prefetch([entry for group in readable.values() for entry, _ in group])
+        for kind, function in (("yaml", scan.scan_yaml), ("code", scan.scan_code)):
+            group, contents = [], []
+            for entry, key in readable[kind]:
+                try:
+                    contents.append(snapshot.read(entry))
+                except SourceError as exc:  # vanished or unreadable: not cached
+                    out.append((entry.path, scan.unreadable_record(str(exc))))
+                    continue
+                group.append((entry, key))
+            for (entry, key), record in zip(group, parallel_map(function, contents), strict=True):
+                memo.consumers[key] = record
+                out.append((entry.path, record))
+        memo.changed = True
+        return out
+
+    def reference_findings(self, state: DesiredState) -> list[Diagnostic]:
+        """What git alone tells about the consumers' references (for validate)."""
+        if state.consumers is None:
+            return []
+        from reconciler.core.governance.pins import Levels, Scope, reference_findings
+
+        return reference_findings(
+            state.consumers,
+            state,
+            None,
+            None,
+            Levels(self.options.reference_levels),
+            Scope(self.options.registry_scope),
+        )
 
     def _parse_map(
         self, function: Callable[[bytes], dict[str, Any]], items: list[bytes]
@@ -317,6 +409,12 @@ class Engine:
     def plan(self, ref: str | None = None) -> Plan:
         return self._planned(ref)[0]
 
+    def plan_with_state(self, ref: str | None = None) -> tuple[Plan, DesiredState, RegistryState]:
+        """The plan, and the desired state (consumers included) and registry state it was
+        made from (for `refs` and `bump`)."""
+        plan, desired, state, _ = self._planned(ref)
+        return plan, desired, state
+
     def _planned(
         self, ref: str | None, options: PlanOptions | None = None
     ) -> tuple[Plan, DesiredState, RegistryState, list[str] | None]:
@@ -358,7 +456,6 @@ class Engine:
         """Text of files by blob id: from git's history, else from the snapshot (a file
         edited in the working tree is not in git's object database yet). Unreadable ones
         are left out (shown as not read)."""
-        from reconciler.core.snapshot import FileEntry
 
         out: dict[str, str] = {}
         index: dict[str, FileEntry] | None = None
@@ -384,6 +481,7 @@ class Engine:
         if token is None:
             return None
         parts = [__version__, token, self.registry.url, repr(self.selection), repr(self.options)]
+        parts.append(repr(self.consumers))
         if self.policy is not None:  # exceptions expire: a cached plan is good for one day
             parts += [repr(self.policy), self.today().isoformat()]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
@@ -678,7 +776,6 @@ class Engine:
 
     def _blob_reader(self, snapshot: Snapshot) -> Callable[[str, BuildTarget], bytes]:
         """Build context files by blob id: from the snapshot, else from git's history."""
-        from reconciler.core.snapshot import FileEntry
 
         indexes: dict[str, dict[str, FileEntry]] = {}
         lock = threading.Lock()

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # types only: keeps a cached plan from importing the whole co
     from reconciler.core.build import BuildJob, BuildRecord
     from reconciler.core.model import RegisteredContainer, RegisteredVersion, RegistryState
     from reconciler.core.plan import VersionWrite
-    from reconciler.core.snapshot import Snapshot
+    from reconciler.core.snapshot import FileEntry, Snapshot
 
 
 class RegistryError(Exception):
@@ -88,9 +88,15 @@ class Source(Protocol):
         """Any file content of the repository's history, by git blob id."""
 
     def watch_list(
-        self, snapshot: Snapshot, root: str, references: frozenset[str]
+        self, snapshot: Snapshot, root: str, references: frozenset[str], whole_tree: bool = False
     ) -> list[str] | None:
         """Paths whose stat data ``fingerprint`` needs for this snapshot (None: not needed)."""
+
+    def list_files(self, snapshot: Snapshot, match: Callable[[str], bool]) -> list[FileEntry]:
+        """The snapshot's files whose repository path ``match`` accepts, with blob ids."""
+
+    def sizes(self, snapshot: Snapshot, entries: list[FileEntry]) -> dict[str, int]:
+        """Size in bytes of each file by blob id, without reading the files."""
 
 
 class Registry(Protocol):

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from reconciler.core.governance.consumers import ConsumerSettings
     from reconciler.core.notify import NotifyTarget
     from reconciler.core.policy import Policy
 
@@ -77,6 +78,9 @@ class Settings:
     workspace's default storage, which holds across machines) or `local` (a file lock on this
     machine only)."""
     policy: Policy | None = None  # the `[policy]` table (file only; see core/policy.py)
+    consumers: ConsumerSettings | None = None
+    """The `[consumers]` table (file only): `include` and `exclude` globs over repository paths
+    of the files read for references to environments, and `enabled`."""
     # `reconciler serve`
     listen: str = "127.0.0.1:8080"
     """`serve`: HOST:PORT of the HTTP server (metrics, health, webhook, dashboard); loopback by
@@ -157,6 +161,8 @@ def _from_file(repo: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "policy" in data:
         out["policy"] = _policy(data.pop("policy"), path)
+    if "consumers" in data:
+        out["consumers"] = _consumers(data.pop("consumers"), path)
     if "notify" in data:
         out["notify"] = _notify(data.pop("notify"), path)
     table = data.get("reconciler", data)
@@ -178,6 +184,15 @@ def _policy(table: Any, path: Path) -> Policy:
         return parse_policy(table)
     except PolicyError as exc:
         raise SettingsError(f"{path}: [policy]: {exc}") from None
+
+
+def _consumers(table: Any, path: Path) -> ConsumerSettings:
+    from reconciler.core.governance.consumers import ConsumerSettingsError, parse_consumers_table
+
+    try:
+        return parse_consumers_table(table)
+    except ConsumerSettingsError as exc:
+        raise SettingsError(f"{path}: [consumers]: {exc}") from None
 
 
 def _notify(value: Any, path: Path) -> tuple[NotifyTarget, ...]:

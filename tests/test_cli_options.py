@@ -32,6 +32,8 @@ SAMPLES: dict[str, list[str]] = {
     "completion": ["bash"],
     "serve": [],
     "notify": ["--test"],
+    "refs": ["a:1"],
+    "bump": ["a", "--to", "2"],
 }
 
 COMMON = {

@@ -52,6 +52,7 @@ def check_schema(*files: Path) -> subprocess.CompletedProcess[str]:
 def test_workflows_validate_against_the_github_workflow_schema(tmp_path: Path) -> None:
     files = sorted(WORKFLOWS.glob("*.yml"))
     assert [f.name for f in files] == [
+        "bump.yml",
         "ci.yml",
         "docs.yml",
         "plan.yml",
@@ -223,3 +224,55 @@ def test_workflows_reach_azure_with_openid_connect(name: str) -> None:
     assert not any("secrets." in str(value) for value in step["with"].values())
     cache = steps[names.index("actions/cache")]
     assert cache["with"]["path"] == ".reconciler/azureml"
+
+
+def test_bump_workflow_runs_after_a_reconcile_of_main_and_updates_one_pull_request() -> None:
+    bump = workflow("bump.yml")
+    trigger = bump[True]["workflow_run"]
+    assert trigger["workflows"] == [workflow("reconcile.yml")["name"]]
+    assert trigger["types"] == ["completed"] and trigger["branches"] == ["main"]
+    assert "conclusion == 'success'" in bump["jobs"]["bump"]["if"]
+    assert bump["permissions"] == {"contents": "write", "pull-requests": "write"}
+    assert bump["concurrency"]["cancel-in-progress"] is False
+    steps = runs("bump.yml")
+    assert "scripts/ci/bump" in steps
+    [pr_step] = [s for s in steps if "gh pr" in s]
+    # GitHub's own CLI: edit the open pull request of the branch, or create it
+    assert "gh pr list --head" in pr_step and "gh pr edit" in pr_step
+    assert "gh pr create" in pr_step and "--body-file drift-report/bump.md" in pr_step
+
+
+def test_bump_after_reconcile_pushes_only_the_pin_changes(repo: GitRepo, tmp_path: Path) -> None:
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    repo.git("remote", "add", "origin", str(remote))
+    repo.write(".gitignore", "drift-report/\n")
+    repo.write("environments/a.yml", image_env("a", "busybox:1.36"))
+    repo.write("jobs/train.yml", "jobs:\n  t:\n    environment: azureml:a:1  # pinned\n")
+    repo.commit("seed")
+    repo.git("push", "-q", "origin", "main")
+    [reconcile_step] = [r for r in runs("reconcile.yml") if "reconcile" in r]
+    assert run_step(reconcile_step, repo, tmp_path)[0] == 0
+    [bump_step] = [r for r in runs("bump.yml") if "scripts/ci/bump" in r]
+    output_file = tmp_path / "github-output"
+    code, output, _ = run_step(bump_step, repo, tmp_path, GITHUB_OUTPUT=str(output_file))
+    assert code == 0, output
+    assert output_file.read_text() == "changed=false\n"  # a:1 is latest: nothing to bump
+
+    repo.write("environments/a.yml", image_env("a", "busybox:1.37"))
+    repo.commit("a 1.37")
+    repo.git("push", "-q", "origin", "main")
+    assert run_step(reconcile_step, repo, tmp_path)[0] == 0  # registers a:2
+    code, output, _ = run_step(bump_step, repo, tmp_path, GITHUB_OUTPUT=str(output_file))
+    assert code == 0, output
+    assert output_file.read_text().splitlines()[-1] == "changed=true"
+    diff = repo.git("diff", "main", "origin/reconciler/bump-pins", "--unified=0")
+    changed = [line for line in diff.splitlines() if line[:1] in "+-"]
+    assert changed == [
+        "--- a/jobs/train.yml",
+        "+++ b/jobs/train.yml",
+        "-    environment: azureml:a:1  # pinned",
+        "+    environment: azureml:a:2  # pinned",
+    ]
+    body = (repo.root / "drift-report" / "bump.md").read_text()
+    assert body.startswith("<!-- reconciler:bump -->") and "+    environment: azureml:a:2" in body

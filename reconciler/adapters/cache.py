@@ -41,8 +41,8 @@ def _core_revision() -> str:
     core's sources so that any change to parsing or validation invalidates the cache."""
     digest = hashlib.sha256(__version__.encode())
     core = Path(reconciler.core.__file__).parent
-    for source in sorted(core.glob("*.py")):
-        digest.update(source.name.encode())
+    for source in sorted(core.rglob("*.py")):
+        digest.update(source.relative_to(core).as_posix().encode())
         digest.update(source.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -68,7 +68,12 @@ class DiskCache:
             return LoadMemo()
         if not isinstance(data, dict) or data.get("version") != self.revision:
             return LoadMemo()  # written by another reconciler version: parse again
-        return LoadMemo(parsed=data["parsed"], conda=data["conda"], sizes=data["sizes"])
+        return LoadMemo(
+            parsed=data["parsed"],
+            conda=data["conda"],
+            sizes=data["sizes"],
+            consumers=data.get("consumers", {}),
+        )
 
     def save_memo(self, memo: LoadMemo) -> None:
         if not memo.changed:
@@ -78,6 +83,7 @@ class DiskCache:
             "parsed": memo.parsed,
             "conda": memo.conda,
             "sizes": memo.sizes,
+            "consumers": memo.consumers,
         }
         with contextlib.suppress(OSError):  # a cache that cannot be written is no error
             _atomic_write(self.directory / _MEMO_FILE, marshal.dumps(payload))

@@ -76,6 +76,14 @@ def _build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--build-workers", type=int, help="parallel builds (default 2)")
 
 
+def _referenced_archive(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-referenced-archive",
+        action="store_true",
+        help="archive environments and versions that files in the repository still reference",
+    )
+
+
 class _Commands:
     """Adds every command with the common options: none can be left without them."""
 
@@ -115,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="allow a plan to archive more than the archive limit",
     )
+    _referenced_archive(p)
     p.add_argument("--self-heal", action="store_true", help="plan repairs of out-of-band drift too")
     p.add_argument(
         "--refresh",
@@ -136,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ref", help="apply git's state at this commit, branch or tag")
     p.add_argument("--allow-mass-archive", action="store_true", default=None)
+    _referenced_archive(p)
     p.add_argument("--lock-timeout", type=float, help="seconds to wait for another apply")
     _build_options(p)
     p.add_argument(
@@ -185,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
         "right", nargs="?", metavar="NAME:VERSION", help="default: NAME as git has it (--ref)"
     )
     p.add_argument("--ref", help="compare with git at this ref (default: the working tree)")
+
+    from reconciler.cli.consumers import add_consumer_commands
+
+    add_consumer_commands(sub)
 
     p = sub.add_parser("list", help="environments in the registry")
     p.add_argument("--include-archived", action="store_true")
@@ -244,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _loop_options(parser: argparse.ArgumentParser) -> None:
     _build_options(parser)
     parser.add_argument("--allow-mass-archive", action="store_true", default=None)
+    _referenced_archive(parser)
     parser.add_argument("--self-heal", action="store_true", help="also repair out-of-band drift")
     parser.add_argument("--lock-timeout", type=float, help="seconds to wait for another apply")
 
@@ -305,7 +320,8 @@ def _run(args: argparse.Namespace, wiring: Any) -> int:
     from reconciler.cli import commands
 
     try:
-        code = int(getattr(wiring, "run_" + args.command)(args))
+        run = getattr(args, "run", None) or getattr(wiring, "run_" + args.command)
+        code = int(run(args))
         sys.stdout.flush()  # a report that cannot be written is an error, not a success
         return code
     except commands.EXPECTED_ERRORS as exc:

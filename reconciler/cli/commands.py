@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from reconciler.build_runner import BuildOutcome, BuildRunner
     from reconciler.core.build import BuildRecord
     from reconciler.core.drift import DriftClass
+    from reconciler.core.governance.consumers import ConsumerSettings
     from reconciler.core.model import RegisteredContainer, RegisteredVersion
     from reconciler.render.terminal import Terminal
 
@@ -184,16 +185,35 @@ def _progress(line: str) -> None:
     sys.stderr.flush()
 
 
+def _consumer_settings(settings: Settings) -> ConsumerSettings:
+    """The `[consumers]` settings, with the report directory left out (the tool's own)."""
+    from dataclasses import replace
+
+    from reconciler.core.governance.consumers import ConsumerSettings
+
+    chosen = settings.consumers or ConsumerSettings()
+    report = settings.report_dir.strip("/")
+    if report and not report.startswith(".."):
+        chosen = replace(chosen, exclude=(*chosen.exclude, f"{report}/*"))
+    return chosen
+
+
 def _engine(settings: Settings, args: Namespace, builds: bool = False) -> Engine:
+    from reconciler.core.governance.pins import registry_scope
+
     selection = Selection(settings.path, settings.include, settings.exclude)
     source = GitSource(settings.repo)
+    policy = settings.policy
     options = PlanOptions(
         owner=settings.owner or source.default_owner(),
         allow_mass_archive=bool(getattr(args, "allow_mass_archive", False)),
         self_heal=bool(getattr(args, "self_heal", False)),
         archive_limit_count=settings.archive_limit_count,
         archive_limit_fraction=settings.archive_limit_fraction,
-        retention=settings.policy.retention() if settings.policy is not None else (),
+        retention=policy.retention() if policy is not None else (),
+        allow_referenced_archive=bool(getattr(args, "allow_referenced_archive", False)),
+        reference_levels=policy.reference_levels() if policy is not None else (),
+        registry_scope=registry_scope(settings.registry).scope,
     )
     state_dir = _state_dir(settings)
     cache: MemoStore = MemoStore()
@@ -211,6 +231,7 @@ def _engine(settings: Settings, args: Namespace, builds: bool = False) -> Engine
         builds=_builds(settings, registry, args) if builds else None,
         inventory=Inventory(state_dir / "inventory", registry.url),
         policy=settings.policy,
+        consumers=_consumer_settings(settings),
     )
     if screen is not None and screen.progress is not None:
         engine.progress = screen.progress
@@ -241,6 +262,7 @@ def run_validate(args: Namespace) -> int:
             except ValueError:
                 raise CliError(f"{file}: outside the repository {settings.repo}") from None
     state = engine.desired(None, only)
+    state.diagnostics.extend(engine.reference_findings(state))
     diagnostics = [d.to_dict() for d in state.diagnostics]
     valid = sorted(state.environments)
     if args.json:
@@ -664,6 +686,9 @@ def run_evidence(args: Namespace) -> int:
     from reconciler.render.evidence import format_evidence_markdown
 
     settings = _settings(args)
+    engine = _engine(settings, args)  # the repository's consumers, from the working tree
+    engine.registry.close()
+    consumers = engine.desired(None).consumers
     registry = _registry(settings, refresh=True)
     try:
         state = registry.read_state()
@@ -680,6 +705,7 @@ def run_evidence(args: Namespace) -> int:
         now.date(),
         registry.url,
         now.isoformat(timespec="seconds"),
+        consumers,
     )
     written = write_files(
         Path(args.out).resolve(),

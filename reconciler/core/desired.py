@@ -11,7 +11,7 @@ import posixpath
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.core import diagnostics as diag
 from reconciler.core.desired_memo import Recording, Resolved, ResolveMemo
@@ -20,6 +20,9 @@ from reconciler.core.digest import build_content, canonical_json, content_digest
 from reconciler.core.kinds import is_conda_document, is_url
 from reconciler.core.selection import Selection
 from reconciler.core.snapshot import FileEntry, Snapshot
+
+if TYPE_CHECKING:
+    from reconciler.core.governance.consumers import ConsumerIndex
 
 MAX_DOCKERFILE_BYTES = 1024 * 1024
 MAX_SYMLINK_HOPS = 16
@@ -58,6 +61,8 @@ class DesiredState:
     source: str
     candidates: int = 0
     references: frozenset[str] = frozenset()  # files the environments use (conda, context)
+    # Who uses the environments (see governance/consumers.py); None: not scanned.
+    consumers: ConsumerIndex | None = None
 
     @property
     def has_errors(self) -> bool:
@@ -71,6 +76,7 @@ class LoadMemo:
     parsed: dict[str, dict[str, Any]] = field(default_factory=dict)
     conda: dict[str, dict[str, Any]] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
+    consumers: dict[str, dict[str, Any]] = field(default_factory=dict)  # "yaml:BLOB" -> scan
     changed: bool = False
 
 

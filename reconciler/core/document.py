@@ -100,10 +100,19 @@ def pull_request_document(
         env = head.environments.get(name)
         if env is not None:
             findings.extend(dict(f.to_dict(), name=name) for f in environment_findings(env))
+    from reconciler.core.governance.documents import pull_request_consumers
+
+    created = {
+        c.name: c.version
+        for c in head_plan.changes
+        if c.action.value in ("create", "new_version") and c.version is not None
+    }
+    previous = {c.name: c.previous_version for c in head_plan.changes}
     document["pull_request"] = {
         "base": {"ref": refs[0], "commit": base.commit},
         "head": {"ref": refs[1], "commit": head.commit},
         "environments_changed": touched,
         "findings": findings,
+        "consumers": pull_request_consumers(head.consumers, touched, created, previous),
     }
     return document

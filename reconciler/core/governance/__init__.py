@@ -1,0 +1,1 @@
+"""Governance: who consumes each environment, and what their references say."""
