@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from reconciler.core.policy import Policy
+    from reconciler.core.promotion import Target
 
 SETTINGS_FILE = "reconciler.toml"
 DEFAULT_REGISTRY = "sqlite:///.reconciler/registry.db"
@@ -39,6 +41,13 @@ class Settings:
     azureml_retries: int = 4  # calls per Azure ML request when the service is busy or down
     azureml_backoff: float = 0.5  # seconds before the first retry; doubles each time
     policy: Policy | None = None  # the `[policy]` table (file only; see core/policy.py)
+    # `[targets.NAME]` tables (file only; see core/promotion.py); empty: one registry.
+    targets: Mapping[str, Target] = field(default_factory=dict)
+
+    def for_target(self, name: str) -> Settings:
+        """These settings as one target sees them: its registry and its overrides."""
+        target = self.targets[name]
+        return replace(self, registry=target.registry, **dict(target.overrides))
 
 
 # Keys settable from the file and the environment, with their parsers.
@@ -96,6 +105,8 @@ def _from_file(repo: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "policy" in data:
         out["policy"] = _policy(data.pop("policy"), path)
+    if "targets" in data:
+        out["targets"] = _targets(data.pop("targets"), path)
     table = data.get("reconciler", data)
     if not isinstance(table, dict):
         raise SettingsError(f"{path}: [reconciler] must be a table")
@@ -115,6 +126,29 @@ def _policy(table: Any, path: Path) -> Policy:
         return parse_policy(table)
     except PolicyError as exc:
         raise SettingsError(f"{path}: [policy]: {exc}") from None
+
+
+# Settings a `[targets.NAME]` table may override: what belongs to one registry. The
+# desired state (path, file globs) and the repository's identity are shared by all.
+_PER_TARGET = frozenset(_KEYS) - {"path", "include", "exclude", "cache", "owner", "report_dir"}
+
+
+def _targets(table: Any, path: Path) -> Mapping[str, Target]:
+    from reconciler.core.durations import parse_duration
+    from reconciler.core.promotion import TARGET_KEYS, TargetError, parse_targets
+
+    def setting(key: str, value: Any, where: str) -> Any:
+        if key == "policy":
+            return _policy(value, path)
+        if key not in _PER_TARGET:
+            known = ", ".join(sorted(TARGET_KEYS | _PER_TARGET | {"policy"}))
+            raise TargetError(f"{where}: unknown key `{key}` (known: {known})")
+        return _coerce(key, value, f"{path}: {where}")
+
+    try:
+        return parse_targets(table, setting, parse_duration)
+    except TargetError as exc:
+        raise SettingsError(f"{path}: {exc}") from None
 
 
 def _from_environment(environ: dict[str, str]) -> dict[str, Any]:
