@@ -17,6 +17,7 @@ from reconciler.core.promotion import (
     check,
     gate_order,
 )
+from reconciler.core.status import Cell, CellState, TargetView, matrix
 from reconciler.settings import SettingsError, load_settings
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -214,3 +215,54 @@ def test_bad_targets_are_errors_naming_the_file_and_key(
 def test_no_targets_table_means_no_targets(tmp_path: Path) -> None:
     settings = _settings(tmp_path, 'registry = "sqlite:///one.db"\n')
     assert settings.targets == {}  # type: ignore[attr-defined]
+
+
+def _view(name: str, **kw: object) -> TargetView:
+    defaults: dict[str, object] = {"selected": frozenset({"ml", "serve"})}
+    defaults.update(kw)
+    return TargetView(name, **defaults)  # type: ignore[arg-type]
+
+
+def test_status_matrix_shows_each_target_and_the_most_urgent_state() -> None:
+    dev = _view(
+        "dev",
+        versions={"ml": "3", "serve": "1"},
+        build_failed={"serve": "build failed"},
+        drift={"serve": "out_of_band"},
+    )
+    prod = _view(
+        "prod",
+        selected=frozenset({"serve"}),
+        versions={"ml": "2", "serve": "1"},
+        deferred={"serve": "waiting for dev: build failed"},
+    )
+    found = matrix([dev, prod])
+    assert found.targets == ("dev", "prod")
+    assert found.rows["ml"]["dev"] == Cell(CellState.IN_SYNC, "3")
+    assert found.rows["ml"]["prod"].state is CellState.NOT_IN_TARGET
+    assert found.rows["serve"]["dev"] == Cell(CellState.BUILD_FAILED, "1", "build failed")
+    assert found.rows["serve"]["prod"].detail == "waiting for dev: build failed"
+    assert not found.in_sync
+    assert found.counts()["dev"]["build_failed"] == 1
+
+
+def test_status_document_matches_its_schema() -> None:
+    import json
+
+    import jsonschema
+
+    from reconciler.core.status import status_document
+
+    down = _view("prod", reachable=False, error="connection refused")
+    doc = status_document(matrix([_view("dev", versions={"ml": "1"}), down]), {"dev": "x"})
+    schema = json.loads(
+        (Path(__file__).parent.parent / "reconciler/schemas/status.schema.json").read_text()
+    )
+    jsonschema.validate(doc, schema)
+    row = doc["environments"][0]  # type: ignore[index]
+    assert row["targets"]["prod"] == {  # type: ignore[index]
+        "state": "unknown",
+        "version": None,
+        "detail": "connection refused",
+    }
+    assert doc["in_sync"] is False
