@@ -26,20 +26,50 @@ class SettingsError(Exception):
 class Settings:
     repo: Path = field(default_factory=Path.cwd)
     path: str = "environments"
+    """Directory of environment files, relative to the repository root."""
     registry: str = DEFAULT_REGISTRY
+    """Registry URL: `sqlite:///PATH` (three slashes: relative to the repository; four: absolute),
+    `azureml://subscriptions/SUB/resourceGroups/RG/workspaces/WS` or `azureml://registries/NAME`.
+    """
     include: tuple[str, ...] = ("**/*.yml", "**/*.yaml", "*.yml", "*.yaml")
+    """Globs, relative to `path`, of the files that may hold environments."""
     exclude: tuple[str, ...] = ()
+    """Globs, relative to `path`, of files never read as environments (for example
+    `**/templates/*`).
+    """
     lock_timeout: float = 60.0
+    """Seconds a writer (`apply`, `build`, `watch`, `reconcile`) waits for the registry's lock
+    before giving up.
+    """
     archive_limit_count: int = 10
+    """The archive guard: a plan may archive at most the larger of this many environments and
+    `archive_limit_fraction` of the managed ones, unless `--allow-mass-archive` is given.
+    """
     archive_limit_fraction: float = 0.25
+    """The archive guard's fraction of the managed environments (see `archive_limit_count`)."""
     cache: bool = True
-    owner: str | None = None  # default: the repository's origin URL, without credentials
-    image_registry: str | None = None  # HOST:PORT/PREFIX where built images are pushed
-    docker_host: str | None = None  # default: DOCKER_HOST, as the docker CLI
+    """Use the caches in `.reconciler/cache/` (parse results, the last plan per ref); `false` is the
+    same as `--no-cache` on every command.
+    """
+    owner: str | None = None
+    """The owner stamped on every version written (`reconciler.owner`); default: the repository's
+    origin URL without credentials, else the repository's path.
+    """
+    image_registry: str | None = None
+    """OCI registry where built images are pushed, `HOST:PORT/PREFIX`; without it nothing is built.
+    """
+    docker_host: str | None = None
+    """Docker Engine that builds images; default: `DOCKER_HOST`, as the docker CLI reads it."""
     build_workers: int = 2
-    report_dir: str = "drift-report"  # relative to the repository
-    azureml_retries: int = 4  # calls per Azure ML request when the service is busy or down
-    azureml_backoff: float = 0.5  # seconds before the first retry; doubles each time
+    """Images built in parallel."""
+    report_dir: str = "drift-report"
+    """Directory of the drift report and build logs, relative to the repository."""
+    azureml_retries: int = 4
+    """Calls per Azure ML request when the service is busy or unreachable (429, 5xx, timeouts,
+    dropped connections).
+    """
+    azureml_backoff: float = 0.5
+    """Seconds before the first Azure ML retry; doubles with each retry."""
     policy: Policy | None = None  # the `[policy]` table (file only; see core/policy.py)
     # `[targets.NAME]` tables (file only; see core/promotion.py); empty: one registry.
     targets: Mapping[str, Target] = field(default_factory=dict)

@@ -51,7 +51,7 @@ def check_schema(*files: Path) -> subprocess.CompletedProcess[str]:
 
 def test_workflows_validate_against_the_github_workflow_schema(tmp_path: Path) -> None:
     files = sorted(WORKFLOWS.glob("*.yml"))
-    assert [f.name for f in files] == ["ci.yml", "plan.yml", "reconcile.yml"]
+    assert [f.name for f in files] == ["ci.yml", "docs.yml", "plan.yml", "reconcile.yml"]
     done = check_schema(*files)
     assert done.returncode == 0, done.stdout + done.stderr
     broken = tmp_path / "broken.yml"
@@ -79,6 +79,43 @@ def test_workflows_wire_the_documented_triggers_and_commands() -> None:
             if str(s.get("uses", "")).startswith("actions/upload-artifact")
         ]
         assert uploads and uploads[0]["with"]["path"] == "drift-report/"
+
+
+def test_docs_workflow_builds_strictly_and_publishes_to_pages(tmp_path: Path) -> None:
+    docs = workflow("docs.yml")
+    assert docs[True]["push"]["branches"] == ["main"]
+    build, deploy = docs["jobs"]["build"], docs["jobs"]["deploy"]
+    assert deploy["needs"] == "build"
+    assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
+    assert deploy["environment"]["name"] == "github-pages"
+    assert [s["uses"] for s in deploy["steps"]] == ["actions/deploy-pages@v4"]
+    [upload] = [
+        s for s in build["steps"] if str(s.get("uses", "")).startswith("actions/upload-pages")
+    ]
+    [command] = [r for r in runs("docs.yml") if r.startswith("mkdocs")]
+    assert "--strict" in command
+    # the exact build command, on a copy of the sources, makes the site the upload takes
+    for name in ("mkdocs.yml", "docs", "docsgen", ".github"):
+        source = PROJECT / name
+        if source.is_dir():
+            shutil.copytree(source, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, tmp_path / name)
+    environ = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "NO_MKDOCS_2_WARNING": "1"}
+    done = subprocess.run(
+        ["bash", "-e", "-c", command],
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    site = tmp_path / upload["with"]["path"]
+    assert (site / "index.html").is_file()
+    assert (site / "reference" / "commands" / "plan" / "index.html").is_file()
+    assert (site / "search" / "search_index.json").is_file()
 
 
 def run_step(command: str, repo: GitRepo, tmp_path: Path, **env: str) -> tuple[int, str, Path]:

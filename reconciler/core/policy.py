@@ -35,11 +35,22 @@ class Rules:
     """One level of rules; None means "not set here" (inherited, or no rule)."""
 
     required_tags: tuple[str, ...] | None = None
-    allowed_images: tuple[str, ...] | None = None  # prefixes of image references
-    pinning: str | None = None  # "off" | "warning" | "error"
-    forbidden_packages: tuple[str, ...] | None = None  # names, optionally `pip:`/`conda:`
+    """User tags every environment must carry, with a non-empty value."""
+    allowed_images: tuple[str, ...] | None = None
+    """Prefixes of the image references allowed, as written or as Docker resolves them
+    (`busybox:1.36` is `docker.io/library/busybox:1.36`); checked for `image:` and for the `FROM`
+    lines of a build context's Dockerfile.
+    """
+    pinning: str | None = None
+    """Whether every conda and pip package must name one version: `off`, `warning` or `error`."""
+    forbidden_packages: tuple[str, ...] | None = None
+    """Packages no environment may install: `NAME`, `pip:NAME` or `conda:NAME`."""
     allowed_os_types: tuple[str, ...] | None = None
-    keep_versions: int | None = None  # retention: active versions kept (0: keep all)
+    """Allowed `os_type` values: `linux`, `windows`."""
+    keep_versions: int | None = None
+    """Retention: active versions kept per managed environment; older ones are archived (0 keeps
+    all).
+    """
 
     def over(self, base: Rules) -> Rules:
         """These rules where set, ``base`` elsewhere."""
@@ -49,11 +60,18 @@ class Rules:
 
 @dataclass(frozen=True, slots=True)
 class PolicyException:
-    environment: str  # glob over environment names
-    rule: str  # one of RULES
+    environment: str
+    """Glob over the environment names the exception covers."""
+    rule: str
+    """The rule it waives: `required-tags`, `allowed-images`, `pinning`, `forbidden-packages` or
+    `os-type`.
+    """
     approved_by: str
+    """Who approved the deviation."""
     reason: str
+    """Why, for the audit evidence."""
     expires: date
+    """Last day (UTC) the exception is in force: a TOML date or `"YYYY-MM-DD"`."""
 
     def in_force(self, today: date) -> bool:
         return today <= self.expires
