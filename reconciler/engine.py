@@ -145,6 +145,20 @@ class AppliedStore(Protocol):
     def save(self, applied: Mapping[str, str]) -> None: ...
 
 
+class Stage(Protocol):
+    """One target among several (see stages/): how it shares the desired state read for
+    the other targets, which environments it holds, and the promotion gate on its plan."""
+
+    def load(self, key: tuple[Any, ...], read: Callable[[], DesiredState]) -> DesiredState: ...
+
+    def select(self, desired: DesiredState) -> DesiredState: ...
+
+    def gate(self, plan: Plan, state: RegistryState) -> Plan: ...
+
+    def cache_key(self) -> str | None:
+        """What else a cached plan of this target depends on; None: never cache it."""
+
+
 class ApplyRefused(Exception):
     """Apply will not start: the plan has error diagnostics (``plan`` holds them)."""
 
@@ -182,6 +196,7 @@ class ApplyOutcome:
     applied: list[Change] = field(default_factory=list)
     failed: list[tuple[Change, str]] = field(default_factory=list)
     builds: BuildOutcome | None = None
+    deferred: list[Change] = field(default_factory=list)  # held by the promotion gate
 
     @property
     def ok(self) -> bool:
@@ -201,6 +216,7 @@ class Engine:
     inventory: AppliedStore | None = None  # what was applied, for `missing` drift
     policy: Policy | None = None  # governance rules (see core/policy.py)
     policy_date: date | None = None  # judge policy exceptions at this date (default: today)
+    stage: Stage | None = None  # one of several targets (see stages/); None: the only one
     _targets: TargetMemo = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # -- reading --------------------------------------------------------------------
@@ -226,7 +242,15 @@ class Engine:
         memo = self.cache.load_memo()
         kept = self._kept_memos()
         resolved = kept[0] if kept is not None else None
-        state = load_desired(snapshot, self.selection, memo, only, parallel_map, resolved)
+
+        def read() -> DesiredState:
+            return load_desired(snapshot, self.selection, memo, only, parallel_map, resolved)
+
+        if self.stage is None:
+            state = read()
+        else:  # targets share one read of git; each then takes the environments it holds
+            key = (snapshot.commit, snapshot.label, tuple(only) if only is not None else None)
+            state = self.stage.select(self.stage.load(key, read))
         if self.policy is not None:
             state.diagnostics.extend(self._policy_diagnostics(state, snapshot, self.policy))
         watch = None
@@ -301,6 +325,8 @@ class Engine:
         kept = self._kept_memos()
         memo = kept[1] if kept is not None else None
         plan = make_plan(desired, state, self.selection, options or self.options, memo)
+        if self.stage is not None:
+            plan = self.stage.gate(plan, state)
         blobs = package_blobs(plan, state)
         if not blobs:  # conda files only: their content is in the plan already
             return annotate_packages(plan, state, {})
@@ -344,6 +370,11 @@ class Engine:
         if token is None:
             return None
         parts = [__version__, token, self.registry.url, repr(self.selection), repr(self.options)]
+        if self.stage is not None:
+            extra = self.stage.cache_key()
+            if extra is None:
+                return None
+            parts.append(extra)
         if self.policy is not None:  # exceptions expire: a cached plan is good for one day
             parts += [repr(self.policy), self.today().isoformat()]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
@@ -448,7 +479,10 @@ class Engine:
         return self.builds.predict(
             c.write.digest
             for c in plan.changes
-            if c.write is not None and c.version and c.action.value in ("create", "new_version")
+            if c.write is not None
+            and c.version
+            and c.action.value in ("create", "new_version")
+            and c.deferred is None
         )
 
     def pull_request_plan(self, base: str, head: str) -> dict[str, Any]:
@@ -667,6 +701,9 @@ class Engine:
         failed_names: set[str] = set()
         with self.registry.batch():
             for change in plan.changes:
+                if change.deferred is not None:
+                    outcome.deferred.append(change)
+                    continue
                 if change.name in failed_names:
                     outcome.failed.append((change, "skipped: an earlier step failed"))
                     continue

@@ -36,6 +36,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--registry",
         help="registry URL (default: sqlite:///.reconciler/registry.db in the repository)",
     )
+    parser.add_argument(
+        "--target",
+        action="append",
+        metavar="NAME",
+        help="act on this target of reconciler.toml's [targets] (repeatable; default: every "
+        "target, in gate order)",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--no-cache", action="store_true", help="ignore and skip the caches")
 
@@ -160,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("name")
 
+    _stage_commands(sub)
+
     p = sub.add_parser(
         "emulator", help="serve a local emulator of the Azure ML environment API over HTTPS"
     )
@@ -182,6 +191,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
     return parser
+
+
+def _stage_commands(sub: Any) -> None:
+    """Commands about targets as a whole (see cli/targets.py)."""
+    p = sub.add_parser(
+        "status", help="the promotion matrix: environments x targets; exit 2 if not in sync"
+    )
+    _common(p)
+    _build_options(p)
+    p.add_argument("--ref", help="git's state at this ref (default: the working tree)")
+
+    p = sub.add_parser(
+        "workflows", help="write the reconcile workflow: one job per target, in gate order"
+    )
+    _common(p)
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 2 if the checked-in workflow differs from the settings",
+    )
 
 
 def _loop_options(parser: argparse.ArgumentParser) -> None:
@@ -236,9 +265,10 @@ class CliError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from reconciler.cli import commands  # the wiring; kept out of --help and parse errors
+    from reconciler.cli.targets import dispatch
 
     try:
-        code = int(getattr(commands, "run_" + args.command)(args))
+        code = dispatch(args)
         sys.stdout.flush()  # a report that cannot be written is an error, not a success
         return code
     except commands.EXPECTED_ERRORS as exc:

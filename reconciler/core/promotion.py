@@ -12,10 +12,13 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
+
+from reconciler.core.model import RegisteredContainer, RegistryState
+from reconciler.core.plan import Action, Change, Plan
 
 # The key a promoted version is stamped with: `<target>:<name>:<version>` it came from.
 STAMP_PROMOTED_FROM = "reconciler.promoted-from"
@@ -297,3 +300,203 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
     if isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
         return tuple(value)
     raise TargetError(f"{where}: expected a list of strings")
+
+
+# -- the gate on a plan ----------------------------------------------------------------
+
+
+def gate_plan(
+    plan: Plan,
+    state: RegistryState,
+    upstreams: Sequence[Upstream],
+    soak: timedelta | None,
+    now: datetime,
+    pinned: frozenset[str] = frozenset(),
+) -> Plan:
+    """``plan`` of one target with the gate applied: each create or new version either
+    deferred (with what it waits for) or promoted: the version number it has upstream
+    where this target does not hold that number yet, and the promoted-from stamp. A
+    metadata update keeps the stamp a promoted version carries. Archives, restores and
+    metadata updates are never held. ``pinned``: environments whose version git names
+    (the same number everywhere already)."""
+    changes: list[Change] = []
+    deferred = 0
+    for change in plan.changes:
+        if change.action in (Action.CREATE, Action.NEW_VERSION) and change.write is not None:
+            if upstreams:
+                gate = check(change.name, change.write.digest, upstreams, soak, now)
+                if not gate.passed:
+                    deferred += 1
+                    text = "; ".join(d.text for d in gate.deferrals)
+                    changes.append(replace(change, deferred=text))
+                    continue
+                container = state.containers.get(change.name)
+                change = _promoted(change, gate, container, change.name not in pinned)
+        elif change.action is Action.UPDATE_METADATA and change.write is not None:
+            change = _keep_stamp(change, state.containers.get(change.name))
+        changes.append(change)
+    summary = dict(plan.summary)
+    summary["deferred"] = deferred
+    return replace(plan, changes=tuple(changes), summary=summary)
+
+
+def _promoted(
+    change: Change, gate: Gate, container: RegisteredContainer | None, floating: bool
+) -> Change:
+    assert change.write is not None and gate.source is not None
+    upstream_version = gate.source[1]
+    version = change.version
+    taken = container is not None and container.get(upstream_version) is not None
+    if floating and not taken:
+        version = upstream_version  # the same number everywhere, where it is free
+    origin = f"{gate.source[0]}:{change.name}:{upstream_version}"
+    tags = dict(change.write.tags)
+    tags[STAMP_PROMOTED_FROM] = origin
+    return replace(change, version=version, write=replace(change.write, tags=tags))
+
+
+def _keep_stamp(change: Change, container: RegisteredContainer | None) -> Change:
+    existing = container.get(change.version) if container and change.version else None
+    origin = existing.tags.get(STAMP_PROMOTED_FROM) if existing is not None else None
+    if origin is None or change.write is None or STAMP_PROMOTED_FROM in change.write.tags:
+        return change
+    tags = dict(change.write.tags)
+    tags[STAMP_PROMOTED_FROM] = origin
+    return replace(change, write=replace(change.write, tags=tags))
+
+
+def upstream_view(
+    target: str,
+    state: RegistryState,
+    records: Mapping[tuple[str, str], Any],
+    builds_configured: bool,
+    selects: frozenset[str] | None,
+) -> Upstream:
+    """What the gate needs of an upstream target, from its registry state and build
+    records (``records[(name, version)].status``)."""
+    versions: dict[str, tuple[Landed, ...]] = {}
+    for name, container in state.containers.items():
+        versions[name] = tuple(
+            Landed(
+                v.version,
+                v.effective_digest,
+                v.managed,
+                v.archived or container.archived,
+                parse_created(v.created_at),
+                _status(records.get((name, v.version))),
+            )
+            for v in container.versions
+        )
+    return Upstream(target, versions, builds_configured, True, selects)
+
+
+def _status(record: Any) -> str | None:
+    if record is None:
+        return None
+    status = getattr(record, "status", None)
+    return None if status is None else str(getattr(status, "value", status))
+
+
+# -- evidence --------------------------------------------------------------------------
+
+
+def promotions(
+    target: str, after: Sequence[str], states: Mapping[str, RegistryState]
+) -> list[dict[str, Any]]:
+    """For every version of ``target`` promoted from a target before it: the version it
+    was promoted from, when that was registered there and from which commit, and when
+    (and at which commit) it was promoted here."""
+    state = states.get(target)
+    if state is None:
+        return []
+    out: list[dict[str, Any]] = []
+    for name, container in sorted(state.containers.items()):
+        for version in container.versions:
+            origin = version.tags.get(STAMP_PROMOTED_FROM)
+            if origin is None:
+                continue
+            source, _, rest = origin.partition(":")
+            source_name, _, source_version = rest.rpartition(":")
+            upstream = states.get(source)
+            container_there = upstream.containers.get(source_name) if upstream else None
+            found = container_there.get(source_version) if container_there else None
+            out.append(
+                {
+                    "name": name,
+                    "version": version.version,
+                    "promoted_at": version.created_at or None,
+                    "commit": version.source_commit,
+                    "digest": version.effective_digest,
+                    "from": {
+                        "target": source,
+                        "name": source_name,
+                        "version": source_version,
+                        "registered_at": found.created_at or None if found else None,
+                        "commit": found.source_commit if found else None,
+                        "digest": found.effective_digest if found else None,
+                        "found": found is not None,
+                    },
+                    "waits_for": list(after),
+                }
+            )
+    return out
+
+
+# -- pull requests: where a change lands on merge ----------------------------------------
+
+_NOT_REGISTERED = re.compile(r"waiting for ([A-Za-z0-9_-]+): not registered")
+
+
+def predict_landing(
+    sections: Sequence[Mapping[str, Any]], soaks: Mapping[str, str | None]
+) -> dict[str, dict[str, str]]:
+    """For each environment a pull request changes, per target (plan documents in gate
+    order): what merging does there. A change that waits only for upstream targets that
+    take the same content on merge lands in the same reconcile, after them, unless the
+    target soaks it or the upstream has to build it first."""
+    out: dict[str, dict[str, str]] = {}
+    lands: dict[tuple[str, str], str] = {}  # (target, environment) -> "now" / "later"
+    for section in sections:
+        target = str(section["target"])
+        changed = (section.get("pull_request") or {}).get("environments_changed") or []
+        for change in section.get("changes", ()):
+            name = str(change["name"])
+            if name not in changed or not change.get("introduced", True):
+                continue
+            label = f"{change['action'].replace('_', ' ')} {name}" + (
+                f":{change['version']}" if change.get("version") else ""
+            )
+            waits = change.get("deferred")
+            if not waits:
+                lands[(target, name)] = "now"
+                out.setdefault(name, {})[target] = label
+                continue
+            reasons = str(waits).split("; ")
+            upstreams = [m.group(1) for r in reasons if (m := _NOT_REGISTERED.fullmatch(r))]
+            if len(upstreams) != len(reasons) or not all((u, name) in lands for u in upstreams):
+                out.setdefault(name, {})[target] = f"waits: {waits}"
+                continue
+            after = ", ".join(upstreams)
+            soak = soaks.get(target)
+            if soak:
+                text = f"waits: soaks {soak} in {after} after merge"
+            elif any(_builds(sections, u, name) for u in upstreams):
+                lands[(target, name)] = "later"
+                text = f"{label} once {after} built it"
+            else:
+                lands[(target, name)] = "later"
+                text = f"{label} on merge, after {after}"
+            out.setdefault(name, {})[target] = text
+    for section in sections:  # environments changed that a target does not hold
+        changed = (section.get("pull_request") or {}).get("environments_changed") or []
+        for name in changed:
+            out.setdefault(name, {}).setdefault(str(section["target"]), "no change")
+    return dict(sorted(out.items()))
+
+
+def _builds(sections: Sequence[Mapping[str, Any]], target: str, name: str) -> bool:
+    """The upstream's plan predicts an image build for the change (builds configured)."""
+    for section in sections:
+        if section["target"] == target:
+            return any(c["name"] == name and c.get("build") for c in section.get("changes", ()))
+    return False

@@ -1,0 +1,84 @@
+"""The reconcile workflow (`.github/workflows/reconcile.yml`) generated from the targets:
+one job per target in gate order, each waiting for the jobs of the targets it waits for
+(`needs:`) and bound to the GitHub deployment environment of the same name, so required
+reviewers or a wait timer on `prod` hold its job with GitHub's own protection rules.
+Without targets it is the single-job workflow."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+WORKFLOW_PATH = ".github/workflows/reconcile.yml"
+
+_HEAD = """name: reconcile
+on:
+  push:
+    branches: [main]
+    paths:
+      - "environments/**"
+      - "reconciler.toml"
+  schedule:
+    - cron: "17 3 * * *"  # nightly: catches drift made outside git
+  workflow_dispatch:
+permissions:
+  contents: read
+concurrency:
+  # One reconcile at a time across runners (the registry lock is per machine).
+  group: reconcile
+  cancel-in-progress: false
+jobs:
+"""
+
+_STEPS = """    steps:
+      - uses: actions/checkout@v4
+      - uses: actions/setup-python@v5
+        with:
+          python-version: "3.11"
+      - name: Install
+        run: pip install -e .
+      - name: Apply and report drift
+        run: scripts/ci/reconcile
+      - name: Upload the drift report
+        if: always()
+        uses: actions/upload-artifact@v4
+        with:
+          name: {artifact}
+          path: drift-report/
+"""
+
+_SINGLE = """  reconcile:
+    runs-on: ubuntu-latest
+    timeout-minutes: 60
+    env:
+      RECONCILER_REGISTRY: ${{ vars.RECONCILER_REGISTRY || 'sqlite:///.reconciler/registry.db' }}
+      RECONCILER_APPLY_FLAGS: ${{ vars.RECONCILER_APPLY_FLAGS }}
+"""
+
+_GENERATED = "# Generated from reconciler.toml by `reconciler workflows`; edit the targets there.\n"
+
+
+def job_id(target: str) -> str:
+    return f"reconcile-{target}"
+
+
+def reconcile_workflow(targets: Sequence[tuple[str, Sequence[str]]]) -> str:
+    """``targets``: (name, the targets it waits for) in gate order; empty: one registry."""
+    if not targets:
+        return _HEAD + _SINGLE + _STEPS.replace("{artifact}", "drift-report")
+    jobs = []
+    for name, after in targets:
+        needs = ""
+        if after:
+            needs = "    needs: [" + ", ".join(job_id(u) for u in after) + "]\n"
+        jobs.append(
+            f"  {job_id(name)}:\n"
+            + needs
+            + "    runs-on: ubuntu-latest\n"
+            + "    timeout-minutes: 60\n"
+            + f"    environment: {name}  # protection rules (reviewers, wait timer) hold it\n"
+            + "    env:\n"
+            + f"      RECONCILER_TARGET: {name}\n"
+            + "      RECONCILER_APPLY_FLAGS: ${{ vars.RECONCILER_APPLY_FLAGS }}\n"
+            + _STEPS.replace("{artifact}", f"drift-report-{name}")
+        )
+    return _GENERATED + _HEAD + "".join(jobs)
