@@ -39,6 +39,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target",
         action="append",
+        dest="targets",
         metavar="NAME",
         help="act on this target of reconciler.toml's [targets] (repeatable; default: every "
         "target, in gate order)",

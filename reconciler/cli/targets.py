@@ -37,7 +37,7 @@ def dispatch(args: Namespace) -> int:
     if command in _NO_SETTINGS:
         return int(getattr(single, "run_" + command)(args))
     settings = single._settings(args)
-    names = getattr(args, "target", None)
+    names = getattr(args, "targets", None)
     if names and not settings.targets:
         raise CliError(f"--target {names[0]}: reconciler.toml has no [targets]")
     if names and args.registry:
@@ -108,7 +108,6 @@ def _header(result: TargetResult) -> str:
 
 
 def _print_error(result: TargetResult) -> None:
-    single._print(f"error: target {result.target}: {result.error}")
     sys.stderr.write(f"error: target {result.target}: {result.error}\n")
 
 
@@ -120,12 +119,11 @@ def run_plan(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> in
         raise CliError("--base and --head go together (pull request mode)")
     if args.out and len(chosen) > 1:
         raise CliError("--out saves one target's plan: name it with --target")
-    if args.out:
-        args.target_name = chosen[0]
-        return single.run_plan(args)
     stages = _stages(args, settings, builds=True)
     results: list[TargetResult] = []
     try:
+        if args.out:
+            return _save_plan(args, stages, chosen[0])
         if args.base is not None:
             for name in chosen:
                 engine = stages.engine(name)
@@ -172,6 +170,25 @@ def run_plan(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> in
         elif result.document["has_changes"]:
             codes.append(EXIT_CHANGES)
     return _exit(codes)
+
+
+def _save_plan(args: Namespace, stages: Stages, name: str) -> int:
+    """`plan --out` for one target, the gate applied: what waits is not in the file."""
+    engine = stages.engine(name)
+    saved = engine.saved_plan(args.ref)
+    document = saved["plan"]
+    document["target"] = name
+    style = text.Style(color_enabled())
+    if document["has_errors"]:
+        single._print(text.format_plan(document, style))
+        raise CliError(f"the plan has errors: {args.out} not written")
+    out = Path(args.out).resolve()
+    write_files(out.parent, {out.name: json.dumps(saved, indent=1, ensure_ascii=False) + "\n"})
+    if args.json:
+        single._print_json(document)
+    else:
+        single._print(text.format_plan(document, style))
+    return EXIT_CHANGES if document["has_changes"] else EXIT_OK
 
 
 def _duration(value: Any) -> str | None:
