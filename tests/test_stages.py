@@ -8,7 +8,6 @@ import json
 import sqlite3
 import time
 from importlib.resources import files
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -24,10 +23,8 @@ def schema(name: str) -> dict[str, Any]:
     return loaded
 
 
-def configure(
-    repo: GitRepo, prod: str = "", test: str = "", registries: Path | None = None
-) -> None:
-    where = registries or repo.root.parent / "registries"
+def configure(repo: GitRepo, prod: str = "", test: str = "") -> None:
+    where = repo.root.parent / "registries"
     where.mkdir(exist_ok=True)
     repo.write(
         "reconciler.toml",
