@@ -56,6 +56,11 @@ class Workspace:
         lines: list[str] = self.control("GET", "requests")["requests"]
         return [line for line in lines if self.name in line and contains in line]
 
+    def counters(self, reset: bool = False) -> dict[str, Any]:
+        """The emulator's request counts (``reset``: read and start again from zero)."""
+        counts: dict[str, Any] = self.control("DELETE" if reset else "GET", "counters")
+        return counts
+
     def client(self) -> Any:
         from reconciler.adapters.azureml_client import make_client, parse_registry_url
 

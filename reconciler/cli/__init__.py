@@ -184,6 +184,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="the bearer token clients must send (default: random)")
     p.add_argument("--page-size", type=int, default=100, help="items per listing page")
     p.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        metavar="N",
+        help="milliseconds added to every response, to imitate the service's round trip",
+    )
+    p.add_argument(
+        "--rate-limit",
+        type=float,
+        default=None,
+        metavar="N",
+        help="requests per second; beyond it, 429 with Retry-After, as the service throttles",
+    )
+    p.add_argument(
         "--fault",
         action="append",
         default=[],

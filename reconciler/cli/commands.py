@@ -667,6 +667,10 @@ def run_emulator(args: Namespace) -> int:
             faults.append(parse_fault(json.loads(spec)))
         except (json.JSONDecodeError, FaultSpecError) as exc:
             raise CliError(f"--fault {spec}: {exc}") from None
+    if args.latency_ms < 0:
+        raise CliError(f"--latency-ms {args.latency_ms:g}: must be zero or more")
+    if args.rate_limit is not None and args.rate_limit <= 0:
+        raise CliError(f"--rate-limit {args.rate_limit:g}: must be more than zero")
     running = start(
         args.db.resolve(),
         args.port,
@@ -674,11 +678,16 @@ def run_emulator(args: Namespace) -> int:
         page_size=max(1, args.page_size),
         verbose=args.verbose,
         background=False,
+        latency_ms=args.latency_ms,
+        rate_limit=args.rate_limit,
     )
     for fault in faults:
         running.emulator.faults.add(fault)
     settings = client_settings(running)
     _print(f"Azure ML emulator on {running.endpoint} (registry {args.db})")
+    if args.latency_ms or args.rate_limit:
+        limit = f"{args.rate_limit:g} requests/s" if args.rate_limit else "none"
+        _print(f"Added latency: {args.latency_ms:g} ms; rate limit: {limit}")
     _print(f"CA bundle: {running.tls.ca}")
     _print("Point a client at it with:")
     for name, value in settings.items():

@@ -17,6 +17,7 @@ from reconciler.emulator.resources import (
     Missing,
     Scope,
     container_resource,
+    list_view,
     version_resource,
     visible,
 )
@@ -59,43 +60,43 @@ def _resource(emulator: Emulator, request: Request, scope: Scope, rest: list[str
     from reconciler.emulator.server import Response, arm_error
 
     method = request.method
-    view = request.query.get("listViewType", "ActiveOnly").lower()
     store = emulator.store
     if not rest and method == "GET":
         return Response.json(200, _scope_resource(emulator, scope))
     if rest[:1] == ["environments"]:
         if len(rest) == 1 and method == "GET":
-            containers = sorted(store.containers(scope), key=lambda c: c.name)
+            view = list_view(request.query)
             prefix = scope.key + "/"
-            items = [
-                container_resource(scope, c.name.removeprefix(prefix), c)
-                for c in containers
-                if visible(c.archived, view)
-            ]
-            return emulator.page(request, items)
+            shown = store.listing(scope, view)
+            return emulator.page(
+                request,
+                shown,
+                lambda c: _container(emulator, scope, c.name.removeprefix(prefix), c),
+            )
         name = rest[1]
         if len(rest) == 2 and method == "GET":
-            return Response.json(200, container_resource(scope, name, store.container(scope, name)))
+            return Response.json(200, _container(emulator, scope, name))
         if len(rest) == 2 and method == "PUT":
-            body = request.json()
-            properties = body.get("properties") if isinstance(body, dict) else None
-            if not isinstance(properties, dict):
-                raise BadRequest("the body needs `properties`")
-            store.set_container_archived(scope, name, bool(properties.get("isArchived", False)))
-            return Response.json(200, container_resource(scope, name, store.container(scope, name)))
+            container, created = store.put_container(scope, name, _body(request))
+            body = _container(emulator, scope, name, container)
+            return Response.json(201 if created else 200, body)
+        if len(rest) == 2 and method == "DELETE":
+            return _delete(_exists(store.container, scope, name), f"environment {name!r}")
         if len(rest) == 3 and rest[2] == "versions" and method == "GET":
+            view = list_view(request.query)
             return emulator.page(request, _versions(emulator, request, scope, name, view))
         if len(rest) == 4 and rest[2] == "versions":
             version = rest[3]
             if method == "GET":
                 found = store.version(scope, name, version)
-                return Response.json(200, version_resource(scope, name, found))
+                return Response.json(200, _version(emulator, scope, name, found))
             if method == "PUT":
-                body = request.json()
-                if not isinstance(body, dict):
-                    raise BadRequest("the body must be a JSON object")
-                stored, created = store.put_version(scope, name, version, body)
-                return Response.json(201 if created else 200, version_resource(scope, name, stored))
+                stored, created = store.put_version(scope, name, version, _body(request))
+                body = _version(emulator, scope, name, stored)
+                return Response.json(201 if created else 200, body)
+            if method == "DELETE":
+                exists = _exists(store.version, scope, name, version)
+                return _delete(exists, f"environment version {name}:{version}")
     if len(rest) == 4 and rest[0] == "tempdatarefs" and method == "PUT":
         return Response.json(200, _temporary_reference(emulator, scope, rest[1], rest[3]))
     if rest[:1] == ["datastores"] and scope.kind == "workspaces":
@@ -107,6 +108,49 @@ def _resource(emulator: Emulator, request: Request, scope: Scope, rest: list[str
     )
 
 
+def _body(request: Request) -> dict[str, Any]:
+    body = request.json()
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+def _exists(lookup: Any, *args: Any) -> bool:
+    try:
+        lookup(*args)
+    except Missing:
+        return False
+    return True
+
+
+def _delete(exists: bool, what: str) -> Response:
+    """``DELETE``: the spec's ``204 No Content`` for what is not there; environments that
+    exist are archived, never deleted, so deleting one is refused with an ARM error."""
+    from reconciler.emulator.server import Response, arm_error
+
+    if not exists:
+        return Response(204)
+    return arm_error(
+        409,
+        "UserError",
+        f"{what} cannot be deleted: environments are archived (PUT with isArchived true), "
+        "never deleted",
+    )
+
+
+def _container(
+    emulator: Emulator, scope: Scope, name: str, container: Any = None
+) -> dict[str, Any]:
+    store = emulator.store
+    found = container if container is not None else store.container(scope, name)
+    return container_resource(scope, name, found, store.container_attributes(scope, name))
+
+
+def _version(emulator: Emulator, scope: Scope, name: str, version: Any) -> dict[str, Any]:
+    attributes = emulator.store.version_attributes(scope, name, version.version)
+    return version_resource(scope, name, version, attributes)
+
+
 def _versions(
     emulator: Emulator, request: Request, scope: Scope, name: str, view: str
 ) -> list[dict[str, Any]]:
@@ -116,7 +160,7 @@ def _versions(
     if order.endswith("desc"):
         versions.reverse()
     return [
-        version_resource(scope, name, v)
+        _version(emulator, scope, name, v)
         for v in versions
         if visible(v.archived or container.archived, view)
     ]

@@ -12,7 +12,9 @@ import secrets
 import socket
 import ssl
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,8 +25,11 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 from reconciler.adapters.sqlite_registry import SqliteRegistry
 from reconciler.emulator import arm_routes, blob_routes
 from reconciler.emulator.blobs import BlobStore
+from reconciler.emulator.counters import RequestCounter
 from reconciler.emulator.faults import FaultPlan, FaultSpecError, parse_fault
+from reconciler.emulator.leases import LeaseTable
 from reconciler.emulator.resources import EnvironmentStore
+from reconciler.emulator.throttle import RateLimiter, retry_after_header
 from reconciler.emulator.tls import TlsFiles, ensure_tls
 
 BLOB_ACCOUNT = "emulatorstore"
@@ -75,6 +80,8 @@ class Emulator:
         db: Path,
         token: str | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
+        latency_ms: float = 0.0,
+        rate_limit: float | None = None,
     ) -> None:
         self.db = db
         self.data_dir = db.parent
@@ -83,7 +90,11 @@ class Emulator:
         self.page_size = page_size
         self.store = EnvironmentStore(SqliteRegistry(db))
         self.blobs = BlobStore(self.data_dir / "blobs")
+        self.leases = LeaseTable(self.data_dir / "leases.json")
         self.faults = FaultPlan()
+        self.latency = max(0.0, latency_ms) / 1000.0  # added to every service response
+        self.limiter = RateLimiter(rate_limit) if rate_limit else None
+        self.counter = RequestCounter()
         self.base_url = ""  # set when the server is bound
         self.requests: list[str] = []  # "METHOD path -> status", for inspection
         self._log_lock = threading.Lock()
@@ -99,6 +110,18 @@ class Emulator:
         """The answer, or None to drop the connection."""
         if request.path.startswith(CONTROL_PREFIX):
             return self._control(request)
+        first = request.path.strip("/").split("/", 1)[0].lower()
+        if self.limiter is not None and first != BLOB_ACCOUNT:
+            # ARM throttles per caller; storage has budgets of its own, far above these.
+            wait = self.limiter.admit()
+            if wait is not None:
+                response = arm_error(
+                    429,
+                    "TooManyRequests",
+                    f"the request rate is over {self.limiter.rate:g} per second; retry later",
+                )
+                response.headers["Retry-After"] = retry_after_header(wait)
+                return response
         fault = self.faults.take(request.method, request.path)
         if fault is not None:
             if fault.status is None:
@@ -144,6 +167,19 @@ class Emulator:
         if what == "requests":
             with self._log_lock:
                 return Response.json(200, {"requests": list(self.requests)})
+        if what == "counters":
+            # DELETE answers the counts up to now and starts again from zero.
+            return Response.json(200, self._counters(reset=request.method == "DELETE"))
+        if what == "clock":
+            # Moves the lease clock forward, so a test lets a lease expire without waiting.
+            if request.method == "POST":
+                body = request.json()
+                seconds = body.get("advance_seconds") if isinstance(body, dict) else None
+                if not isinstance(seconds, int | float) or seconds < 0:
+                    return arm_error(400, "InvalidClock", 'expected {"advance_seconds": N}, N >= 0')
+                with self._write_lock:
+                    self.leases.offset += float(seconds)
+            return Response.json(200, {"offset_seconds": self.leases.offset})
         if what == "faults":
             if request.method == "GET":
                 return Response.json(200, {"faults": self.faults.describe()})
@@ -161,17 +197,31 @@ class Emulator:
                 return Response.json(200, {"faults": self.faults.describe()})
         return arm_error(404, "NotFound", f"no control endpoint {request.path}")
 
+    def _counters(self, reset: bool = False) -> dict[str, Any]:
+        counts = self.counter.reset() if reset else self.counter.snapshot()
+        counts["throttled"] = self.limiter.refused if self.limiter else 0
+        counts["latency_ms"] = self.latency * 1000.0
+        counts["rate_limit"] = self.limiter.rate if self.limiter else None
+        return counts
+
     # -- paging -------------------------------------------------------------------------
 
-    def page(self, request: Request, items: list[dict[str, Any]]) -> Response:
-        """One page of a listing, with ``nextLink`` when more follow."""
+    def page(
+        self,
+        request: Request,
+        items: list[Any],
+        render: Callable[[Any], dict[str, Any]] | None = None,
+    ) -> Response:
+        """One page of a listing, with ``nextLink`` when more follow; ``render`` turns the
+        page's items (only those) into resources."""
         try:
             start = int(request.query.get("$skipToken", "0"))
             size = int(request.query.get("$top", str(self.page_size)))
         except ValueError:
             return arm_error(400, "BadRequest", "$skipToken and $top must be integers")
         size = max(1, min(size, self.page_size))
-        body: dict[str, Any] = {"value": items[start : start + size]}
+        chunk = items[start : start + size]
+        body: dict[str, Any] = {"value": [render(i) for i in chunk] if render else chunk}
         if start + size < len(items) and "$top" not in request.query:
             query = dict(request.query, **{"$skipToken": str(start + size)})
             body["nextLink"] = f"{self.base_url.rstrip('/')}{quote(request.path)}?" + urlencode(
@@ -182,7 +232,15 @@ class Emulator:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Buffered writes: the status line, headers and body leave in one send when the
+    # handler flushes, instead of a small header segment that Nagle's algorithm holds
+    # back until the client's delayed ACK (a 40 ms stall per keep-alive request).
+    wbufsize = 1 << 16
     server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _serve(self) -> None:
         split = urlsplit(self.path)
@@ -201,6 +259,12 @@ class _Handler(BaseHTTPRequestHandler):
             response = emulator.handle(request)
         except Exception as exc:  # a bug in the emulator: say so, keep serving
             response = arm_error(500, "EmulatorError", f"{type(exc).__name__}: {exc}")
+        if not request.path.startswith(CONTROL_PREFIX):
+            emulator.counter.count(
+                self.command, request.path, query, None if response is None else response.status
+            )
+            if emulator.latency:
+                time.sleep(emulator.latency)  # outside every lock: concurrent calls overlap
         if response is None:
             emulator.log(f"{self.command} {split.path} -> dropped")
             self.close_connection = True
@@ -216,6 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(response.body)
+        self.wfile.flush()
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = _serve
 
@@ -260,11 +325,13 @@ def start(
     page_size: int = DEFAULT_PAGE_SIZE,
     verbose: bool = False,
     background: bool = True,
+    latency_ms: float = 0.0,
+    rate_limit: float | None = None,
 ) -> RunningEmulator:
     """Bind the HTTPS server (port 0: any free port); serve in a thread if ``background``."""
     db.parent.mkdir(parents=True, exist_ok=True)
     tls = ensure_tls(db.parent / "tls")
-    emulator = Emulator(db, token, page_size)
+    emulator = Emulator(db, token, page_size, latency_ms, rate_limit)
     server = _Server((host, port), _Handler)
     server.emulator = emulator
     server.verbose = verbose
