@@ -225,12 +225,12 @@ class Engine:
         return self._read(ref, only)[0]
 
     def _read(
-        self, ref: str | None, only: Iterable[str] | None = None
+        self, ref: str | None, only: Iterable[str] | None = None, watch_list: bool = True
     ) -> tuple[DesiredState, list[str] | None]:
         """Desired state, and the watch list that keeps a cached plan of it honest."""
         snapshot = self.source.snapshot(ref)
         try:
-            return self._load(snapshot, only)
+            return self._load(snapshot, only, watch_list)
         finally:
             _close(snapshot)
 
@@ -302,10 +302,10 @@ class Engine:
         return self._planned(ref)[0]
 
     def _planned(
-        self, ref: str | None, options: PlanOptions | None = None
+        self, ref: str | None, options: PlanOptions | None = None, watch_list: bool = True
     ) -> tuple[Plan, DesiredState, RegistryState, list[str] | None]:
         """Read ``ref``, plan it against the registry, with package diffs."""
-        desired, watch = self._read(ref)
+        desired, watch = self._read(ref, watch_list=watch_list)
         state = self.registry.read_state()
         return self._make_plan(desired, state, ref, None, options), desired, state, watch
 
@@ -394,7 +394,8 @@ class Engine:
                     return document
         from reconciler.core.document import plan_document
 
-        plan, _, _, watch = self._planned(ref)
+        # The watch list only serves a plan that may be cached.
+        plan, _, _, watch = self._planned(ref, watch_list=key is not None)
         document = plan_document(plan, self.registry.url, self.selection.path, self._predict(plan))
         if key is not None and not plan.has_errors and self.registry.state_token() == token:
             # Taken after planning: a file edited meanwhile is too fresh to be trusted, and
