@@ -71,8 +71,9 @@ class Settings:
     azureml_backoff: float = 0.5
     """Seconds before the first Azure ML retry; doubles with each retry."""
     policy: Policy | None = None  # the `[policy]` table (file only; see core/policy.py)
-    # `[targets.NAME]` tables (file only; see core/promotion.py); empty: one registry.
     targets: Mapping[str, Target] = field(default_factory=dict)
+    """The `[targets.NAME]` tables (file only): the registries one repository drives, each a
+    stage of promotion; empty: the one `registry`."""
 
     def for_target(self, name: str) -> Settings:
         """These settings as one target sees them: its registry and its overrides."""

@@ -38,13 +38,25 @@ class TargetError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Target:
     name: str
+    """The table's name, `[targets.NAME]`: letters, digits, `-` and `_`."""
     registry: str
+    """The target's registry URL (required), as the top-level `registry` setting takes it."""
     after: tuple[str, ...] = ()
+    """The gate: targets whose registries must hold the same content (registered, managed, not
+    archived, built where builds are configured) before a create or new version lands here.
+    """
     soak: timedelta | None = None
+    """And for how long it must have been there: `30m`, `24h`, `7d`."""
     stage: str | None = None
-    include: tuple[str, ...] = ()  # environment-name globs; empty: every environment
+    """The version's stage property, where the service has one. Accepted, not sent yet: the
+    SDK's Environment entity does not carry it."""
+    include: tuple[str, ...] = ()
+    """Globs of environment names this target holds (default: every environment)."""
     exclude: tuple[str, ...] = ()
-    overrides: Mapping[str, Any] = field(default_factory=dict)  # per-target settings
+    """Globs of environment names this target never holds."""
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    """Any per-registry setting (`image_registry`, `archive_limit_count`, `lock_timeout`, ...,
+    and a `policy` table) given in the target's table; the top-level value otherwise."""
 
     def selects(self, name: str) -> bool:
         """Whether this target holds the environment ``name`` at all."""
