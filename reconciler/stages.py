@@ -63,6 +63,9 @@ class Stages:
     settings: Settings
     make_engine: Callable[[str], Engine]
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # One command's run: git is read once and each registry once until it is written.
+    # False (a long-running reconciler): every plan reads afresh.
+    per_run: bool = True
     _engines: dict[str, Engine] = field(default_factory=dict, init=False)
     _reads: dict[tuple[Any, ...], DesiredState] = field(default_factory=dict, init=False)
     _seen: dict[str, _Seen] = field(default_factory=dict, init=False)
@@ -78,6 +81,12 @@ class Stages:
             found.stage = _TargetStage(self, self.targets[name])
             self._engines[name] = found
         return found
+
+    def adopt(self, name: str, engine: Engine) -> Engine:
+        """Make ``engine`` (wired elsewhere) this run's engine of target ``name``."""
+        engine.stage = _TargetStage(self, self.targets[name])
+        self._engines[name] = engine
+        return engine
 
     def close(self) -> None:
         for engine in self._engines.values():
@@ -113,8 +122,12 @@ class Stages:
             desired = self._any_read()
             if desired is not None:
                 selects |= {n for n in desired.environments if target.selects(n)}
-        seen.upstream = upstream_view(name, state, records, builds, selects)
-        return seen.upstream
+        found = upstream_view(name, state, records, builds, selects)
+        if self.per_run:
+            seen.upstream = found
+        else:
+            self.forget(name)
+        return found
 
     def _any_read(self) -> DesiredState | None:
         return next(iter(self._reads.values()), None)
@@ -189,6 +202,8 @@ class _TargetStage:
         self.pinned: frozenset[str] = frozenset()
 
     def load(self, key: tuple[Any, ...], read: Callable[[], DesiredState]) -> DesiredState:
+        if not self.stages.per_run:
+            return read()
         reads = self.stages._reads
         found = reads.get(key)
         if found is None:
@@ -207,7 +222,8 @@ class _TargetStage:
     def gate(self, plan: Plan, state: RegistryState) -> Plan:
         from reconciler.core.promotion import gate_plan
 
-        self.stages._seen[self.target.name] = _Seen(state=state)
+        if self.stages.per_run:
+            self.stages._seen[self.target.name] = _Seen(state=state)
         if not self.target.after:
             return plan
         upstreams = [self.stages.upstream(name) for name in self.target.after]

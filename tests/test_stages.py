@@ -333,3 +333,18 @@ def test_a_saved_plan_of_a_gated_target_leaves_out_what_waits(repo: GitRepo, cli
     assert code == 0 and applied["applied"] == []
     with sqlite3.connect(repo.root.parent / "registries" / "test.db") as db:
         assert db.execute("select count(*) from versions").fetchone() == (0,)
+
+
+def test_a_scheduled_reconcile_of_one_target_keeps_its_gate(repo: GitRepo, cli: Cli) -> None:
+    seed(repo)
+    status = repo.root.parent / "status.json"
+    code, out, err = cli("reconcile", "--once", "--status-file", str(status), "--target", "test")
+    assert code in (0, 2), out + err
+    code, plan = cli.json("plan", "--target", "test")
+    assert code == 2 and all(c.get("deferred") for c in plan["changes"])  # nothing landed
+    assert cli("reconcile", "--once", "--status-file", str(status), "--target", "dev")[0] in (0, 2)
+    cli("reconcile", "--once", "--status-file", str(status), "--target", "test")
+    code, listed = cli.json("list", "--target", "test")
+    assert sorted(r["name"] for r in listed["items"]) == ["serving-api", "train"]
+    code, _, err = cli("watch", "--debounce", "10")
+    assert code == 1 and "one target at a time" in err

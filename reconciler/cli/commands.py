@@ -140,7 +140,7 @@ def _engine(settings: Settings, args: Namespace, builds: bool = False) -> Engine
     if settings.cache:
         cache = DiskCache(settings.repo / ".reconciler" / "cache")  # type: ignore[assignment]
     registry = _registry(settings, source)
-    return Engine(
+    engine = Engine(
         source,
         registry,
         selection,
@@ -151,6 +151,12 @@ def _engine(settings: Settings, args: Namespace, builds: bool = False) -> Engine
         inventory=Inventory(settings.repo / ".reconciler" / "inventory", registry.url),
         policy=settings.policy,
     )
+    target = getattr(args, "target_name", None)
+    if target is not None:  # one of several targets: it keeps its gate (see cli/targets.py)
+        from reconciler.cli.targets import staged
+
+        staged(engine, settings, args, target)
+    return engine
 
 
 def _print(value: str) -> None:

@@ -72,6 +72,17 @@ def _stages(args: Namespace, settings: Settings, builds: bool) -> Stages:
     return Stages(settings, make)
 
 
+def staged(engine: Any, settings: Settings, args: Namespace, name: str) -> None:
+    """Give the engine of one target, wired by a single-registry command (watch,
+    reconcile), its promotion gate; its upstream registries are read afresh each plan."""
+
+    def make(upstream: str) -> Any:
+        plain = Namespace(**{k: v for k, v in vars(args).items() if k != "target_name"})
+        return single._engine(settings.for_target(upstream), plain, builds=False)
+
+    Stages(settings, make, per_run=False).adopt(name, engine)
+
+
 def _exit(codes: Iterable[int]) -> int:
     found = set(codes)
     if EXIT_ERROR in found:
