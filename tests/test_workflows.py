@@ -51,7 +51,13 @@ def check_schema(*files: Path) -> subprocess.CompletedProcess[str]:
 
 def test_workflows_validate_against_the_github_workflow_schema(tmp_path: Path) -> None:
     files = sorted(WORKFLOWS.glob("*.yml"))
-    assert [f.name for f in files] == ["ci.yml", "docs.yml", "plan.yml", "reconcile.yml"]
+    assert [f.name for f in files] == [
+        "ci.yml",
+        "docs.yml",
+        "plan.yml",
+        "reconcile.yml",
+        "release.yml",
+    ]
     done = check_schema(*files)
     assert done.returncode == 0, done.stdout + done.stderr
     broken = tmp_path / "broken.yml"

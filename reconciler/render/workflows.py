@@ -30,8 +30,8 @@ jobs:
 """
 
 _STEPS = """    steps:
-      - uses: actions/checkout@v4
-      - uses: actions/setup-python@v5
+      - uses: actions/checkout@11d5960a326750d5838078e36cf38b85af677262 # v4.4.0
+      - uses: actions/setup-python@a26af69be951a213d495a4c3e4e4022e16d87065 # v5.6.0
         with:
           python-version: "3.11"
       - name: Install
@@ -40,7 +40,7 @@ _STEPS = """    steps:
         run: scripts/ci/reconcile
       - name: Upload the drift report
         if: always()
-        uses: actions/upload-artifact@v4
+        uses: actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02 # v4.6.2
         with:
           name: {artifact}
           path: drift-report/
