@@ -28,7 +28,14 @@ from reconciler.core.build import (
     tail,
 )
 from reconciler.core.secrets import mask_text
-from reconciler.ports import Builder, BuildError, BuilderUnavailable, Registry
+from reconciler.ports import (
+    Builder,
+    BuildError,
+    BuilderUnavailable,
+    Progress,
+    QuietProgress,
+    Registry,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -83,6 +90,7 @@ class BuildRunner:
         reason_unconfigured: str = "no image registry configured "
         "(--image-registry or RECONCILER_IMAGE_REGISTRY)",
         resolve_base: Callable[[str], str | None] | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.builder = builder
         self.registry = registry
@@ -91,6 +99,7 @@ class BuildRunner:
         self.report = report or (lambda line: None)
         self.reason_unconfigured = reason_unconfigured
         self.resolve_base = resolve_base  # base image reference -> digest in its registry
+        self.progress = progress or QuietProgress()  # one row per image while it builds
         self._write_lock = threading.Lock()  # one registry connection, many build threads
         self._known: dict[tuple[str, str], BuildRecord] = {}
 
@@ -173,7 +182,8 @@ class BuildRunner:
                 if self._known.get((target.name, target.version)) != record:
                     self._save(record)  # a second run without Docker writes nothing
                 outcome.not_built.append(record)
-            self.report(f"builds skipped for {len(todo)} version(s): {problem}")
+            if self.builder is not None:  # not configured: the summary says so, once
+                self.report(f"builds skipped for {len(todo)} version(s): {problem}")
             return outcome
         builder = self.builder
         assert builder is not None
@@ -276,7 +286,12 @@ class BuildRunner:
                     attempts=attempts,
                 )
             )
-        self.report(f"build {_names(group)}: building {job.kind} image {job.tag[:12]}")
+        # A line per event, or a row per image on a progress display that shows them.
+        lines_wanted = isinstance(self.progress, QuietProgress)
+        if lines_wanted:
+            self.report(f"build {_names(group)}: building {job.kind} image {job.tag[:12]}")
+        row = f"build:{job.tag}"
+        self.progress.start(row, f"{_names(group)}: building {job.tag[:12]}")
         lines: list[str] = []
         log_path = self.log_dir / f"{job.tag[:16]}.log"
         clock = time.monotonic()
@@ -290,6 +305,7 @@ class BuildRunner:
 
         def log(line: str) -> None:
             lines.append(mask_text(line))  # build output echoes pip and conda URLs
+            self.progress.advance(row, lines[-1])
 
         try:
             bases = self._resolve_bases(job_bases(job, read))
@@ -324,7 +340,9 @@ class BuildRunner:
             )
             outcome_text = f"FAILED after {time.monotonic() - clock:.1f}s: {failure}"
         records_out = [replace(finished, name=t.name, version=t.version) for t in group]
-        self.report(f"build {_names(group)}: {outcome_text}")
+        if lines_wanted:
+            self.report(f"build {_names(group)}: {outcome_text}")
+        self.progress.finish(row, f"{_names(group)}: {'built' if failure is None else 'FAILED'}")
         for record in records_out:
             self._save(record)
         return records_out, 1

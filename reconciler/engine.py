@@ -19,7 +19,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 from reconciler import __version__
 from reconciler.core.options import PlanOptions
 from reconciler.core.selection import Selection
-from reconciler.ports import BuildError, NotFound, Registry, RegistryError, Source, SourceError
+from reconciler.ports import (
+    BuildError,
+    NotFound,
+    Progress,
+    QuietProgress,
+    Registry,
+    RegistryError,
+    Source,
+    SourceError,
+)
 
 if TYPE_CHECKING:  # the rest of the core is imported when a plan is computed, not when
     # a cached one is answered
@@ -91,18 +100,29 @@ def _build_target(
 
 
 def parallel_map(
-    function: Callable[[bytes], dict[str, Any]], items: list[bytes]
+    function: Callable[[bytes], dict[str, Any]],
+    items: list[bytes],
+    done: Callable[[], None] | None = None,
 ) -> Iterable[dict[str, Any]]:
-    """Parse on every core when there is a lot to parse (a cold plan of a big repository)."""
+    """Parse on every core when there is a lot to parse (a cold plan of a big repository);
+    ``done`` is told after each item."""
     workers = min(os.cpu_count() or 1, 8)
     if workers < 2 or len(items) < PARALLEL_PARSE_MIN:
-        return map(function, items)
+        if done is None:
+            return map(function, items)
+        return [_counted(function(item), done) for item in items]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     # fork: the workers inherit the imported parser instead of importing it again
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        return list(pool.map(function, items, chunksize=64))
+        results = pool.map(function, items, chunksize=64)
+        return [_counted(result, done) for result in results] if done else list(results)
+
+
+def _counted(result: dict[str, Any], done: Callable[[], None]) -> dict[str, Any]:
+    done()
+    return result
 
 
 def _lines_of(
@@ -212,6 +232,7 @@ class Engine:
     cache: MemoStore = field(default_factory=MemoStore)
     lock_timeout: float = 60.0
     on_change: Callable[[Change, str], None] | None = None  # progress callback
+    progress: Progress = field(default_factory=QuietProgress)  # a terminal's display
     builds: BuildRunner | None = None  # None: registering only, no images
     inventory: AppliedStore | None = None  # what was applied, for `missing` drift
     policy: Policy | None = None  # governance rules (see core/policy.py)
@@ -244,7 +265,7 @@ class Engine:
         resolved = kept[0] if kept is not None else None
 
         def read() -> DesiredState:
-            return load_desired(snapshot, self.selection, memo, only, parallel_map, resolved)
+            return load_desired(snapshot, self.selection, memo, only, self._parse_map, resolved)
 
         if self.stage is None:
             state = read()
@@ -258,6 +279,25 @@ class Engine:
             watch = self.source.watch_list(snapshot, self.selection.root, state.references)
         self.cache.save_memo(memo)
         return state, watch
+
+    def _parse_map(
+        self, function: Callable[[bytes], dict[str, Any]], items: list[bytes]
+    ) -> Iterable[dict[str, Any]]:
+        """parallel_map, counting parsed files on the progress display."""
+        if isinstance(self.progress, QuietProgress):
+            return parallel_map(function, items)
+        self.progress.start("parse", f"parsing {len(items)} environment file(s)", len(items))
+        try:
+            return parallel_map(function, items, lambda: self.progress.advance("parse"))
+        finally:
+            self.progress.finish("parse")
+
+    def _read_state(self) -> RegistryState:
+        self.progress.start("registry", f"reading {self.registry.url}")
+        try:
+            return self.registry.read_state()
+        finally:
+            self.progress.finish("registry")
 
     def _kept_memos(self) -> tuple[ResolveMemo, PlanMemo] | None:
         kept = getattr(self.cache, "kept_memos", None)  # DiskCache has none
@@ -306,7 +346,7 @@ class Engine:
     ) -> tuple[Plan, DesiredState, RegistryState, list[str] | None]:
         """Read ``ref``, plan it against the registry, with package diffs."""
         desired, watch = self._read(ref, watch_list=watch_list)
-        state = self.registry.read_state()
+        state = self._read_state()
         return self._make_plan(desired, state, ref, None, options), desired, state, watch
 
     def _make_plan(
@@ -415,7 +455,7 @@ class Engine:
             snapshot = self.source.snapshot(ref)
             try:
                 desired, _ = self._load(snapshot, watch_list=False)
-                plan = self._make_plan(desired, self.registry.read_state(), ref, snapshot)
+                plan = self._make_plan(desired, self._read_state(), ref, snapshot)
                 outcome = self._apply_plan(plan)
                 if self.builds is None and self.inventory is None:
                     return outcome
@@ -700,6 +740,10 @@ class Engine:
             )
         outcome = ApplyOutcome(plan)
         failed_names: set[str] = set()
+        if plan.changes:
+            self.progress.start(
+                "apply", f"applying {len(plan.changes)} change(s)", len(plan.changes)
+            )
         with self.registry.batch():
             for change in plan.changes:
                 if change.deferred is not None:
@@ -717,9 +761,12 @@ class Engine:
                 else:
                     outcome.applied.append(change)
                     self._report(change, "done")
+        self.progress.finish("apply")
         return outcome
 
     def _report(self, change: Change, status: str) -> None:
+        target = f"{change.name}:{change.version}" if change.version else change.name
+        self.progress.advance("apply", f"{change.action.value} {target}: {status}")
         if self.on_change is not None:
             self.on_change(change, status)
 

@@ -132,3 +132,32 @@ class Registry(Protocol):
 def iter_versions(state: RegistryState) -> Iterator[RegisteredVersion]:
     for container in state.containers.values():
         yield from container.versions
+
+
+class Progress(Protocol):
+    """Whoever watches long steps (a terminal's progress display): told, never asked.
+    Tasks are named by a key; ``total`` None is a step without a count."""
+
+    def start(self, task: str, description: str, total: int | None = None) -> None: ...
+
+    def advance(self, task: str, detail: str | None = None) -> None: ...
+
+    def finish(self, task: str, description: str | None = None) -> None: ...
+
+    def note(self, line: str) -> None: ...
+
+
+class QuietProgress:
+    """Nobody watching: plain output, pipes, CI, --json."""
+
+    def start(self, task: str, description: str, total: int | None = None) -> None:
+        return None
+
+    def advance(self, task: str, detail: str | None = None) -> None:
+        return None
+
+    def finish(self, task: str, description: str | None = None) -> None:
+        return None
+
+    def note(self, line: str) -> None:
+        return None

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from reconciler.core.notify import NotifyTarget
     from reconciler.core.policy import Policy
     from reconciler.core.promotion import Target
 
@@ -71,6 +72,22 @@ class Settings:
     azureml_backoff: float = 0.5
     """Seconds before the first Azure ML retry; doubles with each retry."""
     policy: Policy | None = None  # the `[policy]` table (file only; see core/policy.py)
+    # `reconciler serve`
+    listen: str = "127.0.0.1:8080"
+    """`serve`: HOST:PORT of the HTTP server (metrics, health, webhook, dashboard); loopback by
+    default."""
+    unready_after: int = 3
+    """`serve`: consecutive failed cycles after which `/readyz` answers 503."""
+    branch: str | None = None
+    """`serve`: the branch a GitHub push webhook must name to trigger a reconcile (default: the
+    current branch)."""
+    remote: str = "origin"
+    """`serve`: the git remote fetched before each cycle when it exists (`""`: never fetch)."""
+    report_url: str | None = None
+    """`serve`: where people read the drift report; linked in notifications."""
+    notify: tuple[NotifyTarget, ...] = ()
+    """`[[notify]]` tables (file only): `url`, `format` (json, slack, teams) and `on` (drift,
+    failure, recovery, applied)."""
     targets: Mapping[str, Target] = field(default_factory=dict)
     """The `[targets.NAME]` tables (file only): the registries one repository drives, each a
     stage of promotion; empty: the one `registry`."""
@@ -98,6 +115,11 @@ _KEYS: dict[str, Any] = {
     "report_dir": str,
     "azureml_retries": int,
     "azureml_backoff": float,
+    "listen": str,
+    "unready_after": int,
+    "branch": str,
+    "remote": str,
+    "report_url": str,
 }
 
 
@@ -138,6 +160,8 @@ def _from_file(repo: Path) -> dict[str, Any]:
         out["policy"] = _policy(data.pop("policy"), path)
     if "targets" in data:
         out["targets"] = _targets(data.pop("targets"), path)
+    if "notify" in data:
+        out["notify"] = _notify(data.pop("notify"), path)
     table = data.get("reconciler", data)
     if not isinstance(table, dict):
         raise SettingsError(f"{path}: [reconciler] must be a table")
@@ -161,7 +185,20 @@ def _policy(table: Any, path: Path) -> Policy:
 
 # Settings a `[targets.NAME]` table may override: what belongs to one registry. The
 # desired state (path, file globs) and the repository's identity are shared by all.
-_PER_TARGET = frozenset(_KEYS) - {"path", "include", "exclude", "cache", "owner", "report_dir"}
+_PER_TARGET = frozenset(_KEYS) - {
+    "path",
+    "include",
+    "exclude",
+    "cache",
+    "owner",
+    "report_dir",
+    # the service mode runs one process for the repository
+    "listen",
+    "unready_after",
+    "branch",
+    "remote",
+    "report_url",
+}
 
 
 def _targets(table: Any, path: Path) -> Mapping[str, Target]:
@@ -179,6 +216,15 @@ def _targets(table: Any, path: Path) -> Mapping[str, Target]:
     try:
         return parse_targets(table, setting, parse_duration)
     except TargetError as exc:
+        raise SettingsError(f"{path}: {exc}") from None
+
+
+def _notify(value: Any, path: Path) -> tuple[NotifyTarget, ...]:
+    from reconciler.core.notify import NotifyError, parse_targets
+
+    try:
+        return parse_targets(value)
+    except NotifyError as exc:
         raise SettingsError(f"{path}: {exc}") from None
 
 

@@ -31,7 +31,13 @@ def wait_for(check: Callable[[], T], timeout: float = 10.0, what: str = "conditi
 
 
 def reconciler_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_")}
+    # AZUREML_CURRENT_CLOUD: set in this process by the SDK of an in-process test, it names
+    # a cloud only that process has registered.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("RECONCILER_") and k != "AZUREML_CURRENT_CLOUD"
+    }
     env.update(GIT_ENV)
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -40,7 +46,7 @@ def reconciler_env() -> dict[str, str]:
 class Running:
     """`python -m reconciler ARGS` in the background."""
 
-    def __init__(self, *args: str, cwd: Path) -> None:
+    def __init__(self, *args: str, cwd: Path, env: dict[str, str] | None = None) -> None:
         self.args = args
         self.process = subprocess.Popen(
             [sys.executable, "-m", "reconciler", *args],
@@ -48,7 +54,7 @@ class Running:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=reconciler_env(),
+            env={**reconciler_env(), **(env or {})},
         )
         self.lines: list[str] = []
         self.errors: list[str] = []

@@ -16,7 +16,7 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +93,27 @@ def _cloud_settings(endpoint: str) -> dict[str, Any]:
     }
 
 
+# Called with the HTTP status code of every response the SDK receives (`serve` counts them
+# in reconciler_registry_requests_total).
+_RESPONSE_OBSERVERS: list[Callable[[int], None]] = []
+
+
+def observe_responses(observer: Callable[[int], None]) -> None:
+    _RESPONSE_OBSERVERS.append(observer)
+
+
+def _response_policy() -> Any:
+    from azure.core.pipeline.policies import SansIOHTTPPolicy
+
+    class ResponseCodes(SansIOHTTPPolicy):  # type: ignore[type-arg]
+        def on_response(self, request: Any, response: Any) -> None:
+            code = response.http_response.status_code
+            for observer in _RESPONSE_OBSERVERS:
+                observer(code)
+
+    return ResponseCodes()
+
+
 def make_client(target: AzureTarget, environ: Mapping[str, str] | None = None) -> MLClient:
     from azure.ai.ml import MLClient
 
@@ -111,6 +132,8 @@ def make_client(target: AzureTarget, environ: Mapping[str, str] | None = None) -
         "retry_total": 0,
         "show_progress": False,
         "enable_telemetry": False,
+        # One policy, not a list: the ARM client appends its own to a list it is given.
+        "per_call_policies": _response_policy(),
     }
     endpoint = env.get(ENDPOINT_VARIABLE)
     if endpoint:

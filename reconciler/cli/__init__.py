@@ -27,16 +27,42 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+class _CommandParser(_Parser):
+    """A command's parser: options may also come between its positionals."""
+
+    _intermixing = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self._intermixing:  # the intermixed parse calls back in here, twice
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
+def _common_options() -> argparse.ArgumentParser:
+    """Options every command accepts, anywhere after the verb, so that a command line can
+    be copied and its verb changed. Where one has no meaning for a command it is ignored."""
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("common options")
+    group.add_argument(
         "--repo", type=Path, help="repository root (default: the current git repository)"
     )
-    parser.add_argument("--path", help="directory of environment files (default: environments)")
-    parser.add_argument(
+    group.add_argument("--path", help="directory of environment files (default: environments)")
+    group.add_argument(
         "--registry",
         help="registry URL (default: sqlite:///.reconciler/registry.db in the repository)",
     )
-    parser.add_argument(
+    group.add_argument(
+        "--image-registry",
+        metavar="HOST:PORT/PREFIX",
+        help="OCI registry for built images (or RECONCILER_IMAGE_REGISTRY)",
+    )
+    group.add_argument(
         "--target",
         action="append",
         dest="targets",
@@ -44,17 +70,48 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="act on this target of reconciler.toml's [targets] (repeatable; default: every "
         "target, in gate order)",
     )
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--no-cache", action="store_true", help="ignore and skip the caches")
+    group.add_argument("--json", action="store_true", help="machine-readable output")
+    group.add_argument("--no-cache", action="store_true", help="ignore and skip the caches")
+    group.add_argument(
+        "--no-color",
+        action="store_true",
+        help="plain text: no colours, tables or progress (also NO_COLOR, CI, or a pipe)",
+    )
+    return common
+
+
+def _stage_commands(sub: Any) -> None:
+    """Commands about targets as a whole (see cli/targets.py)."""
+    p = sub.add_parser(
+        "status", help="the promotion matrix: environments x targets; exit 2 if not in sync"
+    )
+    _build_options(p)
+    p.add_argument("--ref", help="git's state at this ref (default: the working tree)")
+
+    p = sub.add_parser(
+        "workflows", help="write the reconcile workflow: one job per target, in gate order"
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 2 if the checked-in workflow differs from the settings",
+    )
 
 
 def _build_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--image-registry",
-        metavar="HOST:PORT/PREFIX",
-        help="OCI registry for built images (or RECONCILER_IMAGE_REGISTRY)",
-    )
     parser.add_argument("--build-workers", type=int, help="parallel builds (default 2)")
+
+
+class _Commands:
+    """Adds every command with the common options: none can be left without them."""
+
+    def __init__(self, sub: Any, common: argparse.ArgumentParser) -> None:
+        self.sub = sub
+        self.common = common
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = self.sub.add_parser(name, parents=[self.common], **kwargs)
+        return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,16 +120,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Keep an Azure ML environment registry in step with a git directory.",
     )
     parser.add_argument("--version", action="version", version=f"reconciler {__version__}")
-    sub = parser.add_subparsers(
-        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    sub = _Commands(
+        parser.add_subparsers(
+            dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser
+        ),
+        _common_options(),
     )
 
     p = sub.add_parser("validate", help="check environment files (all, or the given ones)")
-    _common(p)
     p.add_argument("files", nargs="*", type=Path, help="environment files to check")
 
     p = sub.add_parser("plan", help="show what apply would change; exit 2 if anything")
-    _common(p)
     _build_options(p)
     p.add_argument(
         "--ref", help="plan git's state at this commit, branch or tag (default: the working tree)"
@@ -94,7 +152,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("apply", help="plan and apply the changes, or apply a saved plan")
-    _common(p)
     p.add_argument(
         "plan_file", nargs="?", metavar="PLAN", help="a plan saved by `plan --out` (exactly it)"
     )
@@ -115,7 +172,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("drift", help="write the drift report; exit 2 if drift is found")
-    _common(p)
     _build_options(p)
     p.add_argument("--ref", default="HEAD", help="git's state at this ref (default: HEAD)")
     p.add_argument("--report-dir", help="where to write the report (default: drift-report/)")
@@ -132,9 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _loop_commands(sub)
+    from reconciler.cli import serve  # its options; the wiring is imported when it runs
+
+    serve.add_parsers(sub, _loop_options, _duration)
 
     p = sub.add_parser("build", help="build NAME (its git version) or NAME:VERSION now")
-    _common(p)
     _build_options(p)
     p.add_argument("target", metavar="NAME[:VERSION]")
     p.add_argument("--ref", help="read build contexts from this commit (default: working tree)")
@@ -143,7 +201,6 @@ def build_parser() -> argparse.ArgumentParser:
         "diff",
         help="compare NAME:V1 with NAME:V2, or NAME:V with git; exit 0 identical, 2 different",
     )
-    _common(p)
     p.add_argument("left", metavar="NAME:VERSION")
     p.add_argument(
         "right", nargs="?", metavar="NAME:VERSION", help="default: NAME as git has it (--ref)"
@@ -151,21 +208,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ref", help="compare with git at this ref (default: the working tree)")
 
     p = sub.add_parser("list", help="environments in the registry")
-    _common(p)
     p.add_argument("--include-archived", action="store_true")
 
     p = sub.add_parser("show", help="one environment, or one version with NAME:VERSION")
-    _common(p)
     p.add_argument("target", metavar="NAME[:VERSION]")
 
     p = sub.add_parser("evidence", help="write an audit inventory of every environment and version")
-    _common(p)
     p.add_argument(
         "--out", required=True, metavar="DIR", help="where evidence.json and evidence.md go"
     )
 
     p = sub.add_parser("history", help="versions of an environment and what happened to them")
-    _common(p)
     p.add_argument("name")
 
     _stage_commands(sub)
@@ -205,38 +258,20 @@ def build_parser() -> argparse.ArgumentParser:
         help='inject a fault, e.g. \'{"status": 429, "count": 3, "match": "PUT */versions/*"}\'',
     )
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
+
+    p = sub.add_parser("completion", help="print the shell completion script for bash, zsh or fish")
+    p.add_argument("shell", choices=["bash", "zsh", "fish"])
     return parser
 
 
-def _stage_commands(sub: Any) -> None:
-    """Commands about targets as a whole (see cli/targets.py)."""
-    p = sub.add_parser(
-        "status", help="the promotion matrix: environments x targets; exit 2 if not in sync"
-    )
-    _common(p)
-    _build_options(p)
-    p.add_argument("--ref", help="git's state at this ref (default: the working tree)")
-
-    p = sub.add_parser(
-        "workflows", help="write the reconcile workflow: one job per target, in gate order"
-    )
-    _common(p)
-    p.add_argument(
-        "--check",
-        action="store_true",
-        help="write nothing; exit 2 if the checked-in workflow differs from the settings",
-    )
-
-
 def _loop_options(parser: argparse.ArgumentParser) -> None:
-    _common(parser)
     _build_options(parser)
     parser.add_argument("--allow-mass-archive", action="store_true", default=None)
     parser.add_argument("--self-heal", action="store_true", help="also repair out-of-band drift")
     parser.add_argument("--lock-timeout", type=float, help="seconds to wait for another apply")
 
 
-def _loop_commands(sub: Any) -> None:
+def _loop_commands(sub: _Commands) -> None:
     """The long-running reconcilers: until SIGINT or SIGTERM, then exit 0."""
     p = sub.add_parser("watch", help="apply the working tree whenever environment files change")
     _loop_options(p)
@@ -279,20 +314,38 @@ class CliError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from reconciler.cli import commands  # the wiring; kept out of --help and parse errors
-    from reconciler.cli.targets import dispatch
+    # the wiring; kept out of --help and parse errors
+    from reconciler.cli import commands, serve
+
+    wiring: Any = serve if args.command in ("serve", "notify") else commands
+    try:
+        return _run(args, wiring)
+    finally:
+        commands.close_terminal(args)  # a progress display never outlives the command
+
+
+def _run(args: argparse.Namespace, wiring: Any) -> int:
+    from reconciler.cli import commands
 
     try:
-        code = dispatch(args)
+        if wiring is commands:  # several targets, or one registry as before
+            from reconciler.cli.targets import dispatch
+
+            code = dispatch(args)
+        else:
+            code = int(getattr(wiring, "run_" + args.command)(args))
         sys.stdout.flush()  # a report that cannot be written is an error, not a success
         return code
     except commands.EXPECTED_ERRORS as exc:
+        commands.close_terminal(args)
         _fail(str(exc), args)
         return EXIT_ERROR
     except KeyboardInterrupt:
+        commands.close_terminal(args)
         _fail("interrupted", args)
         return 130
     except OSError as exc:
+        commands.close_terminal(args)
         if exc.errno not in _OUTPUT_ERRORS:
             raise
         _drop_stdout()
@@ -322,8 +375,14 @@ def _fail(message: str, args: Any) -> None:
     print(f"error: {message}", file=sys.stderr)
 
 
-def color_enabled() -> bool:
-    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+def terminal_wanted(args: Any) -> bool:
+    """A person watches a terminal: colour, tables and progress. Plain, parseable text
+    for pipes and files, in CI, with NO_COLOR or --no-color, and never around --json."""
+    if getattr(args, "json", False) or getattr(args, "no_color", False):
+        return False
+    if "NO_COLOR" in os.environ or os.environ.get("CI") or os.environ.get("TERM") == "dumb":
+        return False
+    return sys.stdout.isatty()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,7 +15,8 @@ from reconciler.adapters.gitsource import GitSource, find_repo_root
 from reconciler.adapters.inventory import Inventory
 from reconciler.adapters.report_files import ReportWriteError, write_files
 from reconciler.adapters.sqlite_registry import SqliteRegistry
-from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError, color_enabled
+from reconciler.adapters.state_dir import own_directory
+from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError, terminal_wanted
 from reconciler.core.options import PlanOptions
 from reconciler.core.plan_errors import BadPlanFile, StalePlan
 from reconciler.core.selection import Selection
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from reconciler.core.build import BuildRecord
     from reconciler.core.drift import DriftClass
     from reconciler.core.model import RegisteredContainer, RegisteredVersion
+    from reconciler.render.terminal import Terminal
 
 EXPECTED_ERRORS = (
     CliError,
@@ -45,6 +47,30 @@ EXPECTED_ERRORS = (
 
 
 # -- wiring -------------------------------------------------------------------------------
+
+PLAIN = text.Style(False)  # plain output has no escape sequences at all
+# Long-running commands print one line per cycle, the same in a terminal as in a log.
+_LINE_COMMANDS = frozenset({"watch", "reconcile", "emulator"})
+
+
+def _terminal(args: Namespace) -> Terminal | None:
+    """The terminal renderer when a person is watching (imported only then); None: plain
+    text. Its progress display goes to stderr, when stderr is a terminal too."""
+    if not terminal_wanted(args) or args.command in _LINE_COMMANDS:
+        return None
+    screen: Terminal | None = getattr(args, "terminal", None)
+    if screen is None:
+        from reconciler.render.terminal import Terminal
+
+        screen = Terminal(progress=sys.stderr.isatty())
+        args.terminal = screen
+    return screen
+
+
+def close_terminal(args: Namespace) -> None:
+    screen = getattr(args, "terminal", None)
+    if screen is not None:
+        screen.close()
 
 
 def _settings(args: Namespace) -> Settings:
@@ -66,14 +92,16 @@ def _settings(args: Namespace) -> Settings:
     if args.no_cache:
         flags["cache"] = False
     settings = load_settings(repo, flags)
+    screen = _terminal(args)
+    if screen is not None:
+        screen.root = settings.repo  # file:line links point into the repository
     target = getattr(args, "target_name", None)  # one of several targets (see cli/targets.py)
     return settings if target is None else settings.for_target(target)
 
 
-def _state_dir(path: Path) -> None:
-    if path.name == ".reconciler" and not path.exists():
-        path.mkdir(parents=True)
-        (path / ".gitignore").write_text("*\n")  # local state, never committed
+def _state_dir(settings: Settings) -> Path:
+    """The repository's `.reconciler/` (caches, inventory, locks, status), ignoring itself."""
+    return own_directory(settings.repo / ".reconciler")
 
 
 def _registry(
@@ -83,23 +111,24 @@ def _registry(
     url = settings.registry
     if url.startswith("sqlite:///"):
         path = registry_location(url, settings.repo)
-        _state_dir(path.parent)
+        own_directory(path.parent)
         return SqliteRegistry(path, url)
     if url.startswith("azureml://"):
         from reconciler.adapters.azureml import AzureMLRegistry  # needs the `azure` extra
         from reconciler.adapters.azureml_errors import RetryPolicy
 
-        _state_dir(settings.repo / ".reconciler")
         return AzureMLRegistry(
             url,
-            settings.repo / ".reconciler" / "locks",
+            _state_dir(settings) / "locks",
             source.read_blob if source is not None else None,
             RetryPolicy(max(1, settings.azureml_retries), settings.azureml_backoff),
         )
     raise CliError(f"unsupported registry URL {url!r}: expected sqlite:///PATH or azureml://...")
 
 
-def _builds(settings: Settings, registry: SqliteRegistry | AzureMLRegistry) -> BuildRunner:
+def _builds(
+    settings: Settings, registry: SqliteRegistry | AzureMLRegistry, args: Namespace
+) -> BuildRunner:
     from reconciler.build_runner import BuildRunner
 
     builder = None
@@ -108,6 +137,18 @@ def _builds(settings: Settings, registry: SqliteRegistry | AzureMLRegistry) -> B
 
         builder = DockerBuilder(settings.image_registry, settings.docker_host)
     log_dir = settings.repo / settings.report_dir / "build-logs"
+    screen = _terminal(args)
+    if screen is not None and screen.progress is not None:
+        display = screen.progress
+        return BuildRunner(
+            builder,
+            registry,
+            log_dir,
+            settings.build_workers,
+            display.note,  # one line under the display instead of a line each
+            resolve_base=_resolve_base,
+            progress=display,
+        )
     return BuildRunner(
         builder, registry, log_dir, settings.build_workers, _progress, resolve_base=_resolve_base
     )
@@ -136,10 +177,12 @@ def _engine(settings: Settings, args: Namespace, builds: bool = False) -> Engine
         archive_limit_fraction=settings.archive_limit_fraction,
         retention=settings.policy.retention() if settings.policy is not None else (),
     )
+    state_dir = _state_dir(settings)
     cache: MemoStore = MemoStore()
     if settings.cache:
-        cache = DiskCache(settings.repo / ".reconciler" / "cache")  # type: ignore[assignment]
+        cache = DiskCache(state_dir / "cache")  # type: ignore[assignment]
     registry = _registry(settings, source)
+    screen = _terminal(args)
     engine = Engine(
         source,
         registry,
@@ -147,10 +190,12 @@ def _engine(settings: Settings, args: Namespace, builds: bool = False) -> Engine
         options,
         cache,
         settings.lock_timeout,
-        builds=_builds(settings, registry) if builds else None,
-        inventory=Inventory(settings.repo / ".reconciler" / "inventory", registry.url),
+        builds=_builds(settings, registry, args) if builds else None,
+        inventory=Inventory(state_dir / "inventory", registry.url),
         policy=settings.policy,
     )
+    if screen is not None and screen.progress is not None:
+        engine.progress = screen.progress
     target = getattr(args, "target_name", None)
     if target is not None:  # one of several targets: it keeps its gate (see cli/targets.py)
         from reconciler.cli.targets import staged
@@ -190,14 +235,18 @@ def run_validate(args: Namespace) -> int:
             {"valid": not state.has_errors, "environments": valid, "diagnostics": diagnostics}
         )
     else:
-        style = text.Style(color_enabled())
-        for line in text.format_diagnostics(diagnostics, style):
-            _print(line)
         errors = sum(1 for d in diagnostics if d["severity"] == "error")
-        _print(
+        summary = (
             f"{len(valid)} environment(s) valid, {errors} error(s) in {state.candidates} "
             "file(s) checked."
         )
+        screen = _terminal(args)
+        if screen is not None:
+            screen.validation(diagnostics, summary)
+        else:
+            for line in text.format_diagnostics(diagnostics, PLAIN):
+                _print(line)
+            _print(summary)
     return EXIT_ERROR if state.has_errors else EXIT_OK
 
 
@@ -215,7 +264,7 @@ def run_plan(args: Namespace) -> int:
             saved = engine.saved_plan(args.ref)
             document = saved["plan"]
             if document["has_errors"]:
-                _print(text.format_plan(document, text.Style(color_enabled())))
+                _show_plan(args, document)
                 raise CliError(f"the plan has errors: {args.out} not written")
             write_files(
                 Path(args.out).resolve().parent,
@@ -239,10 +288,18 @@ def run_plan(args: Namespace) -> int:
     elif args.json:
         _print_json(document)
     else:
-        _print(text.format_plan(document, text.Style(color_enabled())))
+        _show_plan(args, document)
     if document["has_errors"]:
         return EXIT_ERROR
     return EXIT_CHANGES if document["has_changes"] else EXIT_OK
+
+
+def _show_plan(args: Namespace, document: dict[str, Any]) -> None:
+    screen = _terminal(args)
+    if screen is not None:
+        screen.plan(document)
+    else:
+        _print(text.format_plan(document, PLAIN))
 
 
 def run_apply(args: Namespace) -> int:
@@ -253,11 +310,10 @@ def run_apply(args: Namespace) -> int:
             "--allow-mass-archive (give them to `plan --out`)"
         )
     engine = _engine(settings, args, builds=True)
-    style = text.Style(color_enabled())
     try:
         if args.plan_file:
             outcome = engine.apply_saved(_read_plan_file(args.plan_file), args.plan_file)
-            return _report_apply(outcome, engine, settings, args, style)
+            return _report_apply(outcome, engine, settings, args)
         try:
             outcome = engine.apply(args.ref)
         except ApplyRefused as refused:
@@ -265,12 +321,12 @@ def run_apply(args: Namespace) -> int:
             if args.json:  # one JSON document on stdout, the error in it
                 _print_json({"applied": [], "failed": [], "plan": document, "error": str(refused)})
             else:
-                _print(text.format_plan(document, style))
+                _show_plan(args, document)
             sys.stderr.write(f"error: {refused}\n")
             return EXIT_ERROR
     finally:
         engine.registry.close()
-    return _report_apply(outcome, engine, settings, args, style)
+    return _report_apply(outcome, engine, settings, args)
 
 
 def _read_plan_file(path: str) -> Any:
@@ -318,14 +374,19 @@ def print_apply(document: dict[str, Any], style: text.Style) -> None:
 
 
 def _report_apply(
-    outcome: ApplyOutcome, engine: Engine, settings: Settings, args: Namespace, style: text.Style
+    outcome: ApplyOutcome, engine: Engine, settings: Settings, args: Namespace
 ) -> int:
     document = apply_document(outcome, engine.registry.url, settings.path)
     builds = document["builds"]
     if args.json:
         _print_json(document)
+    elif (screen := _terminal(args)) is not None:
+        failed = [(c, c["error"]) for c in document["failed"]]
+        screen.apply(document["diagnostics"], document["applied"], failed, builds)
+        for change in document.get("deferred", ()):
+            _print(f"  deferred {change['action']} {change['name']}: {change['deferred']}")
     else:
-        print_apply(document, style)
+        print_apply(document, PLAIN)
     if not outcome.ok:
         return EXIT_ERROR
     if args.require_builds and builds is not None and builds["unavailable"]:
@@ -410,8 +471,10 @@ def run_drift(args: Namespace) -> int:
             _print(line)
     if args.json:
         _print_json(document)
+    elif (screen := _terminal(args)) is not None:
+        screen.drift(document, written)
     else:
-        _print(text.format_drift(document, text.Style(color_enabled())))
+        _print(text.format_drift(document, PLAIN))
         _print(f"Report: {', '.join(str(p) for p in written)}")
     if document["has_errors"]:
         return EXIT_ERROR
@@ -430,6 +493,8 @@ def run_build(args: Namespace) -> int:
     assert builds is not None
     if args.json:
         _print_json(builds)
+    elif (screen := _terminal(args)) is not None:
+        screen.builds(builds)
     else:
         _print(text.format_builds(builds))
     return EXIT_OK if outcome.ok else EXIT_ERROR
@@ -498,7 +563,12 @@ def run_list(args: Namespace) -> int:
         ]
         for r in rows
     ]
-    _print(text.format_table(["NAME", "LATEST", "VERSIONS", "STATE", "OWNER", "SOURCE"], table))
+    headers = ["NAME", "LATEST", "VERSIONS", "STATE", "OWNER", "SOURCE"]
+    screen = _terminal(args)
+    if screen is not None:
+        screen.table(headers, table, title=f"Environments in {registry.url}", states=3)
+    else:
+        _print(text.format_table(headers, table))
     return EXIT_OK
 
 
@@ -544,6 +614,8 @@ def run_show(args: Namespace) -> int:
             document["latest"]["build"] = records.get((name, newest.version))
     if args.json:
         _print_json(document)
+    elif (screen := _terminal(args)) is not None:
+        screen.mapping(document, title=args.target)
     else:
         _print(_format_mapping(document))
     return EXIT_OK
@@ -601,6 +673,14 @@ def run_evidence(args: Namespace) -> int:
     )
     if args.json:
         _print_json(document)
+    elif (screen := _terminal(args)) is not None:
+        summary = document["summary"]
+        screen.table(
+            ["ITEM", "COUNT"],
+            [[str(k).replace("_", " "), _count(v)] for k, v in summary.items()],
+            title=f"Evidence: {registry.url}",
+        )
+        screen.files("Written", written)
     else:
         summary = document["summary"]
         _print(
@@ -608,6 +688,12 @@ def run_evidence(args: Namespace) -> int:
             f"version(s): {', '.join(str(p) for p in written)}"
         )
     return EXIT_OK
+
+
+def _count(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items()) or "0"
+    return str(value)
 
 
 def run_history(args: Namespace) -> int:
@@ -650,6 +736,13 @@ def run_history(args: Namespace) -> int:
         for d in versions
     ]
     headers = ["VERSION", "CREATED", "STATE", "COMMIT", "SOURCE", "DIGEST", "LAST WRITTEN AT"]
+    event_rows = [[e["at"][:19], e["version"] or "-", e["action"]] for e in events]
+    screen = _terminal(args)
+    if screen is not None:
+        screen.table(headers, rows, title=f"{args.name}: versions", states=2)
+        if events:
+            screen.table(["AT", "VERSION", "EVENT"], event_rows, title=f"{args.name}: events")
+        return EXIT_OK
     _print(text.format_table(headers, rows))
     if events:
         _print("")
@@ -677,6 +770,7 @@ def run_emulator(args: Namespace) -> int:
         raise CliError(f"--latency-ms {args.latency_ms:g}: must be zero or more")
     if args.rate_limit is not None and args.rate_limit <= 0:
         raise CliError(f"--rate-limit {args.rate_limit:g}: must be more than zero")
+    own_directory(args.db.resolve().parent)  # the CA's key and the blobs: never committed
     running = start(
         args.db.resolve(),
         args.port,
@@ -760,7 +854,7 @@ def run_reconcile(args: Namespace) -> int:
     fail_on = _fail_on(args)
     report_dir = _report_dir(args, settings)
     engine = _engine(settings, args, builds=bool(settings.image_registry))
-    status_path = args.status_file or settings.repo / ".reconciler" / "status.json"
+    status_path = args.status_file or _state_dir(settings) / "status.json"
 
     def report(engine: Engine, ref: str | None) -> int:
         document, _ = _write_drift_report(engine, settings, ref, report_dir, fail_on)
@@ -789,3 +883,33 @@ def run_reconcile(args: Namespace) -> int:
     if last is None or not last.ok:
         return EXIT_ERROR
     return EXIT_CHANGES if last.drift else EXIT_OK
+
+
+# -- shell completion -----------------------------------------------------------------------
+
+# Which arguments complete as directories and which as files (shtab's hints, by shell).
+_DIRECTORY_ARGS = frozenset({"repo", "path", "report_dir"})
+_FILE_ARGS = frozenset({"files", "plan_file", "markdown", "status_file", "db"})
+
+
+def run_completion(args: Namespace) -> int:
+    """The completion script, generated from the argument parser itself (shtab)."""
+    import argparse
+
+    import shtab
+
+    from reconciler.cli import build_parser
+
+    parser = build_parser()
+    parsers = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            parsers.extend(action.choices.values())
+    for each in parsers:
+        for action in each._actions:
+            if action.dest in _DIRECTORY_ARGS:
+                action.complete = shtab.DIRECTORY  # type: ignore[attr-defined]
+            elif action.dest in _FILE_ARGS or (action.dest == "out" and each.prog.endswith("plan")):
+                action.complete = shtab.FILE  # type: ignore[attr-defined]
+    _print(shtab.complete(parser, shell=args.shell))
+    return EXIT_OK

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.adapters.report_files import write_files
-from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError, color_enabled
+from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError
 from reconciler.cli import commands as single
 from reconciler.render import text
 from reconciler.settings import Settings
@@ -166,7 +166,7 @@ def run_plan(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> in
     elif args.json:
         single._print_json(_one_or_all("plan", sections))
     else:
-        style = text.Style(color_enabled())
+        style = single.PLAIN
         for result in results:
             single._print(_header(result))
             if result.document is None:
@@ -189,7 +189,7 @@ def _save_plan(args: Namespace, stages: Stages, name: str) -> int:
     saved = engine.saved_plan(args.ref)
     document = saved["plan"]
     document["target"] = name
-    style = text.Style(color_enabled())
+    style = single.PLAIN
     if document["has_errors"]:
         single._print(text.format_plan(document, style))
         raise CliError(f"the plan has errors: {args.out} not written")
@@ -229,7 +229,7 @@ def run_apply(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> i
         args.target_name = chosen[0]
         return single.run_apply(args)
     stages = _stages(args, settings, builds=True)
-    style = text.Style(color_enabled())
+    style = single.PLAIN
     sections: list[dict[str, Any]] = []
     codes: list[int] = []
     try:
@@ -323,7 +323,7 @@ def run_drift(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> i
     if args.json:
         single._print_json(combined)
     else:
-        style = text.Style(color_enabled())
+        style = single.PLAIN
         for section in sections:
             registry = section["registry"]
             url = registry["url"] if isinstance(registry, Mapping) else registry
@@ -358,7 +358,7 @@ def run_status(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> 
     if args.json:
         single._print_json(document)
     else:
-        single._print(format_status(document, rich=color_enabled()))
+        single._print(format_status(document, rich=single._terminal(args) is not None))
     if grid.has_unknown:
         return EXIT_ERROR
     return EXIT_OK if grid.in_sync else EXIT_CHANGES

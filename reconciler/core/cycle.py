@@ -32,6 +32,7 @@ class CycleResult:
     retry_in: float | None = None  # seconds until the loop tries again on its own
     drift: int | None = None  # environments with drift (when a drift report was made)
     builds: str | None = None  # a short note on image builds, when any ran or failed
+    build_counts: tuple[tuple[str, int], ...] = ()  # ("built", 2), ("failed", 1), ...
 
     @property
     def ok(self) -> bool:

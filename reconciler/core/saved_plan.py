@@ -38,11 +38,21 @@ def state_fingerprint(state: RegistryState) -> str:
     return hashlib.sha256(canonical_json(view).encode()).hexdigest()
 
 
+def plain(value: Any) -> Any:
+    """``value`` as plain JSON data: a registry may hand content over as a read-only or
+    lazily decoded mapping, which a JSON encoder does not know."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
 def _write(write: VersionWrite | None) -> dict[str, Any] | None:
     if write is None:
         return None
     return {
-        "content": write.content,
+        "content": plain(write.content),
         "digest": write.digest,
         "description": write.description,
         "tags": dict(write.tags),

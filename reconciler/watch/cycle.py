@@ -37,6 +37,14 @@ def _builds_note(outcome: ApplyOutcome) -> str | None:
     return ", ".join(parts) or None
 
 
+def _build_counts(outcome: ApplyOutcome) -> tuple[tuple[str, int], ...]:
+    builds = outcome.builds
+    if builds is None:
+        return ()
+    counts = (("built", len(builds.built)), ("failed", len(builds.failed)))
+    return tuple((status, n) for status, n in counts if n)
+
+
 def reconcile(engine: Engine, ref: str | None, number: int, trigger: str) -> CycleResult:
     started = datetime.now(UTC)
     clock = time.perf_counter()
@@ -81,4 +89,5 @@ def reconcile(engine: Engine, ref: str | None, number: int, trigger: str) -> Cyc
         applied=names,
         failed=failed,
         builds=_builds_note(applied),
+        build_counts=_build_counts(applied),
     )

@@ -8,8 +8,9 @@ re-reads the whole desired state (the parse cache makes unchanged files cheap).
 from __future__ import annotations
 
 import os
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -160,3 +161,23 @@ class FileWatch:
             elif self.retry_at is not None and now >= self.retry_at:
                 self._reconcile(target, "retry")
         return False
+
+
+def file_events(
+    paths: Sequence[Path],
+    ignored: Sequence[Path],
+    stop_event: threading.Event,
+    debounce_ms: int = DEFAULT_DEBOUNCE_MS,
+) -> Iterator[int]:
+    """How many file events each quiet burst held, until ``stop_event`` is set: the file
+    trigger of `serve`, which reconciles from its own loop."""
+    for changes in watch(
+        *paths,
+        watch_filter=_EventFilter(ignored),
+        debounce=max(MIN_MAX_WAIT_MS, MAX_WAIT_FACTOR * debounce_ms),
+        step=max(5, min(50, debounce_ms // 4)),
+        stop_event=stop_event,
+        raise_interrupt=False,
+    ):
+        if changes:
+            yield len(changes)

@@ -21,7 +21,7 @@ from reconciler.core.cycle import CycleResult, Outcome
 from reconciler.engine import Engine
 from reconciler.ports import RegistryError, SourceError
 from reconciler.render.cycle import format_cycle
-from reconciler.watch.control import Backoff, Stopper, jittered
+from reconciler.watch.control import Backoff, Stopper, Wakeup, jittered
 from reconciler.watch.cycle import is_transient, reconcile
 from reconciler.watch.memory import flush, keep_in_memory
 
@@ -91,11 +91,31 @@ class IntervalLoop:
     out: Callable[[str], None]
     interval: float
     ref: str | None = None
+    # Hooks for `serve`: triggers that end the sleep early (webhook, file events), a step
+    # before each cycle (fetching the tracked branch), and an observer of each result.
+    wakeup: Wakeup | None = None
+    prepare: Callable[[str], None] | None = None
+    observe: Callable[[CycleResult], None] | None = None
+    # A woken cycle applies only, as `watch` does, so a push is in the registry as soon as
+    # an edit would be; the drift report (the full check) follows once triggers have been
+    # quiet for this long.
+    report_after: float = 2.0
 
-    def cycle(self, number: int, trigger: str) -> CycleResult:
+    def cycle(self, number: int, trigger: str, woken: bool = False) -> CycleResult:
+        if self.prepare is not None:
+            try:
+                self.prepare(trigger)
+            except SourceError as exc:  # the remote is unreachable: retried with backoff
+                started = datetime.now(UTC)
+                return CycleResult(
+                    number, trigger, started, 0.0, Outcome.ERROR, message=str(exc), transient=True
+                )
         result = reconcile(self.engine, self.ref, number, trigger)
         if result.transient:
             return result  # the registry or git is unavailable: a report would say as much
+        if woken:
+            self.engine.registry.close()
+            return result
         try:
             drift = self.report(self.engine, self.ref)
         except (RegistryError, SourceError, ReportWriteError) as exc:
@@ -125,14 +145,19 @@ class IntervalLoop:
         number = 0
         last: CycleResult | None = None
         trigger = "start"
+        woken = False
         while not self.stopper.stopped:
             number += 1
             self.status.update(state="running", cycles=number, next_run_at=None)
-            result = self.cycle(number, trigger)
+            result = self.cycle(number, trigger, woken)
             if result.transient:
                 delay = backoff.next_delay()
                 result = replace(result, retry_in=None if once else delay)
                 trigger = "retry"
+            elif woken:
+                backoff.reset()
+                delay = self.report_after
+                trigger = "drift report"
             else:
                 backoff.reset()
                 delay = jittered(self.interval)
@@ -149,7 +174,19 @@ class IntervalLoop:
                 else self.status.document["consecutive_failures"] + 1,
                 next_run_at=_iso(next_run),
             )
-            if stopping or self.stopper.wait(delay):
+            if self.observe is not None:
+                self.observe(result)
+            if stopping:
                 break
+            if self.wakeup is None:
+                if self.stopper.wait(delay):
+                    break
+                continue
+            reason = self.wakeup.wait(delay)
+            if self.stopper.stopped:
+                break
+            woken = reason is not None
+            if reason is not None:
+                trigger = reason
         self.status.update(state="stopped", next_run_at=None)
         return last

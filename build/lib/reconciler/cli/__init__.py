@@ -1,0 +1,290 @@
+"""Command line: parse arguments, load settings, wire adapters, call the engine, render,
+map the outcome to an exit code. argparse keeps start-up fast: a no-op ``plan`` is
+answered in a few tens of milliseconds, most of it the interpreter starting."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from reconciler import __version__
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CHANGES = 2  # plan: changes pending
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # argparse exits 2 on usage errors, which `plan` uses for "changes pending"
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--repo", type=Path, help="repository root (default: the current git repository)"
+    )
+    parser.add_argument("--path", help="directory of environment files (default: environments)")
+    parser.add_argument(
+        "--registry",
+        help="registry URL (default: sqlite:///.reconciler/registry.db in the repository)",
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--no-cache", action="store_true", help="ignore and skip the caches")
+
+
+def _build_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--image-registry",
+        metavar="HOST:PORT/PREFIX",
+        help="OCI registry for built images (or RECONCILER_IMAGE_REGISTRY)",
+    )
+    parser.add_argument("--build-workers", type=int, help="parallel builds (default 2)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="reconciler",
+        description="Keep an Azure ML environment registry in step with a git directory.",
+    )
+    parser.add_argument("--version", action="version", version=f"reconciler {__version__}")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
+
+    p = sub.add_parser("validate", help="check environment files (all, or the given ones)")
+    _common(p)
+    p.add_argument("files", nargs="*", type=Path, help="environment files to check")
+
+    p = sub.add_parser("plan", help="show what apply would change; exit 2 if anything")
+    _common(p)
+    _build_options(p)
+    p.add_argument(
+        "--ref", help="plan git's state at this commit, branch or tag (default: the working tree)"
+    )
+    p.add_argument(
+        "--allow-mass-archive",
+        action="store_true",
+        default=None,
+        help="allow a plan to archive more than the archive limit",
+    )
+    p.add_argument("--self-heal", action="store_true", help="plan repairs of out-of-band drift too")
+    p.add_argument("--out", metavar="FILE", help="save the plan for `apply FILE`")
+    p.add_argument("--base", metavar="REF", help="pull request mode: the branch merged into")
+    p.add_argument("--head", metavar="REF", help="pull request mode: the commit being merged")
+    p.add_argument(
+        "--markdown",
+        metavar="FILE",
+        help="also write the plan as Markdown (a pull request comment; `-` for stdout)",
+    )
+
+    p = sub.add_parser("apply", help="plan and apply the changes, or apply a saved plan")
+    _common(p)
+    p.add_argument(
+        "plan_file", nargs="?", metavar="PLAN", help="a plan saved by `plan --out` (exactly it)"
+    )
+    p.add_argument("--ref", help="apply git's state at this commit, branch or tag")
+    p.add_argument("--allow-mass-archive", action="store_true", default=None)
+    p.add_argument("--lock-timeout", type=float, help="seconds to wait for another apply")
+    _build_options(p)
+    p.add_argument(
+        "--require-builds",
+        action="store_true",
+        help="exit 1 when images cannot be built (no Docker Engine reachable)",
+    )
+
+    p.add_argument(
+        "--self-heal",
+        action="store_true",
+        help="also repair out-of-band drift: hand edits, hand archives and restores",
+    )
+
+    p = sub.add_parser("drift", help="write the drift report; exit 2 if drift is found")
+    _common(p)
+    _build_options(p)
+    p.add_argument("--ref", default="HEAD", help="git's state at this ref (default: HEAD)")
+    p.add_argument("--report-dir", help="where to write the report (default: drift-report/)")
+    p.add_argument(
+        "--fail-on",
+        metavar="CLASSES",
+        help="comma list of drift classes that exit 2 (pending, out-of-band, missing, "
+        "unmanaged, build, base-image-moved, finding; or all, none, default)",
+    )
+    p.add_argument(
+        "--github-annotations",
+        action="store_true",
+        help="print ::warning file=...,line=...:: lines for findings tied to a file",
+    )
+
+    _loop_commands(sub)
+    from reconciler.cli import serve  # its options; the wiring is imported when it runs
+
+    serve.add_parsers(sub, _loop_options, _duration)
+
+    p = sub.add_parser("build", help="build NAME (its git version) or NAME:VERSION now")
+    _common(p)
+    _build_options(p)
+    p.add_argument("target", metavar="NAME[:VERSION]")
+    p.add_argument("--ref", help="read build contexts from this commit (default: working tree)")
+
+    p = sub.add_parser(
+        "diff",
+        help="compare NAME:V1 with NAME:V2, or NAME:V with git; exit 0 identical, 2 different",
+    )
+    _common(p)
+    p.add_argument("left", metavar="NAME:VERSION")
+    p.add_argument(
+        "right", nargs="?", metavar="NAME:VERSION", help="default: NAME as git has it (--ref)"
+    )
+    p.add_argument("--ref", help="compare with git at this ref (default: the working tree)")
+
+    p = sub.add_parser("list", help="environments in the registry")
+    _common(p)
+    p.add_argument("--include-archived", action="store_true")
+
+    p = sub.add_parser("show", help="one environment, or one version with NAME:VERSION")
+    _common(p)
+    p.add_argument("target", metavar="NAME[:VERSION]")
+
+    p = sub.add_parser("evidence", help="write an audit inventory of every environment and version")
+    _common(p)
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="where evidence.json and evidence.md go"
+    )
+
+    p = sub.add_parser("history", help="versions of an environment and what happened to them")
+    _common(p)
+    p.add_argument("name")
+
+    p = sub.add_parser(
+        "emulator", help="serve a local emulator of the Azure ML environment API over HTTPS"
+    )
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free)")
+    p.add_argument(
+        "--db",
+        type=Path,
+        default=Path(".azureml-emulator/registry.db"),
+        help="its SQLite registry; the CA, certificate and blobs go next to it "
+        "(default: .azureml-emulator/registry.db)",
+    )
+    p.add_argument("--token", help="the bearer token clients must send (default: random)")
+    p.add_argument("--page-size", type=int, default=100, help="items per listing page")
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help='inject a fault, e.g. \'{"status": 429, "count": 3, "match": "PUT */versions/*"}\'',
+    )
+    p.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    return parser
+
+
+def _loop_options(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+    _build_options(parser)
+    parser.add_argument("--allow-mass-archive", action="store_true", default=None)
+    parser.add_argument("--self-heal", action="store_true", help="also repair out-of-band drift")
+    parser.add_argument("--lock-timeout", type=float, help="seconds to wait for another apply")
+
+
+def _loop_commands(sub: Any) -> None:
+    """The long-running reconcilers: until SIGINT or SIGTERM, then exit 0."""
+    p = sub.add_parser("watch", help="apply the working tree whenever environment files change")
+    _loop_options(p)
+    p.add_argument(
+        "--debounce",
+        type=int,
+        default=300,
+        metavar="MS",
+        help="quiet time after the last file event before reconciling (default 300)",
+    )
+
+    p = sub.add_parser("reconcile", help="apply and write the drift report on a schedule")
+    _loop_options(p)
+    p.add_argument(
+        "--interval", type=_duration, help="time between cycles: 30s, 10m, 1h (±10%% jitter)"
+    )
+    p.add_argument("--once", action="store_true", help="run one cycle and exit (for cron)")
+    p.add_argument("--ref", help="apply git's state at this ref (default: the working tree)")
+    p.add_argument("--report-dir", help="where to write the report (default: drift-report/)")
+    p.add_argument(
+        "--status-file",
+        type=Path,
+        help="status for operators, JSON (default: .reconciler/status.json)",
+    )
+    p.add_argument("--fail-on", metavar="CLASSES", help="drift classes that count (as drift)")
+
+
+def _duration(text: str) -> float:
+    from reconciler.watch.control import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+class CliError(Exception):
+    pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # the wiring; kept out of --help and parse errors
+    from reconciler.cli import commands, serve
+
+    wiring: Any = serve if args.command in ("serve", "notify") else commands
+    try:
+        code = int(getattr(wiring, "run_" + args.command)(args))
+        sys.stdout.flush()  # a report that cannot be written is an error, not a success
+        return code
+    except commands.EXPECTED_ERRORS as exc:
+        _fail(str(exc), args)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        _fail("interrupted", args)
+        return 130
+    except OSError as exc:
+        if exc.errno not in _OUTPUT_ERRORS:
+            raise
+        _drop_stdout()
+        where = exc.filename or "the output"
+        print(f"error: cannot write {where}: {exc.strerror}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+# Writing the report failed (a full disk, a closed pipe): what has been done stays done.
+_OUTPUT_ERRORS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EPIPE, errno.EIO})
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush of what is still
+    buffered does not fail a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def _fail(message: str, args: Any) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message}))
+    print(f"error: {message}", file=sys.stderr)
+
+
+def color_enabled() -> bool:
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,761 @@
+"""One function per command: wire adapters from settings, call the engine, render, and
+return the exit code. Nothing here decides what to change."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from argparse import Namespace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reconciler.adapters.cache import DiskCache
+from reconciler.adapters.gitsource import GitSource, find_repo_root
+from reconciler.adapters.inventory import Inventory
+from reconciler.adapters.report_files import ReportWriteError, write_files
+from reconciler.adapters.sqlite_registry import SqliteRegistry
+from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError, color_enabled
+from reconciler.core.options import PlanOptions
+from reconciler.core.plan_errors import BadPlanFile, StalePlan
+from reconciler.core.selection import Selection
+from reconciler.engine import ApplyOutcome, ApplyRefused, Engine, MemoStore
+from reconciler.ports import BuildError, RegistryError, SourceError
+from reconciler.render import text
+from reconciler.settings import Settings, SettingsError, load_settings, registry_location
+
+if TYPE_CHECKING:
+    from reconciler.adapters.azureml import AzureMLRegistry
+    from reconciler.build_runner import BuildOutcome, BuildRunner
+    from reconciler.core.build import BuildRecord
+    from reconciler.core.drift import DriftClass
+    from reconciler.core.model import RegisteredContainer, RegisteredVersion
+
+EXPECTED_ERRORS = (
+    CliError,
+    SettingsError,
+    SourceError,
+    RegistryError,
+    ApplyRefused,
+    BuildError,
+    ReportWriteError,
+    StalePlan,
+    BadPlanFile,
+)
+
+
+# -- wiring -------------------------------------------------------------------------------
+
+
+def _settings(args: Namespace) -> Settings:
+    if args.repo is not None:
+        repo = args.repo.resolve()
+        if not repo.is_dir():
+            raise CliError(f"--repo {args.repo}: no such directory")
+    else:
+        found = find_repo_root(Path.cwd())
+        if found is None:
+            raise CliError("not inside a git repository; pass --repo PATH")
+        repo = found
+    flags: dict[str, Any] = {"path": args.path, "registry": args.registry}
+    for name in ("image_registry", "build_workers"):
+        if getattr(args, name, None) is not None:
+            flags[name] = getattr(args, name)
+    if getattr(args, "lock_timeout", None) is not None:
+        flags["lock_timeout"] = args.lock_timeout
+    if args.no_cache:
+        flags["cache"] = False
+    return load_settings(repo, flags)
+
+
+def _state_dir(path: Path) -> None:
+    if path.name == ".reconciler" and not path.exists():
+        path.mkdir(parents=True)
+        (path / ".gitignore").write_text("*\n")  # local state, never committed
+
+
+def _registry(
+    settings: Settings, source: GitSource | None = None
+) -> SqliteRegistry | AzureMLRegistry:
+    """The backend of the registry URL; ``source`` supplies build contexts to upload."""
+    url = settings.registry
+    if url.startswith("sqlite:///"):
+        path = registry_location(url, settings.repo)
+        _state_dir(path.parent)
+        return SqliteRegistry(path, url)
+    if url.startswith("azureml://"):
+        from reconciler.adapters.azureml import AzureMLRegistry  # needs the `azure` extra
+        from reconciler.adapters.azureml_errors import RetryPolicy
+
+        _state_dir(settings.repo / ".reconciler")
+        return AzureMLRegistry(
+            url,
+            settings.repo / ".reconciler" / "locks",
+            source.read_blob if source is not None else None,
+            RetryPolicy(max(1, settings.azureml_retries), settings.azureml_backoff),
+        )
+    raise CliError(f"unsupported registry URL {url!r}: expected sqlite:///PATH or azureml://...")
+
+
+def _builds(settings: Settings, registry: SqliteRegistry | AzureMLRegistry) -> BuildRunner:
+    from reconciler.build_runner import BuildRunner
+
+    builder = None
+    if settings.image_registry:
+        from reconciler.adapters.docker_builder import DockerBuilder
+
+        builder = DockerBuilder(settings.image_registry, settings.docker_host)
+    log_dir = settings.repo / settings.report_dir / "build-logs"
+    return BuildRunner(
+        builder, registry, log_dir, settings.build_workers, _progress, resolve_base=_resolve_base
+    )
+
+
+def _resolve_base(ref: str) -> str | None:
+    from reconciler.adapters.oci import resolve  # urllib: only when a build or drift asks
+
+    return resolve(ref)
+
+
+def _progress(line: str) -> None:
+    # One plain line per event: readable in a terminal and in CI logs alike.
+    sys.stderr.write(f"reconciler: {line}\n")
+    sys.stderr.flush()
+
+
+def _engine(settings: Settings, args: Namespace, builds: bool = False) -> Engine:
+    selection = Selection(settings.path, settings.include, settings.exclude)
+    source = GitSource(settings.repo)
+    options = PlanOptions(
+        owner=settings.owner or source.default_owner(),
+        allow_mass_archive=bool(getattr(args, "allow_mass_archive", False)),
+        self_heal=bool(getattr(args, "self_heal", False)),
+        archive_limit_count=settings.archive_limit_count,
+        archive_limit_fraction=settings.archive_limit_fraction,
+        retention=settings.policy.retention() if settings.policy is not None else (),
+    )
+    cache: MemoStore = MemoStore()
+    if settings.cache:
+        cache = DiskCache(settings.repo / ".reconciler" / "cache")  # type: ignore[assignment]
+    registry = _registry(settings, source)
+    return Engine(
+        source,
+        registry,
+        selection,
+        options,
+        cache,
+        settings.lock_timeout,
+        builds=_builds(settings, registry) if builds else None,
+        inventory=Inventory(settings.repo / ".reconciler" / "inventory", registry.url),
+        policy=settings.policy,
+    )
+
+
+def _print(value: str) -> None:
+    sys.stdout.write(value + "\n")
+
+
+def _print_json(value: Any) -> None:
+    _print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+def run_validate(args: Namespace) -> int:
+    settings = _settings(args)
+    engine = _engine(settings, args)
+    only = None
+    if args.files:
+        only = []
+        for file in args.files:
+            full = file.resolve()
+            try:
+                only.append(full.relative_to(settings.repo).as_posix())
+            except ValueError:
+                raise CliError(f"{file}: outside the repository {settings.repo}") from None
+    state = engine.desired(None, only)
+    diagnostics = [d.to_dict() for d in state.diagnostics]
+    valid = sorted(state.environments)
+    if args.json:
+        _print_json(
+            {"valid": not state.has_errors, "environments": valid, "diagnostics": diagnostics}
+        )
+    else:
+        style = text.Style(color_enabled())
+        for line in text.format_diagnostics(diagnostics, style):
+            _print(line)
+        errors = sum(1 for d in diagnostics if d["severity"] == "error")
+        _print(
+            f"{len(valid)} environment(s) valid, {errors} error(s) in {state.candidates} "
+            "file(s) checked."
+        )
+    return EXIT_ERROR if state.has_errors else EXIT_OK
+
+
+def run_plan(args: Namespace) -> int:
+    settings = _settings(args)
+    if (args.base is None) != (args.head is None):
+        raise CliError("--base and --head go together (pull request mode)")
+    if args.base is not None and (args.ref or args.out):
+        raise CliError("--base/--head plan a pull request: not with --ref or --out")
+    engine = _engine(settings, args, builds=True)
+    try:
+        if args.base is not None:
+            document = engine.pull_request_plan(args.base, args.head)
+        elif args.out:
+            saved = engine.saved_plan(args.ref)
+            document = saved["plan"]
+            if document["has_errors"]:
+                _print(text.format_plan(document, text.Style(color_enabled())))
+                raise CliError(f"the plan has errors: {args.out} not written")
+            write_files(
+                Path(args.out).resolve().parent,
+                {Path(args.out).name: json.dumps(saved, indent=1, ensure_ascii=False) + "\n"},
+            )
+        else:
+            document = engine.plan_document(args.ref)
+    finally:
+        engine.registry.close()
+    if args.markdown:
+        from reconciler.render.markdown import format_plan_markdown
+
+        markdown = format_plan_markdown(document)
+        if args.markdown == "-":
+            _print(markdown)
+        else:
+            target = Path(args.markdown).resolve()
+            write_files(target.parent, {target.name: markdown})
+    if args.markdown == "-":
+        pass  # stdout is the comment
+    elif args.json:
+        _print_json(document)
+    else:
+        _print(text.format_plan(document, text.Style(color_enabled())))
+    if document["has_errors"]:
+        return EXIT_ERROR
+    return EXIT_CHANGES if document["has_changes"] else EXIT_OK
+
+
+def run_apply(args: Namespace) -> int:
+    settings = _settings(args)
+    if args.plan_file and (args.ref or args.self_heal or args.allow_mass_archive):
+        raise CliError(
+            "a saved plan is applied as it is: no --ref, --self-heal or "
+            "--allow-mass-archive (give them to `plan --out`)"
+        )
+    engine = _engine(settings, args, builds=True)
+    style = text.Style(color_enabled())
+    try:
+        if args.plan_file:
+            outcome = engine.apply_saved(_read_plan_file(args.plan_file), args.plan_file)
+            return _report_apply(outcome, engine, settings, args, style)
+        try:
+            outcome = engine.apply(args.ref)
+        except ApplyRefused as refused:
+            document = engine.plan_document(args.ref)
+            if args.json:  # one JSON document on stdout, the error in it
+                _print_json({"applied": [], "failed": [], "plan": document, "error": str(refused)})
+            else:
+                _print(text.format_plan(document, style))
+            sys.stderr.write(f"error: {refused}\n")
+            return EXIT_ERROR
+    finally:
+        engine.registry.close()
+    return _report_apply(outcome, engine, settings, args, style)
+
+
+def _read_plan_file(path: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CliError(f"{path}: cannot read the saved plan: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise CliError(f"{path}: not a saved plan (invalid JSON: {exc})") from None
+
+
+def _report_apply(
+    outcome: ApplyOutcome, engine: Engine, settings: Settings, args: Namespace, style: text.Style
+) -> int:
+    from reconciler.core.document import plan_document
+
+    document = plan_document(outcome.plan, engine.registry.url, settings.path)
+    by_key = {(c["name"], c["action"], c["version"]): c for c in document["changes"]}
+
+    def doc(change: Any) -> dict[str, Any]:
+        found: dict[str, Any] = by_key[(change.name, change.action.value, change.version)]
+        return found
+
+    applied = [doc(c) for c in outcome.applied]
+    failed = [(doc(c), error) for c, error in outcome.failed]
+    builds = _builds_document(outcome.builds)
+    if args.json:
+        _print_json(
+            {
+                "applied": applied,
+                "failed": [dict(c, error=e) for c, e in failed],
+                "drift": document["drift"],
+                "diagnostics": document["diagnostics"],
+                "builds": builds,
+            }
+        )
+    else:
+        for line in text.format_diagnostics(document["diagnostics"], style):
+            _print(line)
+        _print(text.format_apply(applied, failed, style))
+        if builds is not None:
+            _print(text.format_builds(builds))
+    if not outcome.ok:
+        return EXIT_ERROR
+    if args.require_builds and builds is not None and builds["unavailable"]:
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _builds_document(outcome: BuildOutcome | None) -> dict[str, Any] | None:
+    if outcome is None:
+        return None
+
+    def rows(records: list[BuildRecord]) -> list[dict[str, Any]]:
+        return [
+            {"name": r.name, "version": r.version, "digest": r.digest, **r.to_dict()}
+            for r in records
+        ]
+
+    return {
+        "built": rows(outcome.built),
+        "cache_hits": rows(outcome.cache_hits),
+        "failed": rows(outcome.failed),
+        "waiting": rows(outcome.waiting),
+        "not_built": rows(outcome.not_built),
+        "unavailable": outcome.unavailable,
+        "builds_run": outcome.builds_run,
+    }
+
+
+def _fail_on(args: Namespace) -> frozenset[DriftClass]:
+    from reconciler.core.drift import DEFAULT_FAIL_ON, parse_classes
+
+    try:
+        return DEFAULT_FAIL_ON if args.fail_on is None else parse_classes(args.fail_on)
+    except ValueError as exc:
+        raise CliError(f"--fail-on: {exc}") from None
+
+
+def _report_dir(args: Namespace, settings: Settings) -> Path:
+    given = getattr(args, "report_dir", None)
+    return Path(given) if given else settings.repo / settings.report_dir
+
+
+def _write_drift_report(
+    engine: Engine,
+    settings: Settings,
+    ref: str | None,
+    report_dir: Path,
+    fail_on: frozenset[DriftClass],
+) -> tuple[dict[str, Any], list[Path]]:
+    """Make the drift report and write its three files, each atomically."""
+    from datetime import UTC, datetime
+
+    from reconciler.core.drift_document import report_document
+    from reconciler.render.html import format_html
+    from reconciler.render.markdown import format_markdown
+
+    try:
+        report = engine.drift(ref, fail_on)
+    finally:
+        engine.registry.close()
+    generated = datetime.now(UTC).isoformat(timespec="seconds")
+    document = report_document(report, engine.registry.url, settings.path, ref, generated)
+    files = {
+        "drift-report.json": json.dumps(document, indent=2, ensure_ascii=False) + "\n",
+        "drift-report.md": format_markdown(document),
+        "drift-report.html": format_html(document),
+    }
+    return document, write_files(report_dir, files)
+
+
+def run_drift(args: Namespace) -> int:
+    from reconciler.render.markdown import format_annotations
+
+    settings = _settings(args)
+    fail_on = _fail_on(args)
+    engine = _engine(settings, args, builds=True)
+    document, written = _write_drift_report(
+        engine, settings, args.ref, _report_dir(args, settings), fail_on
+    )
+    if args.github_annotations:
+        for line in format_annotations(document):
+            _print(line)
+    if args.json:
+        _print_json(document)
+    else:
+        _print(text.format_drift(document, text.Style(color_enabled())))
+        _print(f"Report: {', '.join(str(p) for p in written)}")
+    if document["has_errors"]:
+        return EXIT_ERROR
+    return EXIT_CHANGES if document["drift_found"] else EXIT_OK
+
+
+def run_build(args: Namespace) -> int:
+    settings = _settings(args)
+    engine = _engine(settings, args, builds=True)
+    name, _, version = args.target.partition(":")
+    try:
+        outcome = engine.build(name, version or None, args.ref)
+    finally:
+        engine.registry.close()
+    builds = _builds_document(outcome)
+    assert builds is not None
+    if args.json:
+        _print_json(builds)
+    else:
+        _print(text.format_builds(builds))
+    return EXIT_OK if outcome.ok else EXIT_ERROR
+
+
+def _name_version(target: str) -> tuple[str, str]:
+    name, _, version = target.partition(":")
+    if not name or not version:
+        raise CliError(f"{target!r}: name a version, as NAME:VERSION")
+    return name, version
+
+
+def run_diff(args: Namespace) -> int:
+    left = _name_version(args.left)
+    right = _name_version(args.right) if args.right else None
+    if right is not None and args.ref:
+        raise CliError("--ref compares with git: give one NAME:VERSION, not two")
+    settings = _settings(args)
+    engine = _engine(settings, args)
+    try:
+        document = engine.version_diff(left, right, args.ref)
+    finally:
+        engine.registry.close()
+    if args.json:
+        _print_json(document)
+    else:
+        _print(text.format_version_diff(document))
+    return EXIT_OK if document["identical"] else EXIT_CHANGES
+
+
+def _container_row(container: RegisteredContainer) -> dict[str, Any]:
+    newest = container.newest
+    return {
+        "name": container.name,
+        "latest_version": newest.version if newest else None,
+        "versions": len(container.versions),
+        "archived": container.archived,
+        "managed": container.managed,
+        "source_path": container.owner_path(),
+    }
+
+
+def run_list(args: Namespace) -> int:
+    settings = _settings(args)
+    registry = _registry(settings)
+    try:
+        state = registry.read_state()
+    finally:
+        registry.close()
+    rows = [
+        _container_row(c)
+        for c in state.containers.values()
+        if args.include_archived or not c.archived
+    ]
+    if args.json:
+        _print_json(rows)
+        return EXIT_OK
+    table = [
+        [
+            r["name"],
+            str(r["latest_version"]),
+            str(r["versions"]),
+            "archived" if r["archived"] else "active",
+            "managed" if r["managed"] else "unmanaged",
+            r["source_path"] or "",
+        ]
+        for r in rows
+    ]
+    _print(text.format_table(["NAME", "LATEST", "VERSIONS", "STATE", "OWNER", "SOURCE"], table))
+    return EXIT_OK
+
+
+def _version_doc(version: RegisteredVersion, container: RegisteredContainer) -> dict[str, Any]:
+    return {
+        "name": version.name,
+        "version": version.version,
+        "digest": version.digest,
+        "description": version.description,
+        "tags": dict(version.tags),
+        "archived": version.archived or container.archived,
+        "created_at": version.created_at,
+        "datastore": version.datastore,
+        "managed": version.managed,
+        "provenance": {"commit": version.source_commit, "path": version.source_path},
+        "content": dict(version.content) if version.content is not None else None,
+    }
+
+
+def run_show(args: Namespace) -> int:
+    settings = _settings(args)
+    registry = _registry(settings)
+    name, _, version = args.target.partition(":")
+    try:
+        container = registry.get_container(name)
+        build_records = registry.build_records()
+    finally:
+        registry.close()
+    if container is None:
+        raise CliError(f"no environment {name!r} in {registry.url}")
+    records = {k: r.to_dict() for k, r in build_records.items()}
+    if version:
+        found = container.get(version)
+        if found is None:
+            raise CliError(f"no version {name}:{version} in {registry.url}")
+        document: dict[str, Any] = _version_doc(found, container)
+        document["build"] = records.get((name, version))
+    else:
+        newest = container.newest
+        document = _container_row(container)
+        document["latest"] = _version_doc(newest, container) if newest else None
+        if newest is not None:
+            document["latest"]["build"] = records.get((name, newest.version))
+    if args.json:
+        _print_json(document)
+    else:
+        _print(_format_mapping(document))
+    return EXIT_OK
+
+
+def _format_mapping(value: dict[str, Any], indent: int = 0) -> str:
+    lines = []
+    pad = "  " * indent
+    for key, item in value.items():
+        if isinstance(item, dict) and item:
+            lines.append(f"{pad}{key}:")
+            lines.append(_format_mapping(item, indent + 1))
+        else:
+            shown = json.dumps(item, ensure_ascii=False) if not isinstance(item, str) else item
+            lines.append(f"{pad}{key}: {shown}")
+    return "\n".join(lines)
+
+
+def _later(origin: dict[str, Any]) -> str:
+    """The commit that last re-stamped a version (a metadata change), when not its own."""
+    last = origin.get("last_commit")
+    return last[:12] if last and last != origin.get("commit") else ""
+
+
+def run_evidence(args: Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from reconciler.core.evidence import evidence_document
+    from reconciler.render.evidence import format_evidence_markdown
+
+    settings = _settings(args)
+    registry = _registry(settings)
+    try:
+        state = registry.read_state()
+        records = registry.build_records()
+        events = {name: registry.history(name) for name in state.containers}
+    finally:
+        registry.close()
+    now = datetime.now(UTC)
+    document = evidence_document(
+        state,
+        records,
+        events,
+        settings.policy,
+        now.date(),
+        registry.url,
+        now.isoformat(timespec="seconds"),
+    )
+    written = write_files(
+        Path(args.out).resolve(),
+        {
+            "evidence.json": json.dumps(document, indent=2, ensure_ascii=False) + "\n",
+            "evidence.md": format_evidence_markdown(document),
+        },
+    )
+    if args.json:
+        _print_json(document)
+    else:
+        summary = document["summary"]
+        _print(
+            f"Evidence: {summary['environments']} environment(s), {summary['versions']} "
+            f"version(s): {', '.join(str(p) for p in written)}"
+        )
+    return EXIT_OK
+
+
+def run_history(args: Namespace) -> int:
+    settings = _settings(args)
+    registry = _registry(settings)
+    try:
+        container = registry.get_container(args.name)
+        events = registry.history(args.name)
+    finally:
+        registry.close()
+    if container is None:
+        raise CliError(f"no environment {args.name!r} in {registry.url}")
+    from reconciler.core.evidence import origins, provenance
+
+    found = origins(events)
+    versions = [
+        dict(_version_doc(v, container), provenance=provenance(v, found.get(v.version)))
+        for v in container.versions
+    ]
+    if args.json:
+        _print_json(
+            {
+                "name": args.name,
+                "archived": container.archived,
+                "versions": [{k: v for k, v in d.items() if k != "content"} for d in versions],
+                "events": events,
+            }
+        )
+        return EXIT_OK
+    rows = [
+        [
+            d["version"],
+            d["created_at"][:19],
+            "archived" if d["archived"] else "active",
+            (d["provenance"]["commit"] or "-")[:12],
+            d["provenance"]["path"] or "(not from git)",
+            (d["digest"] or "")[7:19],
+            _later(d["provenance"]),
+        ]
+        for d in versions
+    ]
+    headers = ["VERSION", "CREATED", "STATE", "COMMIT", "SOURCE", "DIGEST", "LAST WRITTEN AT"]
+    _print(text.format_table(headers, rows))
+    if events:
+        _print("")
+        _print(
+            text.format_table(
+                ["AT", "VERSION", "EVENT"],
+                [[e["at"][:19], e["version"] or "-", e["action"]] for e in events],
+            )
+        )
+    return EXIT_OK
+
+
+def run_emulator(args: Namespace) -> int:
+    """Serve until interrupted; print what a client needs first."""
+    from reconciler.emulator.faults import FaultSpecError, parse_fault
+    from reconciler.emulator.server import client_settings, start
+
+    faults = []
+    for spec in args.fault:
+        try:
+            faults.append(parse_fault(json.loads(spec)))
+        except (json.JSONDecodeError, FaultSpecError) as exc:
+            raise CliError(f"--fault {spec}: {exc}") from None
+    running = start(
+        args.db.resolve(),
+        args.port,
+        token=args.token,
+        page_size=max(1, args.page_size),
+        verbose=args.verbose,
+        background=False,
+    )
+    for fault in faults:
+        running.emulator.faults.add(fault)
+    settings = client_settings(running)
+    _print(f"Azure ML emulator on {running.endpoint} (registry {args.db})")
+    _print(f"CA bundle: {running.tls.ca}")
+    _print("Point a client at it with:")
+    for name, value in settings.items():
+        _print(f"export {name}={shlex.quote(value)}")
+    _print("Registry URL example: azureml://subscriptions/s/resourceGroups/r/workspaces/w")
+    sys.stdout.flush()
+    try:
+        running.server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        running.server.server_close()
+        running.emulator.store.registry.close()
+    return EXIT_OK
+
+
+# -- long-running reconcilers ---------------------------------------------------------------
+
+
+def _line(value: str) -> None:
+    sys.stdout.write(value + "\n")
+    sys.stdout.flush()  # one line per reconcile, visible at once in a pipe or a log
+
+
+def run_watch(args: Namespace) -> int:
+    from reconciler.settings import SETTINGS_FILE
+    from reconciler.watch.control import Stopper
+    from reconciler.watch.files import FileWatch, WatchTarget
+
+    def setup() -> WatchTarget:
+        settings = _settings(args)
+        # Builds as in apply, when an image registry is configured (else: registering only).
+        engine = _engine(settings, args, builds=bool(settings.image_registry))
+        root = settings.repo / engine.selection.root
+        settings_file = settings.repo / SETTINGS_FILE
+        paths = [root if root.is_dir() else settings.repo]
+        if settings_file.is_file():
+            paths.append(settings_file)
+        return WatchTarget(
+            engine,
+            paths,
+            ignored=[
+                settings.repo / ".git",
+                settings.repo / ".reconciler",
+                _report_dir(args, settings),
+            ],
+            settings_files=[settings_file],
+        )
+
+    with Stopper() as stopper:
+        _line(f"watching (debounce {args.debounce} ms); stop with Ctrl-C or SIGTERM")
+        FileWatch(setup, stopper, _line, args.debounce).run()
+    _line("stopped")
+    return EXIT_OK
+
+
+def run_reconcile(args: Namespace) -> int:
+    from reconciler.watch.control import Stopper
+    from reconciler.watch.interval import IntervalLoop, StatusFile
+
+    if args.interval is None and not args.once:
+        raise CliError("give --interval DURATION (e.g. 10m), or --once for a single cycle")
+    settings = _settings(args)
+    fail_on = _fail_on(args)
+    report_dir = _report_dir(args, settings)
+    engine = _engine(settings, args, builds=bool(settings.image_registry))
+    status_path = args.status_file or settings.repo / ".reconciler" / "status.json"
+
+    def report(engine: Engine, ref: str | None) -> int:
+        document, _ = _write_drift_report(engine, settings, ref, report_dir, fail_on)
+        drift: int = document["summary"]["drift"] if document["drift_found"] else 0
+        return drift
+
+    interval = args.interval or 0.0
+    status = StatusFile(
+        status_path,
+        {
+            "interval_seconds": interval or None,
+            "ref": args.ref,
+            "registry": engine.registry.url,
+            "report_dir": str(report_dir),
+        },
+    )
+    with Stopper() as stopper:
+        loop = IntervalLoop(engine, report, status, stopper, _line, interval, args.ref)
+        try:
+            last = loop.run(once=args.once)
+        finally:
+            engine.registry.close()
+    if not args.once:
+        _line("stopped")
+        return EXIT_OK
+    if last is None or not last.ok:
+        return EXIT_ERROR
+    return EXIT_CHANGES if last.drift else EXIT_OK

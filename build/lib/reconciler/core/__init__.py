@@ -1,0 +1,1 @@
+"""Pure domain core: models, parsing of bytes, content digest, planning. No I/O."""

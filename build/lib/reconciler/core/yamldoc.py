@@ -1,0 +1,272 @@
+"""Parse YAML bytes into plain data, keeping line numbers and scalars as written.
+
+PyYAML implements YAML 1.1, which turns an unquoted ``1.10`` into ``1.1`` and ``01`` into
+``1``. Environment versions, names, descriptions and tag values are strings in the
+service, so for those keys the scalar is taken exactly as written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+try:  # the C parser is several times faster; fall back when libyaml is absent
+    from yaml import CSafeLoader as _BaseLoader
+except ImportError:  # pragma: no cover - depends on the platform build
+    from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
+
+MAX_FILE_BYTES = 1024 * 1024
+# Bounds the expansion of YAML aliases ("billion laughs"): nodes visited while building.
+MAX_NODES = 200_000
+# Bounds nesting: building data recurses once per level (libyaml's composer in C, where a
+# deep enough file crashes the process; PyYAML's constructor in Python). Real files nest
+# fewer than ten levels.
+MAX_DEPTH = 100
+# Each nested collection owns at least one of these indicators, so a file with few of
+# them cannot nest deeply and skips the exact (event by event) depth check.
+_NESTING_INDICATORS = (b"[", b"{", b"-", b":", b"?")
+# Python's int() refuses more than 4300 digits (ValueError), and base-60 integers such as
+# 1:2:3 cost quadratic time in their length: no number in an environment file is this long.
+MAX_NUMBER_CHARS = 100
+
+AS_WRITTEN_KEYS = frozenset({"name", "version", "description", "image", "datastore", "os_type"})
+_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
+
+
+class YamlError(Exception):
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+@dataclass(slots=True)
+class YamlDocument:
+    data: Any
+    # "key" or "key.sub" -> 1-based line of the key
+    lines: dict[str, int] = field(default_factory=dict)
+    # (key, written, yaml_would_read) for plain scalars that YAML 1.1 would change
+    coerced: list[tuple[str, str, str]] = field(default_factory=list)
+    # (key.path, line) for nested values where a string was required
+    nested: list[tuple[str, int]] = field(default_factory=list)
+    duplicate_keys: list[tuple[str, int]] = field(default_factory=list)
+    # a conda specification (top-level channels/dependencies, no environment keys): its
+    # data is built as plain YAML, as the service reads it, not with as-written scalars
+    is_conda: bool = False
+
+
+class _Loader(_BaseLoader):
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # A scalar constructor may raise ValueError (a date such as 2024-99-99, an integer
+        # too long for int()): report it as a YAML error at the value, not a crash.
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read this value: {exc}", node.start_mark
+            ) from None
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        if len(node.value) > MAX_NUMBER_CHARS:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"a number longer than {MAX_NUMBER_CHARS} characters; quote it if it is text",
+                node.start_mark,
+            )
+        value: int = super().construct_yaml_int(node)
+        return value
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+
+
+def _check_graph(node: yaml.Node, limit: int) -> None:
+    """Walk the node graph, aliases included, refusing alias bombs (too many visits) and
+    alias chains nested deeper than MAX_DEPTH."""
+    count = 0
+    stack = [(node, 1)]
+    while stack:
+        current, depth = stack.pop()
+        count += 1
+        if count > limit:
+            raise YamlError(
+                f"document expands to more than {limit} nodes (YAML alias expansion); refused"
+            )
+        if depth > MAX_DEPTH:
+            raise YamlError(
+                f"document nests deeper than {MAX_DEPTH} levels through aliases; refused",
+                _line(current),
+            )
+        if isinstance(current, yaml.MappingNode):
+            for key, value in current.value:
+                stack.append((key, depth + 1))
+                stack.append((value, depth + 1))
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend((child, depth + 1) for child in current.value)
+
+
+def _check_nesting(content: bytes, text: str) -> None:
+    """Refuse collections nested deeper than MAX_DEPTH before anything recurses into them.
+    libyaml's parser is iterative, so walking its events is safe at any depth."""
+    if sum(content.count(indicator) for indicator in _NESTING_INDICATORS) <= MAX_DEPTH:
+        return
+    loader = _Loader(text)
+    depth = 0
+    try:
+        while (event := loader.get_event()) is not None:
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    mark = event.start_mark
+                    raise YamlError(
+                        f"collections nested deeper than {MAX_DEPTH} levels; refused",
+                        int(mark.line) + 1 if mark is not None else None,
+                    )
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    finally:
+        loader.dispose()
+
+
+def _line(node: yaml.Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+def _is_plain(node: yaml.ScalarNode) -> bool:
+    return not node.style  # the C parser reports plain style as "", the Python one as None
+
+
+def _scalar_as_written(loader: _Loader, node: yaml.ScalarNode) -> str | None:
+    if _is_plain(node) and node.value in _NULLS:
+        return None
+    return str(node.value)
+
+
+def _resolved_plain(loader: _Loader, node: yaml.ScalarNode) -> Any:
+    return loader.construct_object(node, deep=True)
+
+
+def _parse_root(loader: _Loader, root: yaml.Node, doc: YamlDocument) -> Any:
+    if not isinstance(root, yaml.MappingNode):
+        return loader.construct_object(root, deep=True)
+    loader.flatten_mapping(root)
+    out: dict[Any, Any] = {}
+    for key_node, value_node in root.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str):
+            key = str(key)
+        if key in out:
+            doc.duplicate_keys.append((key, _line(key_node)))
+        doc.lines[key] = _line(key_node)
+        if key in AS_WRITTEN_KEYS and isinstance(value_node, yaml.ScalarNode):
+            written = _scalar_as_written(loader, value_node)
+            if _is_plain(value_node) and written is not None:
+                resolved = _resolved_plain(loader, value_node)
+                if not isinstance(resolved, str) and str(resolved) != written:
+                    doc.coerced.append((key, written, str(resolved)))
+            out[key] = written
+        elif key == "tags" and isinstance(value_node, yaml.MappingNode):
+            out[key] = _string_map(loader, value_node, "tags", doc)
+        else:
+            if isinstance(value_node, yaml.MappingNode):
+                for sub_key, _ in value_node.value:
+                    if isinstance(sub_key, yaml.ScalarNode):
+                        doc.lines[f"{key}.{sub_key.value}"] = _line(sub_key)
+            out[key] = loader.construct_object(value_node, deep=True)
+    return out
+
+
+def _string_map(
+    loader: _Loader, node: yaml.MappingNode, where: str, doc: YamlDocument
+) -> dict[str, str]:
+    loader.flatten_mapping(node)
+    result: dict[str, str] = {}
+    for key_node, value_node in node.value:
+        key = str(loader.construct_object(key_node, deep=True))
+        doc.lines[f"{where}.{key}"] = _line(key_node)
+        if isinstance(value_node, yaml.ScalarNode):
+            result[key] = _scalar_as_written(loader, value_node) or ""
+        else:
+            doc.nested.append((f"{where}.{key}", _line(value_node)))
+    return result
+
+
+_CONDA_KEYS = frozenset({"channels", "dependencies"})
+_ENVIRONMENT_KEYS = frozenset(
+    {"image", "build", "conda_file", "docker", "inference_config", "os_type"}
+)
+
+
+def _looks_like_conda(root: yaml.Node) -> bool:
+    if not isinstance(root, yaml.MappingNode):
+        return False
+    keys = {k.value for k, _ in root.value if isinstance(k, yaml.ScalarNode)}
+    return bool(keys & _CONDA_KEYS) and not keys & _ENVIRONMENT_KEYS
+
+
+def parse_environment_yaml(content: bytes) -> YamlDocument:
+    """Parse an environment file. Raises YamlError with a line where known."""
+    root = _compose(content)
+    doc = YamlDocument(data=None)
+    if root is None:
+        return doc
+    loader = _Loader("")
+    try:
+        if _looks_like_conda(root):
+            doc.is_conda = True
+            doc.data = loader.construct_document(root)
+        else:
+            doc.data = _parse_root(loader, root, doc)
+    except yaml.YAMLError as exc:
+        raise _as_yaml_error(exc) from None
+    finally:
+        loader.dispose()
+    return doc
+
+
+def parse_plain_yaml(content: bytes) -> Any:
+    """Parse any YAML document (a conda file) into plain data."""
+    root = _compose(content)
+    if root is None:
+        return None
+    loader = _Loader("")
+    try:
+        return loader.construct_document(root)
+    except yaml.YAMLError as exc:
+        raise _as_yaml_error(exc) from None
+    finally:
+        loader.dispose()
+
+
+def _compose(content: bytes) -> yaml.Node | None:
+    if len(content) > MAX_FILE_BYTES:
+        raise YamlError(f"file is {len(content)} bytes; the limit is {MAX_FILE_BYTES} bytes")
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = content.count(b"\n", 0, exc.start) + 1
+        raise YamlError(f"not valid UTF-8 (byte {exc.start})", line) from None
+    loader = _Loader(text)
+    try:
+        _check_nesting(content, text)
+        root: yaml.Node | None = loader.get_single_node()
+    except yaml.reader.ReaderError as exc:  # a forbidden character: no mark, a position
+        line = text.count("\n", 0, exc.position) + 1
+        raise YamlError(f"invalid YAML: {str(exc).splitlines()[0]}", line) from None
+    except yaml.YAMLError as exc:
+        raise _as_yaml_error(exc) from None
+    finally:
+        loader.dispose()
+    if root is not None and b"*" in content:  # no "*", no alias: nothing can expand
+        _check_graph(root, MAX_NODES)
+    return root
+
+
+def _as_yaml_error(exc: yaml.YAMLError) -> YamlError:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line = int(mark.line) + 1 if mark is not None else None
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return YamlError(f"invalid YAML: {problem}", line)

@@ -1,0 +1,134 @@
+"""The only contract between the engine and the world: small Protocols.
+
+The Registry port is shaped after the Azure ML environment API: per-call reads and
+writes of containers and versions, no multi-call transactions, a conflict error when a
+version number is reused with different content. Every write is safe to repeat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:  # types only: keeps a cached plan from importing the whole core
+    from reconciler.core.build import BuildJob, BuildRecord
+    from reconciler.core.model import RegisteredContainer, RegisteredVersion, RegistryState
+    from reconciler.core.plan import VersionWrite
+    from reconciler.core.snapshot import Snapshot
+
+
+class RegistryError(Exception):
+    """A registry call failed; ``transient`` says whether retrying may help."""
+
+    transient = False
+
+
+class TransientRegistryError(RegistryError):
+    transient = True
+
+
+class VersionConflict(RegistryError):
+    """The version exists with different content (the service's HTTP 409)."""
+
+
+class NotFound(RegistryError):
+    pass
+
+
+class LockTimeout(RegistryError):
+    pass
+
+
+class SourceError(Exception):
+    """The desired state cannot be read (not a repository, unknown ref, ...)."""
+
+
+class BuildError(Exception):
+    """A build, push or image lookup failed; the message says why."""
+
+
+class BuilderUnavailable(BuildError):
+    """No Docker Engine (or no image registry) to build with."""
+
+
+class Builder(Protocol):
+    image_repository: str  # where images go: HOST:PORT/PREFIX/environments
+
+    def unavailable(self) -> str | None:
+        """Why builds cannot run now (no engine reachable), or None."""
+
+    def known_tags(self) -> set[str]:
+        """Tags present in the image repository or the local engine (one batched lookup)."""
+
+    def pushed_tags(self) -> set[str]:
+        """Tags present in the image repository (the OCI registry) only."""
+
+    def pushed_image(self, tag: str) -> str | None:
+        """`repo@sha256:...` of a tag in the OCI registry, or None."""
+
+    def pushed_images(self, tags: list[str]) -> dict[str, str | None]:
+        """`pushed_image` for many tags at once."""
+
+    def build(
+        self, job: BuildJob, read_blob: Callable[[str], bytes], log: Callable[[str], None]
+    ) -> str:
+        """Build (or re-tag) and push; return `repo@sha256:...`. Raises BuildError."""
+
+
+class Source(Protocol):
+    def snapshot(self, ref: str | None) -> Snapshot:
+        """Files at ``ref`` (a commit, branch or tag), or the working tree when None."""
+
+    def fingerprint(self, ref: str | None, watch: list[str] | None = None) -> str | None:
+        """A cheap identity of the files at ``ref`` (None if unknown), for plan caching.
+        ``watch`` is what ``watch_list`` returned when the cached plan was made."""
+
+    def read_blob(self, blob: str) -> bytes:
+        """Any file content of the repository's history, by git blob id."""
+
+    def watch_list(
+        self, snapshot: Snapshot, root: str, references: frozenset[str]
+    ) -> list[str] | None:
+        """Paths whose stat data ``fingerprint`` needs for this snapshot (None: not needed)."""
+
+
+class Registry(Protocol):
+    url: str
+
+    def read_state(self) -> RegistryState:
+        """Every container and version, archived ones included."""
+
+    def state_token(self) -> str | None:
+        """A value that changes whenever the registry changes; None if unknown (cheap)."""
+
+    def get_container(self, name: str) -> RegisteredContainer | None: ...
+
+    def get_version(self, name: str, version: str) -> RegisteredVersion | None: ...
+
+    def put_version(self, name: str, version: str, write: VersionWrite) -> RegisteredVersion:
+        """Create the version (and its container), or, if it exists with identical content,
+        set its description and tags. Raises VersionConflict on different content."""
+
+    def set_container_archived(self, name: str, archived: bool) -> None: ...
+
+    def build_records(self) -> dict[tuple[str, str], BuildRecord]:
+        """The build record of every version that has one, by (name, version)."""
+
+    def set_build_record(self, record: BuildRecord) -> None: ...
+
+    def set_version_archived(self, name: str, version: str, archived: bool) -> None: ...
+
+    def lock(self, timeout: float) -> AbstractContextManager[None]:
+        """Exclusive use of this registry by one reconciler; LockTimeout after ``timeout``."""
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Group writes where the backend can (one SQLite transaction); correctness must
+        not depend on it."""
+
+    def close(self) -> None: ...
+
+
+def iter_versions(state: RegistryState) -> Iterator[RegisteredVersion]:
+    for container in state.containers.values():
+        yield from container.versions

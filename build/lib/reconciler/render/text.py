@@ -1,0 +1,239 @@
+"""Human text for plans, diagnostics and registry listings. Formatting only: pure
+functions from documents to strings; printing happens in the CLI."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from reconciler.render.packages import package_lines, shown_fields
+
+MARKERS = {
+    "create": "+",
+    "new_version": "+",
+    "restore": "~",
+    "update_metadata": "~",
+    "archive": "-",
+    "noop": " ",
+}
+_COLORS = {"+": "32", "~": "33", "-": "31", "!": "35", "error": "31", "warning": "33"}
+
+
+class Style:
+    def __init__(self, color: bool) -> None:
+        self.color = color
+
+    def paint(self, text: str, key: str) -> str:
+        code = _COLORS.get(key)
+        return f"\x1b[{code}m{text}\x1b[0m" if self.color and code else text
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def format_field(change: Mapping[str, Any]) -> str:
+    kind, path = change["kind"], change["path"]
+    if kind == "added":
+        return f"{path}: + {_value(change['after'])}"
+    if kind == "removed":
+        return f"{path}: - {_value(change['before'])}"
+    text = f"{path}: {_value(change['before'])} -> {_value(change['after'])}"
+    if change.get("masked") and change["before"] == change["after"]:
+        text += " (a masked credential changed)"
+    return text
+
+
+def _target(change: Mapping[str, Any]) -> str:
+    version = change.get("version")
+    text = f"{change['name']}:{version}" if version else change["name"]
+    previous = change.get("previous_version")
+    if change["action"] == "new_version" and previous:
+        text += f" (from {previous})"
+    return text
+
+
+def format_change(change: Mapping[str, Any], style: Style, marker: str | None = None) -> list[str]:
+    mark = marker or MARKERS.get(change["action"], "?")
+    action, target = change["action"], _target(change)
+    head = f"  {style.paint(mark, mark)} {action:<15} {target:<36} {change['reason']}"
+    if change.get("build"):
+        head += f" [build: {change['build']}]"
+    lines = [head.rstrip()]
+    lines.extend(f"        {format_field(f)}" for f in shown_fields(change))
+    lines.extend(f"        {line}" for line in package_lines(change))
+    return lines
+
+
+def format_diagnostic(d: Mapping[str, Any], style: Style) -> str:
+    where = d.get("path") or ""
+    if where and d.get("line"):
+        where += f":{d['line']}"
+    prefix = style.paint(d["severity"], d["severity"])
+    location = f"{where}: " if where else ""
+    return f"{prefix}: {location}{d['message']} [{d['rule']}]"
+
+
+def format_diagnostics(diagnostics: Iterable[Mapping[str, Any]], style: Style) -> list[str]:
+    return [format_diagnostic(d, style) for d in diagnostics]
+
+
+def _summary(summary: Mapping[str, int]) -> str:
+    return (
+        f"{summary.get('create', 0)} to create, {summary.get('new_version', 0)} new version(s), "
+        f"{summary.get('update_metadata', 0)} to update, {summary.get('restore', 0)} to restore, "
+        f"{summary.get('archive', 0)} to archive; {summary.get('noop', 0)} in sync"
+    )
+
+
+def format_plan(doc: Mapping[str, Any], style: Style) -> str:
+    source = doc["source"]
+    commit = (source.get("commit") or "no commit")[:12]
+    lines = [
+        f"Plan: {source['label']} ({commit}), path {source['path']!r} -> {doc['registry']['url']}"
+    ]
+    if doc["changes"]:
+        lines.append("")
+        for change in doc["changes"]:
+            lines.extend(format_change(change, style))
+    if doc["drift"]:
+        lines.append("")
+        lines.append("Drift: changed in the registry outside git (reported, not applied):")
+        for change in doc["drift"]:
+            lines.extend(format_change(change, style, "!"))
+    if doc["diagnostics"]:
+        lines.append("")
+        lines.extend(format_diagnostics(doc["diagnostics"], style))
+    lines.append("")
+    if doc["has_errors"]:
+        lines.append("Plan has errors: apply will refuse until they are fixed.")
+    if doc["changes"]:
+        lines.append("Changes: " + _summary(doc["summary"]) + ".")
+    else:
+        lines.append(f"No changes. {doc['summary'].get('noop', 0)} environment(s) in sync.")
+    return "\n".join(lines)
+
+
+def format_apply(
+    applied: Sequence[Mapping[str, Any]],
+    failed: Sequence[tuple[Mapping[str, Any], str]],
+    style: Style,
+) -> str:
+    lines = []
+    for change in applied:
+        lines.extend(format_change(change, style))
+    for change, error in failed:
+        lines.append(
+            f"  {style.paint('!', 'error')} {change['action']:<15} {_target(change)}: {error}"
+        )
+    lines.append("")
+    if failed:
+        lines.append(
+            f"Apply finished with errors: {len(applied)} change(s) applied, "
+            f"{len(failed)} failed. Run apply again once the cause is fixed."
+        )
+    elif applied:
+        lines.append(f"Apply complete: {len(applied)} change(s) applied.")
+    else:
+        lines.append("Nothing to do: the registry matches git.")
+    return "\n".join(lines)
+
+
+def format_builds(builds: Mapping[str, Any]) -> str:
+    lines = []
+    labels = (
+        ("built", "built"),
+        ("cache_hits", "cache hit"),
+        ("failed", "FAILED"),
+        ("waiting", "failed, waiting to retry"),
+        ("not_built", "not built"),
+    )
+    for key, label in labels:
+        if key == "not_built" and builds.get("unavailable"):
+            continue  # one message below says why, for all of them
+        for row in builds[key]:
+            where = row.get("image") or row.get("message") or ""
+            lines.append(f"  image {row['name']}:{row['version']}: {label} {where}".rstrip())
+            if key == "failed" and row.get("log_tail"):
+                lines.extend(f"      | {line}" for line in row["log_tail"].splitlines()[-10:])
+                if row.get("log_path"):
+                    lines.append(f"      full log: {row['log_path']}")
+    if builds.get("unavailable"):
+        lines.append(f"Builds skipped: {builds['unavailable']}")
+    total = sum(len(builds[key]) for key, _ in labels)
+    lines.append(
+        f"Images: {len(builds['built'])} built, {len(builds['cache_hits'])} cache hit(s), "
+        f"{len(builds['failed'])} failed, {len(builds['not_built'])} not built "
+        f"({total} version(s) needed attention)."
+    )
+    return "\n".join(lines)
+
+
+def format_table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()
+    out = [line]
+    for row in rows:
+        out.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(out)
+
+
+def format_drift(document: Mapping[str, Any], style: Style) -> str:
+    """A terminal summary of a drift report: verdict, counts, one line per drift item."""
+    summary = document["summary"]
+    lines = format_diagnostics(
+        [d for d in document["diagnostics"] if d["severity"] != "info"], style
+    )
+    for env in document["environments"]:
+        for item in env["items"]:
+            if item["class"] in ("finding",):
+                continue
+            version = f":{item['version']}" if item.get("version") else ""
+            mark = style.paint("!", "!") if env["status"] == "drift" else " "
+            lines.append(
+                f"  {mark} {item['class']:<17} {env['name'] + version:<36} {item['reason']}"
+            )
+            lines.extend(f"        {format_field(f)}" for f in shown_fields(item))
+            lines.extend(f"        {line}" for line in package_lines(item))
+    findings = summary["by_class"].get("finding", 0)
+    coverage = document["coverage"]
+    if document["has_errors"]:
+        verdict = style.paint("errors in the environment files", "error")
+    elif document["drift_found"]:
+        verdict = style.paint("drift found", "error")
+    else:
+        verdict = "in sync"
+    lines.append(
+        f"Drift report: {verdict}. {summary['environments']} environment(s): "
+        f"{summary['in_sync']} in sync, {summary['drift']} with drift, "
+        f"{summary['unmanaged']} unmanaged; {findings} with findings; coverage "
+        f"{coverage['managed']}/{coverage['total']} ({coverage['percent']}%)."
+    )
+    return "\n".join(lines)
+
+
+def format_version_diff(document: Mapping[str, Any]) -> str:
+    """`reconciler diff`: what changes from the left version to the right one."""
+    left, right = document["left"], document["right"]
+    lines = [f"--- {left['label']}  ({(left['digest'] or '')[:19]})"]
+    lines.append(f"+++ {right['label']}  ({(right['digest'] or '')[:19]})")
+    if document["identical"]:
+        lines.append("Identical: same content, description and tags.")
+        return "\n".join(lines)
+    lines.extend(f"  {format_field(f)}" for f in shown_fields(document))
+    packages = package_lines(document)
+    if packages:
+        lines.append("Packages:")
+        lines.extend(f"  {line}" for line in packages)
+    lines.append(
+        "Same content (one image); only description or tags differ."
+        if document["same_content"]
+        else "Different content: a different image."
+    )
+    return "\n".join(lines)
