@@ -739,29 +739,60 @@ class Engine:
                 f"apply refused: {count} error(s) in the plan; nothing was written", plan
             )
         outcome = ApplyOutcome(plan)
-        failed_names: set[str] = set()
+        # Environments are independent: a backend that takes concurrent calls (Azure ML)
+        # gets several environments' changes at once; one environment's stay in order.
+        workers = max(1, int(getattr(self.registry, "write_concurrency", 1)))
+        groups: dict[str, list[Change]] = {}
+        for change in plan.changes:
+            if change.deferred is not None:  # held by the promotion gate
+                outcome.deferred.append(change)
+                continue
+            groups.setdefault(change.name, []).append(change)
+        results: dict[int, str | None] = {}  # id(change) -> error, None when applied
+        report_lock = threading.Lock()
+
+        def run(changes: list[Change]) -> None:
+            failed = False
+            for change in changes:
+                error: str | None
+                if failed:
+                    error = "skipped: an earlier step failed"
+                else:
+                    try:
+                        self._with_retries(change)
+                        error = None
+                    except RegistryError as exc:
+                        failed = True
+                        error = str(exc)
+                with report_lock:
+                    results[id(change)] = error
+                    if error is None:
+                        self._report(change, "done")
+                    elif not error.startswith("skipped"):
+                        self._report(change, f"failed: {error}")
+
         if plan.changes:
             self.progress.start(
                 "apply", f"applying {len(plan.changes)} change(s)", len(plan.changes)
             )
         with self.registry.batch():
-            for change in plan.changes:
-                if change.deferred is not None:
-                    outcome.deferred.append(change)
-                    continue
-                if change.name in failed_names:
-                    outcome.failed.append((change, "skipped: an earlier step failed"))
-                    continue
-                try:
-                    self._with_retries(change)
-                except RegistryError as exc:
-                    failed_names.add(change.name)
-                    outcome.failed.append((change, str(exc)))
-                    self._report(change, f"failed: {exc}")
-                else:
-                    outcome.applied.append(change)
-                    self._report(change, "done")
+            if workers == 1 or len(groups) < 2:
+                for changes in groups.values():
+                    run(changes)
+            else:
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(min(workers, len(groups))) as pool:
+                    list(pool.map(run, groups.values()))
         self.progress.finish("apply")
+        for change in plan.changes:
+            if change.deferred is not None:
+                continue
+            error = results[id(change)]
+            if error is None:
+                outcome.applied.append(change)
+            else:
+                outcome.failed.append((change, error))
         return outcome
 
     def _report(self, change: Change, status: str) -> None:

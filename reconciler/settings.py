@@ -71,6 +71,13 @@ class Settings:
     """
     azureml_backoff: float = 0.5
     """Seconds before the first Azure ML retry; doubles with each retry."""
+    azureml_concurrency: int = 16
+    """Azure ML calls in flight at once, reads and writes; a throttled service (429 with
+    `Retry-After`) holds them all back together."""
+    azureml_lock: str = "lease"
+    """How writers to an Azure ML workspace take turns: `lease` (a lease on a blob in the
+    workspace's default storage, which holds across machines) or `local` (a file lock on this
+    machine only)."""
     policy: Policy | None = None  # the `[policy]` table (file only; see core/policy.py)
     # `reconciler serve`
     listen: str = "127.0.0.1:8080"
@@ -120,6 +127,8 @@ _KEYS: dict[str, Any] = {
     "branch": str,
     "remote": str,
     "report_url": str,
+    "azureml_concurrency": int,
+    "azureml_lock": str,
 }
 
 

@@ -30,6 +30,10 @@ SAMPLES: dict[str, list[str]] = {
     "history": ["a"],
     "emulator": [],
     "completion": ["bash"],
+    "serve": [],
+    "notify": ["--test"],
+    "status": [],
+    "workflows": ["--check"],
 }
 
 COMMON = {
@@ -40,6 +44,7 @@ COMMON = {
     "--json": ("json", [], True),
     "--no-cache": ("no_cache", [], True),
     "--no-color": ("no_color", [], True),
+    "--target": ("targets", ["dev"], ["dev"]),
 }
 
 

@@ -256,3 +256,25 @@ def test_targets_generate_one_job_per_target_in_gate_order(
     assert "== target dev" in output and "== target prod" not in output
     assert (repo.root / "dev.db").exists() and not (repo.root / "prod.db").exists()
     assert "Promotion status" in summary.read_text()
+
+
+@pytest.mark.parametrize("name", ["plan.yml", "reconcile.yml"])
+def test_workflows_reach_azure_with_openid_connect(name: str) -> None:
+    """Signed in by azure/login with a federated token (no stored secret), the azure extra
+    installed, before the reconciler runs; skipped for a sqlite registry."""
+    loaded = workflow(name)
+    assert loaded["permissions"]["id-token"] == "write"
+    [job] = loaded["jobs"].values()
+    steps = job["steps"]
+    names = [str(step.get("uses", "")).split("@")[0] or step.get("run", "") for step in steps]
+    login = names.index("azure/login")
+    install = next(i for i, n in enumerate(names) if "pip install" in n)
+    reconcile = next(i for i, n in enumerate(names) if n.startswith("scripts/ci/"))
+    assert install < login < reconcile
+    assert ".[azure]" in names[install]
+    step = steps[login]
+    assert step["if"] == "startsWith(env.RECONCILER_REGISTRY, 'azureml://')"
+    assert set(step["with"]) == {"client-id", "tenant-id", "subscription-id"}
+    assert not any("secrets." in str(value) for value in step["with"].values())
+    cache = steps[names.index("actions/cache")]
+    assert cache["with"]["path"] == ".reconciler/azureml"

@@ -142,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow a plan to archive more than the archive limit",
     )
     p.add_argument("--self-heal", action="store_true", help="plan repairs of out-of-band drift too")
+    p.add_argument(
+        "--refresh",
+        action="store_true",
+        help="read the whole registry, not the view kept from the last run (Azure ML)",
+    )
     p.add_argument("--out", metavar="FILE", help="save the plan for `apply FILE`")
     p.add_argument("--base", metavar="REF", help="pull request mode: the branch merged into")
     p.add_argument("--head", metavar="REF", help="pull request mode: the commit being merged")

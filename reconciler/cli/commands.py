@@ -104,10 +104,24 @@ def _state_dir(settings: Settings) -> Path:
     return own_directory(settings.repo / ".reconciler")
 
 
+# Commands that read the whole registry, never an incremental view of it: a drift report
+# and an audit must see hand edits that leave a container's listing unchanged.
+FULL_READ_COMMANDS = frozenset({"drift", "reconcile", "evidence"})
+
+
+def _full_read(args: Namespace) -> bool:
+    return (
+        bool(getattr(args, "refresh", False))
+        or bool(getattr(args, "self_heal", False))
+        or getattr(args, "command", None) in FULL_READ_COMMANDS
+    )
+
+
 def _registry(
-    settings: Settings, source: GitSource | None = None
+    settings: Settings, source: GitSource | None = None, refresh: bool = False
 ) -> SqliteRegistry | AzureMLRegistry:
-    """The backend of the registry URL; ``source`` supplies build contexts to upload."""
+    """The backend of the registry URL; ``source`` supplies build contexts to upload;
+    ``refresh``: read everything, not the incremental view (Azure ML)."""
     url = settings.registry
     if url.startswith("sqlite:///"):
         path = registry_location(url, settings.repo)
@@ -117,11 +131,16 @@ def _registry(
         from reconciler.adapters.azureml import AzureMLRegistry  # needs the `azure` extra
         from reconciler.adapters.azureml_errors import RetryPolicy
 
+        state = _state_dir(settings)
         return AzureMLRegistry(
             url,
-            _state_dir(settings) / "locks",
+            state / "locks",
             source.read_blob if source is not None else None,
             RetryPolicy(max(1, settings.azureml_retries), settings.azureml_backoff),
+            state_dir=state / "azureml" if settings.cache else None,
+            concurrency=max(1, settings.azureml_concurrency),
+            refresh=refresh,
+            lock=settings.azureml_lock,
         )
     raise CliError(f"unsupported registry URL {url!r}: expected sqlite:///PATH or azureml://...")
 
@@ -181,7 +200,7 @@ def _engine(settings: Settings, args: Namespace, builds: bool = False) -> Engine
     cache: MemoStore = MemoStore()
     if settings.cache:
         cache = DiskCache(state_dir / "cache")  # type: ignore[assignment]
-    registry = _registry(settings, source)
+    registry = _registry(settings, source, _full_read(args))
     screen = _terminal(args)
     engine = Engine(
         source,
@@ -272,8 +291,10 @@ def run_plan(args: Namespace) -> int:
             )
         else:
             document = engine.plan_document(args.ref)
+        _note_read(document, engine.registry)
     finally:
         engine.registry.close()
+        _note_throttling(engine.registry)
     if args.markdown:
         from reconciler.render.markdown import format_plan_markdown
 
@@ -302,6 +323,23 @@ def _show_plan(args: Namespace, document: dict[str, Any]) -> None:
         _print(text.format_plan(document, PLAIN))
 
 
+def _note_read(document: dict[str, Any], registry: object) -> None:
+    """Say how the registry was read (Azure ML: a full read or the incremental view)."""
+    report = getattr(registry, "last_read", None)
+    if report is not None:
+        document["registry"]["read"] = report.to_dict()
+
+
+def _note_throttling(registry: object) -> None:
+    """Tell how long the service's throttling held the run (Azure ML), on stderr."""
+    throttle = getattr(registry, "throttle", None)
+    if throttle is not None and throttle.throttled:
+        _progress(
+            f"the service throttled {throttle.throttled} call(s); waited {throttle.held:.1f}s "
+            "on throttling in all"
+        )
+
+
 def run_apply(args: Namespace) -> int:
     settings = _settings(args)
     if args.plan_file and (args.ref or args.self_heal or args.allow_mass_archive):
@@ -326,6 +364,7 @@ def run_apply(args: Namespace) -> int:
             return EXIT_ERROR
     finally:
         engine.registry.close()
+        _note_throttling(engine.registry)
     return _report_apply(outcome, engine, settings, args)
 
 
@@ -647,7 +686,7 @@ def run_evidence(args: Namespace) -> int:
     from reconciler.render.evidence import format_evidence_markdown
 
     settings = _settings(args)
-    registry = _registry(settings)
+    registry = _registry(settings, refresh=True)
     try:
         state = registry.read_state()
         records = registry.build_records()

@@ -28,7 +28,7 @@ from reconciler.stages import Stages, StagesError, TargetResult, chosen_targets
 TARGETS_FORMAT_VERSION = 1
 
 # Commands that never read a registry or a repository's settings.
-_NO_SETTINGS = frozenset({"emulator"})
+_NO_SETTINGS = frozenset({"emulator", "completion"})
 
 
 def dispatch(args: Namespace) -> int:
@@ -468,7 +468,8 @@ def run_workflows(args: Namespace, settings: Settings) -> int:
     from reconciler.render.workflows import WORKFLOW_PATH, reconcile_workflow
 
     order = gate_order(settings.targets)
-    content = reconcile_workflow([(n, settings.targets[n].after) for n in order])
+    targets = settings.targets
+    content = reconcile_workflow([(n, targets[n].after, targets[n].registry) for n in order])
     path = settings.repo / WORKFLOW_PATH
     if args.check:
         current = path.read_text(encoding="utf-8") if path.is_file() else None

@@ -297,6 +297,13 @@ def format_plan_markdown(document: Mapping[str, Any], limit: int = GITHUB_LIMIT)
             f"{code(source['label'])} ({code((source.get('commit') or '')[:12])}) "
             f"against {code(document['registry']['url'])}."
         )
+    read = document["registry"].get("read") or {}
+    if read.get("view") == "incremental":
+        lines.append(
+            f"Registry read incrementally: {read.get('read')} of {read.get('containers')} "
+            "environment(s) changed since the last run were read (hand edits of tags show "
+            "after a full read, `plan --refresh`)."
+        )
     counts = ", ".join(
         f"{summary.get(a, 0)} {a.replace('_', ' ')}"
         for a in ("create", "new_version", "update_metadata", "restore", "archive")

@@ -92,12 +92,32 @@ def _summary(summary: Mapping[str, int]) -> str:
     ) + (f"; {summary['deferred']} deferred" if summary.get("deferred") else "")
 
 
+def format_read(read: Mapping[str, Any] | None) -> list[str]:
+    """How the registry was read, when the backend says (Azure ML)."""
+    if not read:
+        return []
+    lines = []
+    if read.get("view") == "incremental":
+        lines.append(
+            f"Registry read: incremental view ({read['read']} of {read['containers']} "
+            "environment(s) changed since the last run were read; hand edits of a version's "
+            "tags show after a full read: `plan --refresh`)"
+        )
+    if read.get("throttled"):
+        lines.append(
+            f"Registry throttled {read['throttled']} call(s): waited "
+            f"{read['throttle_wait_s']:.1f}s in all"
+        )
+    return lines
+
+
 def format_plan(doc: Mapping[str, Any], style: Style) -> str:
     source = doc["source"]
     commit = (source.get("commit") or "no commit")[:12]
     lines = [
         f"Plan: {source['label']} ({commit}), path {source['path']!r} -> {doc['registry']['url']}"
     ]
+    lines.extend(format_read(doc["registry"].get("read")))
     if doc["changes"]:
         lines.append("")
         for change in doc["changes"]:

@@ -22,8 +22,10 @@ on:
   workflow_dispatch:
 permissions:
   contents: read
+  id-token: write  # azure/login with OpenID Connect
 concurrency:
-  # One reconcile at a time across runners (the registry lock is per machine).
+  # One reconcile at a time from this repository (an Azure ML workspace is also locked
+  # across machines by a blob lease; a sqlite registry only per machine).
   group: reconcile
   cancel-in-progress: false
 jobs:
@@ -35,7 +37,21 @@ _STEPS = """    steps:
         with:
           python-version: "3.11"
       - name: Install
-        run: pip install -e .
+        run: pip install -e '.[azure]'
+      - name: Sign in to Azure (OpenID Connect, no stored secret; see docs/azure.md)
+        if: startsWith(env.RECONCILER_REGISTRY, 'azureml://')
+        uses: azure/login@a457da9ea143d694b1b9c7c869ebb04ebe844ef5 # v2.3.0
+        with:
+          client-id: ${{ vars.AZURE_CLIENT_ID }}
+          tenant-id: ${{ vars.AZURE_TENANT_ID }}
+          subscription-id: ${{ vars.AZURE_SUBSCRIPTION_ID }}
+      - name: Restore the registry view kept from the last run (incremental plans)
+        if: startsWith(env.RECONCILER_REGISTRY, 'azureml://')
+        uses: actions/cache@0057852bfaa89a56745cba8c7296529d2fc39830 # v4.3.0
+        with:
+          path: .reconciler/azureml
+          key: reconciler-azureml-{cache}${{ github.run_id }}
+          restore-keys: reconciler-azureml-{cache}
       - name: Apply and report drift
         run: scripts/ci/reconcile
       - name: Upload the drift report
@@ -61,15 +77,23 @@ def job_id(target: str) -> str:
     return f"reconcile-{target}"
 
 
-def reconcile_workflow(targets: Sequence[tuple[str, Sequence[str]]]) -> str:
-    """``targets``: (name, the targets it waits for) in gate order; empty: one registry."""
+def reconcile_workflow(targets: Sequence[tuple[str, Sequence[str], str]]) -> str:
+    """``targets``: (name, the targets it waits for, its registry URL) in gate order;
+    empty: one registry, read from the repository variable RECONCILER_REGISTRY."""
     if not targets:
-        return _HEAD + _SINGLE + _STEPS.replace("{artifact}", "drift-report")
+        steps = _STEPS.replace("{artifact}", "drift-report").replace("{cache}", "")
+        return _HEAD + _SINGLE + steps
     jobs = []
-    for name, after in targets:
+    for name, after, registry in targets:
         needs = ""
         if after:
             needs = "    needs: [" + ", ".join(job_id(u) for u in after) + "]\n"
+        steps = (
+            _STEPS.replace("{artifact}", f"drift-report-{name}")
+            .replace("{cache}", f"{name}-")
+            # the target's registry is in reconciler.toml: known when this is generated
+            .replace("env.RECONCILER_REGISTRY", "env.RECONCILER_TARGET_REGISTRY")
+        )
         jobs.append(
             f"  {job_id(name)}:\n"
             + needs
@@ -78,7 +102,8 @@ def reconcile_workflow(targets: Sequence[tuple[str, Sequence[str]]]) -> str:
             + f"    environment: {name}  # protection rules (reviewers, wait timer) hold it\n"
             + "    env:\n"
             + f"      RECONCILER_TARGET: {name}\n"
+            + f'      RECONCILER_TARGET_REGISTRY: "{registry}"\n'
             + "      RECONCILER_APPLY_FLAGS: ${{ vars.RECONCILER_APPLY_FLAGS }}\n"
-            + _STEPS.replace("{artifact}", f"drift-report-{name}")
+            + steps
         )
     return _GENERATED + _HEAD + "".join(jobs)

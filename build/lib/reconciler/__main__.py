@@ -1,5 +1,0 @@
-import sys
-
-from reconciler.cli import main
-
-sys.exit(main())

@@ -1,1 +1,0 @@
-"""Pure domain core: models, parsing of bytes, content digest, planning. No I/O."""
