@@ -166,6 +166,20 @@ class AppliedStore(Protocol):
     def save(self, applied: Mapping[str, str]) -> None: ...
 
 
+class Stage(Protocol):
+    """One target among several (see stages/): how it shares the desired state read for
+    the other targets, which environments it holds, and the promotion gate on its plan."""
+
+    def load(self, key: tuple[Any, ...], read: Callable[[], DesiredState]) -> DesiredState: ...
+
+    def select(self, desired: DesiredState) -> DesiredState: ...
+
+    def gate(self, plan: Plan, state: RegistryState) -> Plan: ...
+
+    def cache_key(self) -> str | None:
+        """What else a cached plan of this target depends on; None: never cache it."""
+
+
 class ApplyRefused(Exception):
     """Apply will not start: the plan has error diagnostics (``plan`` holds them)."""
 
@@ -203,6 +217,7 @@ class ApplyOutcome:
     applied: list[Change] = field(default_factory=list)
     failed: list[tuple[Change, str]] = field(default_factory=list)
     builds: BuildOutcome | None = None
+    deferred: list[Change] = field(default_factory=list)  # held by the promotion gate
 
     @property
     def ok(self) -> bool:
@@ -224,6 +239,7 @@ class Engine:
     policy: Policy | None = None  # governance rules (see core/policy.py)
     policy_date: date | None = None  # judge policy exceptions at this date (default: today)
     consumers: ConsumerSettings | None = None  # which files to scan for references (None: none)
+    stage: Stage | None = None  # one of several targets (see stages/); None: the only one
     _targets: TargetMemo = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # -- reading --------------------------------------------------------------------
@@ -232,12 +248,12 @@ class Engine:
         return self._read(ref, only)[0]
 
     def _read(
-        self, ref: str | None, only: Iterable[str] | None = None
+        self, ref: str | None, only: Iterable[str] | None = None, watch_list: bool = True
     ) -> tuple[DesiredState, list[str] | None]:
         """Desired state, and the watch list that keeps a cached plan of it honest."""
         snapshot = self.source.snapshot(ref)
         try:
-            return self._load(snapshot, only)
+            return self._load(snapshot, only, watch_list)
         finally:
             _close(snapshot)
 
@@ -249,7 +265,15 @@ class Engine:
         memo = self.cache.load_memo()
         kept = self._kept_memos()
         resolved = kept[0] if kept is not None else None
-        state = load_desired(snapshot, self.selection, memo, only, self._parse_map, resolved)
+
+        def read() -> DesiredState:
+            return load_desired(snapshot, self.selection, memo, only, self._parse_map, resolved)
+
+        if self.stage is None:
+            state = read()
+        else:  # targets share one read of git; each then takes the environments it holds
+            key = (snapshot.commit, snapshot.label, tuple(only) if only is not None else None)
+            state = self.stage.select(self.stage.load(key, read))
         if self.policy is not None:
             state.diagnostics.extend(self._policy_diagnostics(state, snapshot, self.policy))
         scanning = self.consumers is not None and self.consumers.enabled and only is None
@@ -416,10 +440,10 @@ class Engine:
         return plan, desired, state
 
     def _planned(
-        self, ref: str | None, options: PlanOptions | None = None
+        self, ref: str | None, options: PlanOptions | None = None, watch_list: bool = True
     ) -> tuple[Plan, DesiredState, RegistryState, list[str] | None]:
         """Read ``ref``, plan it against the registry, with package diffs."""
-        desired, watch = self._read(ref)
+        desired, watch = self._read(ref, watch_list=watch_list)
         state = self._read_state()
         return self._make_plan(desired, state, ref, None, options), desired, state, watch
 
@@ -439,6 +463,8 @@ class Engine:
         kept = self._kept_memos()
         memo = kept[1] if kept is not None else None
         plan = make_plan(desired, state, self.selection, options or self.options, memo)
+        if self.stage is not None:
+            plan = self.stage.gate(plan, state)
         blobs = package_blobs(plan, state)
         if not blobs:  # conda files only: their content is in the plan already
             return annotate_packages(plan, state, {})
@@ -482,6 +508,11 @@ class Engine:
             return None
         parts = [__version__, token, self.registry.url, repr(self.selection), repr(self.options)]
         parts.append(repr(self.consumers))
+        if self.stage is not None:
+            extra = self.stage.cache_key()
+            if extra is None:
+                return None
+            parts.append(extra)
         if self.policy is not None:  # exceptions expire: a cached plan is good for one day
             parts += [repr(self.policy), self.today().isoformat()]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
@@ -501,7 +532,8 @@ class Engine:
                     return document
         from reconciler.core.document import plan_document
 
-        plan, _, _, watch = self._planned(ref)
+        # The watch list only serves a plan that may be cached.
+        plan, _, _, watch = self._planned(ref, watch_list=key is not None)
         document = plan_document(plan, self.registry.url, self.selection.path, self._predict(plan))
         if key is not None and not plan.has_errors and self.registry.state_token() == token:
             # Taken after planning: a file edited meanwhile is too fresh to be trusted, and
@@ -586,7 +618,10 @@ class Engine:
         return self.builds.predict(
             c.write.digest
             for c in plan.changes
-            if c.write is not None and c.version and c.action.value in ("create", "new_version")
+            if c.write is not None
+            and c.version
+            and c.action.value in ("create", "new_version")
+            and c.deferred is None
         )
 
     def pull_request_plan(self, base: str, head: str) -> dict[str, Any]:
@@ -806,6 +841,9 @@ class Engine:
         workers = max(1, int(getattr(self.registry, "write_concurrency", 1)))
         groups: dict[str, list[Change]] = {}
         for change in plan.changes:
+            if change.deferred is not None:  # held by the promotion gate
+                outcome.deferred.append(change)
+                continue
             groups.setdefault(change.name, []).append(change)
         results: dict[int, str | None] = {}  # id(change) -> error, None when applied
         report_lock = threading.Lock()
@@ -845,6 +883,8 @@ class Engine:
                     list(pool.map(run, groups.values()))
         self.progress.finish("apply")
         for change in plan.changes:
+            if change.deferred is not None:
+                continue
             error = results[id(change)]
             if error is None:
                 outcome.applied.append(change)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ if TYPE_CHECKING:
     from reconciler.core.governance.consumers import ConsumerSettings
     from reconciler.core.notify import NotifyTarget
     from reconciler.core.policy import Policy
+    from reconciler.core.promotion import Target
 
 SETTINGS_FILE = "reconciler.toml"
 DEFAULT_REGISTRY = "sqlite:///.reconciler/registry.db"
@@ -97,6 +99,14 @@ class Settings:
     notify: tuple[NotifyTarget, ...] = ()
     """`[[notify]]` tables (file only): `url`, `format` (json, slack, teams) and `on` (drift,
     failure, recovery, applied)."""
+    targets: Mapping[str, Target] = field(default_factory=dict)
+    """The `[targets.NAME]` tables (file only): the registries one repository drives, each a
+    stage of promotion; empty: the one `registry`."""
+
+    def for_target(self, name: str) -> Settings:
+        """These settings as one target sees them: its registry and its overrides."""
+        target = self.targets[name]
+        return replace(self, registry=target.registry, **dict(target.overrides))
 
 
 # Keys settable from the file and the environment, with their parsers.
@@ -163,6 +173,8 @@ def _from_file(repo: Path) -> dict[str, Any]:
         out["policy"] = _policy(data.pop("policy"), path)
     if "consumers" in data:
         out["consumers"] = _consumers(data.pop("consumers"), path)
+    if "targets" in data:
+        out["targets"] = _targets(data.pop("targets"), path)
     if "notify" in data:
         out["notify"] = _notify(data.pop("notify"), path)
     table = data.get("reconciler", data)
@@ -193,6 +205,42 @@ def _consumers(table: Any, path: Path) -> ConsumerSettings:
         return parse_consumers_table(table)
     except ConsumerSettingsError as exc:
         raise SettingsError(f"{path}: [consumers]: {exc}") from None
+
+
+# Settings a `[targets.NAME]` table may override: what belongs to one registry. The
+# desired state (path, file globs) and the repository's identity are shared by all.
+_PER_TARGET = frozenset(_KEYS) - {
+    "path",
+    "include",
+    "exclude",
+    "cache",
+    "owner",
+    "report_dir",
+    # the service mode runs one process for the repository
+    "listen",
+    "unready_after",
+    "branch",
+    "remote",
+    "report_url",
+}
+
+
+def _targets(table: Any, path: Path) -> Mapping[str, Target]:
+    from reconciler.core.durations import parse_duration
+    from reconciler.core.promotion import TARGET_KEYS, TargetError, parse_targets
+
+    def setting(key: str, value: Any, where: str) -> Any:
+        if key == "policy":
+            return _policy(value, path)
+        if key not in _PER_TARGET:
+            known = ", ".join(sorted(TARGET_KEYS | _PER_TARGET | {"policy"}))
+            raise TargetError(f"{where}: unknown key `{key}` (known: {known})")
+        return _coerce(key, value, f"{path}: {where}")
+
+    try:
+        return parse_targets(table, setting, parse_duration)
+    except TargetError as exc:
+        raise SettingsError(f"{path}: {exc}") from None
 
 
 def _notify(value: Any, path: Path) -> tuple[NotifyTarget, ...]:

@@ -34,6 +34,8 @@ SAMPLES: dict[str, list[str]] = {
     "notify": ["--test"],
     "refs": ["a:1"],
     "bump": ["a", "--to", "2"],
+    "status": [],
+    "workflows": ["--check"],
 }
 
 COMMON = {
@@ -44,6 +46,7 @@ COMMON = {
     "--json": ("json", [], True),
     "--no-cache": ("no_cache", [], True),
     "--no-color": ("no_color", [], True),
+    "--target": ("targets", ["dev"], ["dev"]),
 }
 
 

@@ -204,6 +204,61 @@ def test_pr_plan_needs_both_commits(repo: GitRepo, tmp_path: Path, missing: str)
     assert code != 0 and missing in output
 
 
+def test_the_checked_in_reconcile_workflow_matches_the_settings(cli: Any, repo: GitRepo) -> None:
+    from reconciler.cli import main
+
+    # This repository has no [targets]: the generator gives the checked-in workflow.
+    assert main(["workflows", "--repo", str(PROJECT), "--check"]) == 0
+    repo.write("environments/a.yml", image_env("a"))
+    repo.commit("seed")
+    code, out, _ = cli("workflows", "--check")
+    assert code == 2 and "differs" in out  # nothing checked in there yet
+    assert cli("workflows")[0] == 0
+    written = repo.root / ".github" / "workflows" / "reconcile.yml"
+    assert written.read_text() == (WORKFLOWS / "reconcile.yml").read_text()
+
+
+def test_targets_generate_one_job_per_target_in_gate_order(
+    cli: Any, repo: GitRepo, tmp_path: Path
+) -> None:
+    repo.write(
+        "reconciler.toml",
+        '[targets.prod]\nregistry = "azureml://registries/contoso"\nafter = ["test"]\n'
+        '[targets.dev]\nregistry = "sqlite:///dev.db"\n'
+        '[targets.test]\nregistry = "sqlite:///test.db"\nafter = ["dev"]\n',
+    )
+    repo.commit("targets")
+    assert cli("workflows")[0] == 0
+    written = repo.root / ".github" / "workflows" / "reconcile.yml"
+    done = check_schema(written)
+    assert done.returncode == 0, done.stdout + done.stderr
+    jobs = yaml.safe_load(written.read_text())["jobs"]
+    assert list(jobs) == ["reconcile-dev", "reconcile-test", "reconcile-prod"]
+    assert "needs" not in jobs["reconcile-dev"]
+    assert jobs["reconcile-test"]["needs"] == ["reconcile-dev"]
+    assert jobs["reconcile-prod"]["needs"] == ["reconcile-test"]
+    for name in ("dev", "test", "prod"):
+        job = jobs[f"reconcile-{name}"]
+        assert job["environment"] == name  # GitHub's protection rules hold the job
+        assert job["env"]["RECONCILER_TARGET"] == name
+        assert job["steps"][-2]["run"] == "scripts/ci/reconcile"
+    assert cli("workflows", "--check")[0] == 0
+    # the job's command, as the runner runs it, acts on its target only
+    (repo.root / "reconciler.toml").write_text(
+        '[targets.dev]\nregistry = "sqlite:///dev.db"\n'
+        '[targets.prod]\nregistry = "sqlite:///prod.db"\nafter = ["dev"]\n'
+    )
+    repo.write("environments/a.yml", image_env("a"))
+    repo.commit("env")
+    code, output, summary = run_step(
+        "scripts/ci/reconcile", repo, tmp_path, RECONCILER_TARGET="dev"
+    )
+    assert code == 0, output
+    assert "== target dev" in output and "== target prod" not in output
+    assert (repo.root / "dev.db").exists() and not (repo.root / "prod.db").exists()
+    assert "Promotion status" in summary.read_text()
+
+
 @pytest.mark.parametrize("name", ["plan.yml", "reconcile.yml"])
 def test_workflows_reach_azure_with_openid_connect(name: str) -> None:
     """Signed in by azure/login with a federated token (no stored secret), the azure extra

@@ -62,6 +62,14 @@ def _common_options() -> argparse.ArgumentParser:
         metavar="HOST:PORT/PREFIX",
         help="OCI registry for built images (or RECONCILER_IMAGE_REGISTRY)",
     )
+    group.add_argument(
+        "--target",
+        action="append",
+        dest="targets",
+        metavar="NAME",
+        help="act on this target of reconciler.toml's [targets] (repeatable; default: every "
+        "target, in gate order)",
+    )
     group.add_argument("--json", action="store_true", help="machine-readable output")
     group.add_argument("--no-cache", action="store_true", help="ignore and skip the caches")
     group.add_argument(
@@ -70,6 +78,24 @@ def _common_options() -> argparse.ArgumentParser:
         help="plain text: no colours, tables or progress (also NO_COLOR, CI, or a pipe)",
     )
     return common
+
+
+def _stage_commands(sub: Any) -> None:
+    """Commands about targets as a whole (see cli/targets.py)."""
+    p = sub.add_parser(
+        "status", help="the promotion matrix: environments x targets; exit 2 if not in sync"
+    )
+    _build_options(p)
+    p.add_argument("--ref", help="git's state at this ref (default: the working tree)")
+
+    p = sub.add_parser(
+        "workflows", help="write the reconcile workflow: one job per target, in gate order"
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 2 if the checked-in workflow differs from the settings",
+    )
 
 
 def _build_options(parser: argparse.ArgumentParser) -> None:
@@ -214,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("history", help="versions of an environment and what happened to them")
     p.add_argument("name")
 
+    _stage_commands(sub)
+
     p = sub.add_parser(
         "emulator", help="serve a local emulator of the Azure ML environment API over HTTPS"
     )
@@ -320,8 +348,15 @@ def _run(args: argparse.Namespace, wiring: Any) -> int:
     from reconciler.cli import commands
 
     try:
-        run = getattr(args, "run", None) or getattr(wiring, "run_" + args.command)
-        code = int(run(args))
+        run = getattr(args, "run", None)
+        if run is not None:  # a command wired by its own module (refs, bump)
+            code = int(run(args))
+        elif wiring is commands:  # several targets, or one registry as before
+            from reconciler.cli.targets import dispatch
+
+            code = dispatch(args)
+        else:
+            code = int(getattr(wiring, "run_" + args.command)(args))
         sys.stdout.flush()  # a report that cannot be written is an error, not a success
         return code
     except commands.EXPECTED_ERRORS as exc:

@@ -96,7 +96,8 @@ def _settings(args: Namespace) -> Settings:
     screen = _terminal(args)
     if screen is not None:
         screen.root = settings.repo  # file:line links point into the repository
-    return settings
+    target = getattr(args, "target_name", None)  # one of several targets (see cli/targets.py)
+    return settings if target is None else settings.for_target(target)
 
 
 def _state_dir(settings: Settings) -> Path:
@@ -235,6 +236,11 @@ def _engine(settings: Settings, args: Namespace, builds: bool = False) -> Engine
     )
     if screen is not None and screen.progress is not None:
         engine.progress = screen.progress
+    target = getattr(args, "target_name", None)
+    if target is not None:  # one of several targets: it keeps its gate (see cli/targets.py)
+        from reconciler.cli.targets import staged
+
+        staged(engine, settings, args, target)
     return engine
 
 
@@ -393,39 +399,55 @@ def _read_plan_file(path: str) -> Any:
         raise CliError(f"{path}: not a saved plan (invalid JSON: {exc})") from None
 
 
-def _report_apply(
-    outcome: ApplyOutcome, engine: Engine, settings: Settings, args: Namespace
-) -> int:
+def apply_document(outcome: ApplyOutcome, registry_url: str, path: str) -> dict[str, Any]:
+    """What `apply --json` prints: applied and failed changes, drift, diagnostics, builds;
+    and, where the promotion gate held some, the deferred ones."""
     from reconciler.core.document import plan_document
 
-    document = plan_document(outcome.plan, engine.registry.url, settings.path)
+    document = plan_document(outcome.plan, registry_url, path)
     by_key = {(c["name"], c["action"], c["version"]): c for c in document["changes"]}
 
     def doc(change: Any) -> dict[str, Any]:
         found: dict[str, Any] = by_key[(change.name, change.action.value, change.version)]
         return found
 
-    applied = [doc(c) for c in outcome.applied]
-    failed = [(doc(c), error) for c, error in outcome.failed]
-    builds = _builds_document(outcome.builds)
+    out = {
+        "applied": [doc(c) for c in outcome.applied],
+        "failed": [dict(doc(c), error=e) for c, e in outcome.failed],
+        "drift": document["drift"],
+        "diagnostics": document["diagnostics"],
+        "builds": _builds_document(outcome.builds),
+    }
+    if outcome.deferred:
+        out["deferred"] = [doc(c) for c in outcome.deferred]
+    return out
+
+
+def print_apply(document: dict[str, Any], style: text.Style) -> None:
+    for line in text.format_diagnostics(document["diagnostics"], style):
+        _print(line)
+    failed = [(c, c["error"]) for c in document["failed"]]
+    _print(text.format_apply(document["applied"], failed, style))
+    for change in document.get("deferred", ()):
+        _print(f"  deferred {change['action']} {change['name']}: {change['deferred']}")
+    if document["builds"] is not None:
+        _print(text.format_builds(document["builds"]))
+
+
+def _report_apply(
+    outcome: ApplyOutcome, engine: Engine, settings: Settings, args: Namespace
+) -> int:
+    document = apply_document(outcome, engine.registry.url, settings.path)
+    builds = document["builds"]
     if args.json:
-        _print_json(
-            {
-                "applied": applied,
-                "failed": [dict(c, error=e) for c, e in failed],
-                "drift": document["drift"],
-                "diagnostics": document["diagnostics"],
-                "builds": builds,
-            }
-        )
+        _print_json(document)
     elif (screen := _terminal(args)) is not None:
-        screen.apply(document["diagnostics"], applied, failed, builds)
+        failed = [(c, c["error"]) for c in document["failed"]]
+        screen.apply(document["diagnostics"], document["applied"], failed, builds)
+        for change in document.get("deferred", ()):
+            _print(f"  deferred {change['action']} {change['name']}: {change['deferred']}")
     else:
-        for line in text.format_diagnostics(document["diagnostics"], PLAIN):
-            _print(line)
-        _print(text.format_apply(applied, failed, PLAIN))
-        if builds is not None:
-            _print(text.format_builds(builds))
+        print_apply(document, PLAIN)
     if not outcome.ok:
         return EXIT_ERROR
     if args.require_builds and builds is not None and builds["unavailable"]:

@@ -27,6 +27,8 @@ def _change(change: Change, predictions: Mapping[str, str] | None = None) -> dic
         from reconciler.core.package_diff import diff_document
 
         doc.update(diff_document(change.packages))
+    if change.deferred is not None:
+        doc["deferred"] = change.deferred
     if change.write is not None:
         doc["digest"] = change.write.digest
         if predictions and change.write.digest in predictions:

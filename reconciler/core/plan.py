@@ -87,6 +87,9 @@ class Change:
     stamp_version: str | None = None
     # Package-level view of a content change (see plan_packages.py); None: not computed.
     packages: PackageDiff | None = None
+    # What a create or new version waits for in the targets before this one (the gate,
+    # see promotion.py); a deferred change stays in the plan and apply skips it.
+    deferred: str | None = None
 
     @property
     def target(self) -> str:

@@ -315,6 +315,8 @@ def _change_block(change: Mapping[str, Any]) -> str:
     if change["action"] == "new_version" and change.get("previous_version"):
         target += f" (from {change['previous_version']})"
     build = f" · image: {text(change['build'])}" if change.get("build") else ""
+    if change.get("deferred"):
+        build += f" · deferred: {text(change['deferred'])}"
     lines = [
         f"<details><summary><code>{_SIGNS.get(change['action'], '?')} {change['action']}"
         f"</code> <b>{text(target)}</b>{build}</summary>",

@@ -64,6 +64,8 @@ def format_change(change: Mapping[str, Any], style: Style, marker: str | None = 
     if change.get("build"):
         head += f" [build: {change['build']}]"
     lines = [head.rstrip()]
+    if change.get("deferred"):
+        lines.append(f"        {style.paint('deferred', 'warning')}: {change['deferred']}")
     lines.extend(f"        {format_field(f)}" for f in shown_fields(change))
     lines.extend(f"        {line}" for line in package_lines(change))
     return lines
@@ -87,7 +89,7 @@ def _summary(summary: Mapping[str, int]) -> str:
         f"{summary.get('create', 0)} to create, {summary.get('new_version', 0)} new version(s), "
         f"{summary.get('update_metadata', 0)} to update, {summary.get('restore', 0)} to restore, "
         f"{summary.get('archive', 0)} to archive; {summary.get('noop', 0)} in sync"
-    )
+    ) + (f"; {summary['deferred']} deferred" if summary.get("deferred") else "")
 
 
 def format_read(read: Mapping[str, Any] | None) -> list[str]:

@@ -37,8 +37,9 @@ DEFAULT_INCLUDE = (
     "*.ipynb",
     "**/*.ipynb",
 )
-# The tool's own directories: never consumers.
-TOOL_DIRECTORIES = (".git/", ".reconciler/", ".azureml-emulator/")
+# The tool's own directories are never consumers, nor GitHub's configuration: a workflow's
+# `environment:` names a GitHub deployment environment, not an Azure ML one.
+TOOL_DIRECTORIES = (".git/", ".reconciler/", ".azureml-emulator/", ".github/")
 MAX_YAML_BYTES = 1024 * 1024  # as for environment files
 MAX_CODE_BYTES = 10 * 1024 * 1024  # notebooks carry their outputs
 _MARKER = "azureml:"
