@@ -130,6 +130,8 @@ def _replacement(kind: str, arg: str | None, page: Page) -> str | None:
         return sample.markdown() if sample else None
     if kind == "settings":
         return settingsref.settings_markdown(cmds)
+    if kind == "targets":
+        return settingsref.table_markdown(settingsref.target_keys())
     if kind == "policy":
         return settingsref.table_markdown(settingsref.policy_keys())
     if kind == "policy-exceptions":

@@ -107,6 +107,14 @@ def policy_keys() -> list[Key]:
     )
 
 
+def target_keys() -> list[Key]:
+    """The keys of a `[targets.NAME]` table (reconciler.core.promotion.Target)."""
+    from reconciler.core import promotion
+
+    names = [f.name for f in dataclasses.fields(promotion.Target)]
+    return _documented(promotion.Target, [n for n in names if n != "name"], "[targets.NAME]")
+
+
 def exception_keys() -> list[Key]:
     cls = policy_module.PolicyException
     return _documented(cls, [f.name for f in dataclasses.fields(cls)], "[[policy.exceptions]]")

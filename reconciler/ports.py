@@ -22,8 +22,9 @@ from reconciler.core.desired.snapshot import Snapshot as Snapshot
 if TYPE_CHECKING:  # types only: keeps a cached plan from importing the whole core
     from reconciler.core.build.jobs import BuildJob, BuildRecord
     from reconciler.core.desired.memo import ResolveMemo
-    from reconciler.core.desired.types import LoadMemo
+    from reconciler.core.desired.types import DesiredState, LoadMemo
     from reconciler.core.plan.memo import PlanMemo
+    from reconciler.core.plan.types import Plan
     from reconciler.core.spec.model import (
         RegisteredContainer,
         RegisteredVersion,
@@ -114,13 +115,19 @@ class Source(Protocol):
         """Any file content of the repository's history, by git blob id."""
 
     def watch_list(
-        self, snapshot: Snapshot, root: str, references: frozenset[str]
+        self, snapshot: Snapshot, root: str, references: frozenset[str], whole_tree: bool = False
     ) -> list[str] | None:
         """Paths whose stat data ``fingerprint`` needs for this snapshot (None: not needed)."""
 
     def keep_listing(self) -> None:
         """Keep the working tree's listing between snapshots (a long-running reconciler's;
         the source keeps it equal to a fresh listing)."""
+
+    def list_files(self, snapshot: Snapshot, match: Callable[[str], bool]) -> list[FileEntry]:
+        """The snapshot's files whose repository path ``match`` accepts, with blob ids."""
+
+    def sizes(self, snapshot: Snapshot, entries: list[FileEntry]) -> dict[str, int]:
+        """Size in bytes of each file by blob id, without reading the files."""
 
 
 class Registry(Protocol):
@@ -243,3 +250,17 @@ class QuietProgress:
 
     def note(self, line: str) -> None:
         return None
+
+
+class Stage(Protocol):
+    """One target among several (see stages.py): how it shares the desired state read for
+    the other targets, which environments it holds, and the promotion gate on its plan."""
+
+    def load(self, key: tuple[Any, ...], read: Callable[[], DesiredState]) -> DesiredState: ...
+
+    def select(self, desired: DesiredState) -> DesiredState: ...
+
+    def gate(self, plan: Plan, state: RegistryState) -> Plan: ...
+
+    def cache_key(self) -> str | None:
+        """What else a cached plan of this target depends on; None: never cache it."""

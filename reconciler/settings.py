@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from reconciler.core.desired.consumers import ConsumerSettings
     from reconciler.core.governance.policy import Policy
     from reconciler.core.notify import NotifyTarget
+    from reconciler.core.promotion import Target
 
 SETTINGS_FILE = "reconciler.toml"
 DEFAULT_REGISTRY = "sqlite:///.reconciler/registry.db"
@@ -69,7 +72,17 @@ class Settings:
     """
     azureml_backoff: float = 0.5
     """Seconds before the first Azure ML retry; doubles with each retry."""
+    azureml_concurrency: int = 16
+    """Azure ML calls in flight at once, reads and writes; a throttled service (429 with
+    `Retry-After`) holds them all back together."""
+    azureml_lock: str = "lease"
+    """How writers to an Azure ML workspace take turns: `lease` (a lease on a blob in the
+    workspace's default storage, which holds across machines) or `local` (a file lock on this
+    machine only)."""
     policy: Policy | None = None  # the `[policy]` table (file only; see core/policy.py)
+    consumers: ConsumerSettings | None = None
+    """The `[consumers]` table (file only): `include` and `exclude` globs over repository paths
+    of the files read for references to environments, and `enabled`."""
     # `reconciler serve`
     listen: str = "127.0.0.1:8080"
     """`serve`: HOST:PORT of the HTTP server (metrics, health, webhook, dashboard); loopback by
@@ -86,6 +99,14 @@ class Settings:
     notify: tuple[NotifyTarget, ...] = ()
     """`[[notify]]` tables (file only): `url`, `format` (json, slack, teams) and `on` (drift,
     failure, recovery, applied)."""
+    targets: Mapping[str, Target] = field(default_factory=dict)
+    """The `[targets.NAME]` tables (file only): the registries one repository drives, each a
+    stage of promotion; empty: the one `registry`."""
+
+    def for_target(self, name: str) -> Settings:
+        """These settings as one target sees them: its registry and its overrides."""
+        target = self.targets[name]
+        return replace(self, registry=target.registry, **dict(target.overrides))
 
 
 # Keys settable from the file and the environment, with their parsers.
@@ -110,6 +131,8 @@ _KEYS: dict[str, Any] = {
     "branch": str,
     "remote": str,
     "report_url": str,
+    "azureml_concurrency": int,
+    "azureml_lock": str,
 }
 
 
@@ -148,6 +171,10 @@ def _from_file(repo: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "policy" in data:
         out["policy"] = _policy(data.pop("policy"), path)
+    if "consumers" in data:
+        out["consumers"] = _consumers(data.pop("consumers"), path)
+    if "targets" in data:
+        out["targets"] = _targets(data.pop("targets"), path)
     if "notify" in data:
         out["notify"] = _notify(data.pop("notify"), path)
     table = data.get("reconciler", data)
@@ -169,6 +196,51 @@ def _policy(table: Any, path: Path) -> Policy:
         return parse_policy(table)
     except PolicyError as exc:
         raise SettingsError(f"{path}: [policy]: {exc}") from None
+
+
+def _consumers(table: Any, path: Path) -> ConsumerSettings:
+    from reconciler.core.desired.consumers import ConsumerSettingsError, parse_consumers_table
+
+    try:
+        return parse_consumers_table(table)
+    except ConsumerSettingsError as exc:
+        raise SettingsError(f"{path}: [consumers]: {exc}") from None
+
+
+# Settings a `[targets.NAME]` table may override: what belongs to one registry. The
+# desired state (path, file globs) and the repository's identity are shared by all.
+_PER_TARGET = frozenset(_KEYS) - {
+    "path",
+    "include",
+    "exclude",
+    "cache",
+    "owner",
+    "report_dir",
+    # the service mode runs one process for the repository
+    "listen",
+    "unready_after",
+    "branch",
+    "remote",
+    "report_url",
+}
+
+
+def _targets(table: Any, path: Path) -> Mapping[str, Target]:
+    from reconciler.core.durations import parse_duration
+    from reconciler.core.promotion import TARGET_KEYS, TargetError, parse_targets
+
+    def setting(key: str, value: Any, where: str) -> Any:
+        if key == "policy":
+            return _policy(value, path)
+        if key not in _PER_TARGET:
+            known = ", ".join(sorted(TARGET_KEYS | _PER_TARGET | {"policy"}))
+            raise TargetError(f"{where}: unknown key `{key}` (known: {known})")
+        return _coerce(key, value, f"{path}: {where}")
+
+    try:
+        return parse_targets(table, setting, parse_duration)
+    except TargetError as exc:
+        raise SettingsError(f"{path}: {exc}") from None
 
 
 def _notify(value: Any, path: Path) -> tuple[NotifyTarget, ...]:

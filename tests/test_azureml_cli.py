@@ -81,8 +81,15 @@ def test_hand_edited_tags_show_as_drift(repo: GitRepo, cli: Cli, workspace: Work
     env = client.environments.get("pydata", "1")
     env.tags = {**env.tags, "team": "edited-in-the-portal"}
     client.environments.create_or_update(env)
+    # The incremental view cannot see a tag edit (the container listing does not move) and
+    # says so; a full read does.
     code, plan = cli.json("plan", "--registry", workspace.url)
-    assert plan["changes"] == []
+    assert code == 0 and plan["changes"] == [] and plan["drift"] == []
+    assert plan["registry"]["read"]["view"] == "incremental"
+    code, out, _ = cli("plan", "--registry", workspace.url)
+    assert "incremental view" in out and "plan --refresh" in out
+    code, plan = cli.json("plan", "--refresh", "--registry", workspace.url)
+    assert plan["changes"] == [] and plan["registry"]["read"]["view"] == "full"
     drift = [(d["name"], d["reason"]) for d in plan["drift"]]
     assert drift == [("pydata", "description or tags edited in the registry outside git")]
 

@@ -32,6 +32,10 @@ SAMPLES: dict[str, list[str]] = {
     "completion": ["bash"],
     "serve": [],
     "notify": ["--test"],
+    "refs": ["a:1"],
+    "bump": ["a", "--to", "2"],
+    "status": [],
+    "workflows": ["--check"],
 }
 
 COMMON = {
@@ -42,6 +46,7 @@ COMMON = {
     "--json": ("json", [], True),
     "--no-cache": ("no_cache", [], True),
     "--no-color": ("no_color", [], True),
+    "--target": ("targets", ["dev"], ["dev"]),
 }
 
 

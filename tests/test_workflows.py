@@ -52,6 +52,7 @@ def check_schema(*files: Path) -> subprocess.CompletedProcess[str]:
 def test_workflows_validate_against_the_github_workflow_schema(tmp_path: Path) -> None:
     files = sorted(WORKFLOWS.glob("*.yml"))
     assert [f.name for f in files] == [
+        "bump.yml",
         "ci.yml",
         "docs.yml",
         "plan.yml",
@@ -201,3 +202,132 @@ def test_pr_plan_needs_both_commits(repo: GitRepo, tmp_path: Path, missing: str)
     del env[missing]
     code, output, _ = run_step("scripts/ci/pr-plan", repo, tmp_path, **env)
     assert code != 0 and missing in output
+
+
+def test_the_checked_in_reconcile_workflow_matches_the_settings(cli: Any, repo: GitRepo) -> None:
+    from reconciler.cli import main
+
+    # This repository has no [targets]: the generator gives the checked-in workflow.
+    assert main(["workflows", "--repo", str(PROJECT), "--check"]) == 0
+    repo.write("environments/a.yml", image_env("a"))
+    repo.commit("seed")
+    code, out, _ = cli("workflows", "--check")
+    assert code == 2 and "differs" in out  # nothing checked in there yet
+    assert cli("workflows")[0] == 0
+    written = repo.root / ".github" / "workflows" / "reconcile.yml"
+    assert written.read_text() == (WORKFLOWS / "reconcile.yml").read_text()
+
+
+def test_targets_generate_one_job_per_target_in_gate_order(
+    cli: Any, repo: GitRepo, tmp_path: Path
+) -> None:
+    repo.write(
+        "reconciler.toml",
+        '[targets.prod]\nregistry = "azureml://registries/contoso"\nafter = ["test"]\n'
+        '[targets.dev]\nregistry = "sqlite:///dev.db"\n'
+        '[targets.test]\nregistry = "sqlite:///test.db"\nafter = ["dev"]\n',
+    )
+    repo.commit("targets")
+    assert cli("workflows")[0] == 0
+    written = repo.root / ".github" / "workflows" / "reconcile.yml"
+    done = check_schema(written)
+    assert done.returncode == 0, done.stdout + done.stderr
+    jobs = yaml.safe_load(written.read_text())["jobs"]
+    assert list(jobs) == ["reconcile-dev", "reconcile-test", "reconcile-prod"]
+    assert "needs" not in jobs["reconcile-dev"]
+    assert jobs["reconcile-test"]["needs"] == ["reconcile-dev"]
+    assert jobs["reconcile-prod"]["needs"] == ["reconcile-test"]
+    for name in ("dev", "test", "prod"):
+        job = jobs[f"reconcile-{name}"]
+        assert job["environment"] == name  # GitHub's protection rules hold the job
+        assert job["env"]["RECONCILER_TARGET"] == name
+        assert job["steps"][-2]["run"] == "scripts/ci/reconcile"
+    assert cli("workflows", "--check")[0] == 0
+    # the job's command, as the runner runs it, acts on its target only
+    (repo.root / "reconciler.toml").write_text(
+        '[targets.dev]\nregistry = "sqlite:///dev.db"\n'
+        '[targets.prod]\nregistry = "sqlite:///prod.db"\nafter = ["dev"]\n'
+    )
+    repo.write("environments/a.yml", image_env("a"))
+    repo.commit("env")
+    code, output, summary = run_step(
+        "scripts/ci/reconcile", repo, tmp_path, RECONCILER_TARGET="dev"
+    )
+    assert code == 0, output
+    assert "== target dev" in output and "== target prod" not in output
+    assert (repo.root / "dev.db").exists() and not (repo.root / "prod.db").exists()
+    assert "Promotion status" in summary.read_text()
+
+
+@pytest.mark.parametrize("name", ["plan.yml", "reconcile.yml"])
+def test_workflows_reach_azure_with_openid_connect(name: str) -> None:
+    """Signed in by azure/login with a federated token (no stored secret), the azure extra
+    installed, before the reconciler runs; skipped for a sqlite registry."""
+    loaded = workflow(name)
+    assert loaded["permissions"]["id-token"] == "write"
+    [job] = loaded["jobs"].values()
+    steps = job["steps"]
+    names = [str(step.get("uses", "")).split("@")[0] or step.get("run", "") for step in steps]
+    login = names.index("azure/login")
+    install = next(i for i, n in enumerate(names) if "pip install" in n)
+    reconcile = next(i for i, n in enumerate(names) if n.startswith("scripts/ci/"))
+    assert install < login < reconcile
+    assert ".[azure]" in names[install]
+    step = steps[login]
+    assert step["if"] == "startsWith(env.RECONCILER_REGISTRY, 'azureml://')"
+    assert set(step["with"]) == {"client-id", "tenant-id", "subscription-id"}
+    assert not any("secrets." in str(value) for value in step["with"].values())
+    cache = steps[names.index("actions/cache")]
+    assert cache["with"]["path"] == ".reconciler/azureml"
+
+
+def test_bump_workflow_runs_after_a_reconcile_of_main_and_updates_one_pull_request() -> None:
+    bump = workflow("bump.yml")
+    trigger = bump[True]["workflow_run"]
+    assert trigger["workflows"] == [workflow("reconcile.yml")["name"]]
+    assert trigger["types"] == ["completed"] and trigger["branches"] == ["main"]
+    assert "conclusion == 'success'" in bump["jobs"]["bump"]["if"]
+    assert bump["permissions"] == {"contents": "write", "pull-requests": "write"}
+    assert bump["concurrency"]["cancel-in-progress"] is False
+    steps = runs("bump.yml")
+    assert "scripts/ci/bump" in steps
+    [pr_step] = [s for s in steps if "gh pr" in s]
+    # GitHub's own CLI: edit the open pull request of the branch, or create it
+    assert "gh pr list --head" in pr_step and "gh pr edit" in pr_step
+    assert "gh pr create" in pr_step and "--body-file drift-report/bump.md" in pr_step
+
+
+def test_bump_after_reconcile_pushes_only_the_pin_changes(repo: GitRepo, tmp_path: Path) -> None:
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    repo.git("remote", "add", "origin", str(remote))
+    repo.write(".gitignore", "drift-report/\n")
+    repo.write("environments/a.yml", image_env("a", "busybox:1.36"))
+    repo.write("jobs/train.yml", "jobs:\n  t:\n    environment: azureml:a:1  # pinned\n")
+    repo.commit("seed")
+    repo.git("push", "-q", "origin", "main")
+    [reconcile_step] = [r for r in runs("reconcile.yml") if "reconcile" in r]
+    assert run_step(reconcile_step, repo, tmp_path)[0] == 0
+    [bump_step] = [r for r in runs("bump.yml") if "scripts/ci/bump" in r]
+    output_file = tmp_path / "github-output"
+    code, output, _ = run_step(bump_step, repo, tmp_path, GITHUB_OUTPUT=str(output_file))
+    assert code == 0, output
+    assert output_file.read_text() == "changed=false\n"  # a:1 is latest: nothing to bump
+
+    repo.write("environments/a.yml", image_env("a", "busybox:1.37"))
+    repo.commit("a 1.37")
+    repo.git("push", "-q", "origin", "main")
+    assert run_step(reconcile_step, repo, tmp_path)[0] == 0  # registers a:2
+    code, output, _ = run_step(bump_step, repo, tmp_path, GITHUB_OUTPUT=str(output_file))
+    assert code == 0, output
+    assert output_file.read_text().splitlines()[-1] == "changed=true"
+    diff = repo.git("diff", "main", "origin/reconciler/bump-pins", "--unified=0")
+    changed = [line for line in diff.splitlines() if line[:1] in "+-"]
+    assert changed == [
+        "--- a/jobs/train.yml",
+        "+++ b/jobs/train.yml",
+        "-    environment: azureml:a:1  # pinned",
+        "+    environment: azureml:a:2  # pinned",
+    ]
+    body = (repo.root / "drift-report" / "bump.md").read_text()
+    assert body.startswith("<!-- reconciler:bump -->") and "+    environment: azureml:a:2" in body

@@ -82,7 +82,7 @@ def observe_responses(observer: Callable[[int], None]) -> None:
     _RESPONSE_OBSERVERS.append(observer)
 
 
-def _response_policy() -> Any:
+def response_policy() -> Any:
     from azure.core.pipeline.policies import SansIOHTTPPolicy
 
     class ResponseCodes(SansIOHTTPPolicy):  # type: ignore[type-arg]
@@ -94,18 +94,43 @@ def _response_policy() -> Any:
     return ResponseCodes()
 
 
-def make_client(target: AzureTarget, environ: Mapping[str, str] | None = None) -> MLClient:
+PUBLIC_RESOURCE_MANAGER = "https://management.azure.com/"
+PUBLIC_REGISTRY_DISCOVERY = "https://eastus.api.azureml.ms/"
+
+
+def make_credential(environ: Mapping[str, str] | None = None) -> Any:
+    """The credential the SDK and the REST reads share: the static token of
+    ``RECONCILER_AZUREML_TOKEN``, else ``DefaultAzureCredential`` (az login, a service
+    principal's variables, a workload identity, a managed identity)."""
+    env = os.environ if environ is None else environ
+    token = env.get(TOKEN_VARIABLE)
+    if token:
+        return StaticToken(token)
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
+def resource_manager(environ: Mapping[str, str] | None = None) -> str:
+    """The Resource Manager endpoint, with a trailing slash."""
+    env = os.environ if environ is None else environ
+    return (env.get(ENDPOINT_VARIABLE) or PUBLIC_RESOURCE_MANAGER).rstrip("/") + "/"
+
+
+def registry_discovery(environ: Mapping[str, str] | None = None) -> str:
+    """Where an Azure ML registry's region and resource group are looked up."""
+    env = os.environ if environ is None else environ
+    return (env.get(ENDPOINT_VARIABLE) or PUBLIC_REGISTRY_DISCOVERY).rstrip("/") + "/"
+
+
+def make_client(
+    target: AzureTarget, environ: Mapping[str, str] | None = None, credential: Any = None
+) -> MLClient:
     from azure.ai.ml import MLClient
 
     env = os.environ if environ is None else environ
-    token = env.get(TOKEN_VARIABLE)
-    credential: Any
-    if token:
-        credential = StaticToken(token)
-    else:
-        from azure.identity import DefaultAzureCredential
-
-        credential = DefaultAzureCredential()
+    if credential is None:
+        credential = make_credential(env)
     # The engine retries transient errors itself, with its own backoff: the SDK's own
     # retries would multiply them.
     kwargs: dict[str, Any] = {
@@ -113,7 +138,7 @@ def make_client(target: AzureTarget, environ: Mapping[str, str] | None = None) -
         "show_progress": False,
         "enable_telemetry": False,
         # One policy, not a list: the ARM client appends its own to a list it is given.
-        "per_call_policies": _response_policy(),
+        "per_call_policies": response_policy(),
     }
     endpoint = env.get(ENDPOINT_VARIABLE)
     if endpoint:

@@ -92,9 +92,10 @@ def registered_version(env: Environment, archived: bool) -> RegisteredVersion:
 
 
 def environment_for(
-    name: str, version: str, write: VersionWrite, context_dir: Path | None
+    name: str, version: str, write: VersionWrite, context_dir: Path | str | None
 ) -> Environment:
-    """The SDK entity to send for a write; ``context_dir`` holds a local build context."""
+    """The SDK entity to send for a write; ``context_dir`` holds a local build context (or
+    is the URI it was already uploaded to)."""
     from azure.ai.ml.entities import BuildContext, Environment
 
     content = write.content

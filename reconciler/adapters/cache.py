@@ -89,7 +89,12 @@ class DiskCache:
             return LoadMemo()
         if not isinstance(data, dict) or data.get("version") != self.revision:
             return LoadMemo()  # written by another reconciler version: parse again
-        return LoadMemo(parsed=data["parsed"], conda=data["conda"], sizes=data["sizes"])
+        return LoadMemo(
+            parsed=data["parsed"],
+            conda=data["conda"],
+            sizes=data["sizes"],
+            consumers=data.get("consumers", {}),
+        )
 
     def save_memo(self, memo: LoadMemo) -> None:
         if not memo.changed:
@@ -99,6 +104,7 @@ class DiskCache:
             "parsed": memo.parsed,
             "conda": memo.conda,
             "sizes": memo.sizes,
+            "consumers": memo.consumers,
         }
         with contextlib.suppress(OSError):  # a cache that cannot be written is no error
             _atomic_write(self.directory / _MEMO_FILE, marshal.dumps(payload))

@@ -12,6 +12,7 @@ import os
 import posixpath
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -233,13 +234,25 @@ class GitSource:
         return "worktree:" + digest.hexdigest()
 
     def watch_list(
-        self, snapshot: object, root: str, references: frozenset[str]
+        self,
+        snapshot: object,
+        root: str,
+        references: frozenset[str],
+        whole_tree: bool = False,
     ) -> list[str] | None:
         """What ``fingerprint`` must stat for a working-tree plan to stay valid: every
-        directory of the selection and of referenced files, and the untracked files there."""
+        directory of the selection and of referenced files, and the untracked files there.
+        ``whole_tree`` (consumers are read from anywhere): also every directory holding a
+        file git lists, whose mtime changes when a file appears there."""
         if not isinstance(snapshot, WorkTreeSnapshot):
             return None
         dirs: set[str] = set()
+        if whole_tree:
+            for path in snapshot.listed_paths():
+                parent = posixpath.dirname(path)
+                while parent not in dirs:
+                    dirs.add(parent)
+                    parent = posixpath.dirname(parent)
         ignores: list[str] = []
 
         def walk(top: str) -> None:
@@ -263,6 +276,38 @@ class GitSource:
         prefixes = tuple(d + "/" for d in dirs if d)
         untracked = [p for p in snapshot.untracked if "" in dirs or p.startswith(prefixes)]
         return sorted(dirs) + sorted(set(ignores)) + sorted(untracked)
+
+    def list_files(self, snapshot: Any, match: Callable[[str], bool]) -> list[FileEntry]:
+        """The files of a snapshot (working tree, ref or plain directory) whose path
+        ``match`` accepts, with their blob ids (by which their scans are cached)."""
+        return [e for e in snapshot.files_under("") if match(e.path)]
+
+    def sizes(self, snapshot: Any, entries: list[FileEntry]) -> dict[str, int]:
+        """Size of each file by blob id, without reading it (a huge file is refused
+        before it is read): stat on disk, `git cat-file --batch-check` for a ref."""
+        out: dict[str, int] = {}
+        if isinstance(snapshot, RefSnapshot):
+            wanted = sorted({e.blob_id for e in entries})
+            if not wanted:
+                return out
+            done = subprocess.run(
+                ["git", "cat-file", "--batch-check"],
+                cwd=self.root,
+                input="\n".join(wanted).encode() + b"\n",
+                capture_output=True,
+                check=False,
+            )
+            for line in done.stdout.decode("ascii", "replace").splitlines():
+                parts = line.split(" ")
+                if len(parts) == 3 and parts[2].isdigit():
+                    out[parts[0]] = int(parts[2])
+            return out
+        for entry in entries:
+            try:
+                out[entry.blob_id] = (self.root / entry.path).lstat().st_size
+            except OSError:
+                continue
+        return out
 
     def snapshot(self, ref: str | None) -> WorkTreeSnapshot | RefSnapshot | DirectorySnapshot:
         if ref is None:

@@ -32,3 +32,17 @@ def write_files(directory: Path, files: Mapping[str, str]) -> list[Path]:
             ) from exc
         written.append(target)
     return written
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Replace an existing file whole (temporary file, then rename), keeping its mode."""
+    mode = path.stat().st_mode & 0o7777
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.chmod(temp, mode)
+        os.replace(temp, path)
+    except OSError as exc:
+        Path(temp).unlink(missing_ok=True)
+        raise ReportWriteError(f"cannot write {path}: {exc.strerror or exc}") from exc

@@ -173,6 +173,10 @@ class WorkTreeSnapshot(DiskReads):
             return None
         return lambda path: run_git(self.root, "hash-object", "--", path).decode().strip()
 
+    def listed_paths(self) -> list[str]:
+        """Every path git lists here (tracked and untracked), deleted ones included."""
+        return list(self._load().paths_under(""))
+
     @property
     def untracked(self) -> set[str]:
         self._load()

@@ -76,6 +76,14 @@ def _common_options() -> argparse.ArgumentParser:
         metavar="HOST:PORT/PREFIX",
         help="OCI registry for built images (or RECONCILER_IMAGE_REGISTRY)",
     )
+    group.add_argument(
+        "--target",
+        action="append",
+        dest="targets",
+        metavar="NAME",
+        help="act on this target of reconciler.toml's [targets] (repeatable; default: every "
+        "target, in gate order)",
+    )
     group.add_argument("--json", action="store_true", help="machine-readable output")
     group.add_argument("--no-cache", action="store_true", help="ignore and skip the caches")
     group.add_argument(
@@ -86,8 +94,34 @@ def _common_options() -> argparse.ArgumentParser:
     return common
 
 
+def _stage_commands(sub: Any) -> None:
+    """Commands about targets as a whole (see cli/targets.py)."""
+    p = sub.add_parser(
+        "status", help="the promotion matrix: environments x targets; exit 2 if not in sync"
+    )
+    _build_options(p)
+    p.add_argument("--ref", help="git's state at this ref (default: the working tree)")
+
+    p = sub.add_parser(
+        "workflows", help="write the reconcile workflow: one job per target, in gate order"
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 2 if the checked-in workflow differs from the settings",
+    )
+
+
 def _build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--build-workers", type=int, help="parallel builds (default 2)")
+
+
+def _referenced_archive(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-referenced-archive",
+        action="store_true",
+        help="archive environments and versions that files in the repository still reference",
+    )
 
 
 class _Commands:
@@ -129,7 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="allow a plan to archive more than the archive limit",
     )
+    _referenced_archive(p)
     p.add_argument("--self-heal", action="store_true", help="plan repairs of out-of-band drift too")
+    p.add_argument(
+        "--refresh",
+        action="store_true",
+        help="read the whole registry, not the view kept from the last run (Azure ML)",
+    )
     p.add_argument("--out", metavar="FILE", help="save the plan for `apply FILE`")
     p.add_argument("--base", metavar="REF", help="pull request mode: the branch merged into")
     p.add_argument("--head", metavar="REF", help="pull request mode: the commit being merged")
@@ -145,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ref", help="apply git's state at this commit, branch or tag")
     p.add_argument("--allow-mass-archive", action="store_true", default=None)
+    _referenced_archive(p)
     p.add_argument("--lock-timeout", type=float, help="seconds to wait for another apply")
     _build_options(p)
     p.add_argument(
@@ -195,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ref", help="compare with git at this ref (default: the working tree)")
 
+    from reconciler.cli.consumers import add_consumer_commands
+
+    add_consumer_commands(sub)
+
     p = sub.add_parser("list", help="environments in the registry")
     p.add_argument("--include-archived", action="store_true")
 
@@ -208,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("history", help="versions of an environment and what happened to them")
     p.add_argument("name")
+
+    _stage_commands(sub)
 
     p = sub.add_parser(
         "emulator", help="serve a local emulator of the Azure ML environment API over HTTPS"
@@ -253,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _loop_options(parser: argparse.ArgumentParser) -> None:
     _build_options(parser)
     parser.add_argument("--allow-mass-archive", action="store_true", default=None)
+    _referenced_archive(parser)
     parser.add_argument("--self-heal", action="store_true", help="also repair out-of-band drift")
     parser.add_argument("--lock-timeout", type=float, help="seconds to wait for another apply")
 
@@ -312,7 +360,15 @@ def _run(args: argparse.Namespace, wiring: Any) -> int:
     from reconciler.cli import commands
 
     try:
-        code = int(getattr(wiring, "run_" + args.command)(args))
+        run = getattr(args, "run", None)
+        if run is not None:  # a command wired by its own module (refs, bump)
+            code = int(run(args))
+        elif wiring is commands:  # several targets, or one registry as before
+            from reconciler.cli.targets import dispatch
+
+            code = dispatch(args)
+        else:
+            code = int(getattr(wiring, "run_" + args.command)(args))
         sys.stdout.flush()  # a report that cannot be written is an error, not a success
         return code
     except commands.EXPECTED_ERRORS as exc:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from reconciler.adapters.report_files import ReportWriteError, write_files
 from reconciler.adapters.state_dir import own_directory
 from reconciler.cli.base import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError, terminal_wanted
-from reconciler.cli.wiring import engine_for, registry, settings_of, state_dir
+from reconciler.cli.wiring import engine_for, progress, registry, settings_of, state_dir
 from reconciler.core.plan.errors import BadPlanFile, StalePlan
 from reconciler.engine import ApplyRefused, Engine
 from reconciler.ports import BuildError, Registry, RegistryError, SourceError
@@ -72,16 +72,17 @@ def _settings(args: Namespace) -> Settings:
     screen = _terminal(args)
     if screen is not None:
         screen.root = settings.repo  # file:line links point into the repository
-    return settings
+    target = getattr(args, "target_name", None)  # one of several targets (see cli/targets.py)
+    return settings if target is None else settings.for_target(target)
 
 
 def _state_dir(settings: Settings) -> Path:
     return state_dir(settings)
 
 
-def _registry(settings: Settings) -> Registry:
+def _registry(settings: Settings, refresh: bool = False) -> Registry:
     """The registry of the settings alone (commands that only read it)."""
-    return registry(settings)
+    return registry(settings, refresh=refresh)
 
 
 def _engine(settings: Settings, args: Namespace, builds: bool = False) -> Engine:
@@ -114,6 +115,7 @@ def run_validate(args: Namespace) -> int:
             except ValueError:
                 raise CliError(f"{file}: outside the repository {settings.repo}") from None
     state = engine.desired(None, only)
+    state.diagnostics.extend(engine.reference_findings(state))
     diagnostics = [d.to_dict() for d in state.diagnostics]
     valid = sorted(state.environments)
     if args.json:
@@ -158,8 +160,10 @@ def run_plan(args: Namespace) -> int:
             )
         else:
             document = engine.plan_document(args.ref)
+        _note_read(document, engine.registry)
     finally:
         engine.registry.close()
+        _note_throttling(engine.registry)
     if args.markdown:
         from reconciler.render.markdown import format_plan_markdown
 
@@ -186,6 +190,23 @@ def _show_plan(args: Namespace, document: dict[str, Any]) -> None:
         screen.plan(document)
     else:
         _print(text.format_plan(document, PLAIN))
+
+
+def _note_read(document: dict[str, Any], registry: object) -> None:
+    """Say how the registry was read (Azure ML: a full read or the incremental view)."""
+    report = getattr(registry, "last_read", None)
+    if report is not None:
+        document["registry"]["read"] = report.to_dict()
+
+
+def _note_throttling(registry: object) -> None:
+    """Tell how long the service's throttling held the run (Azure ML), on stderr."""
+    throttle = getattr(registry, "throttle", None)
+    if throttle is not None and throttle.throttled:
+        progress(
+            f"the service throttled {throttle.throttled} call(s); waited {throttle.held:.1f}s "
+            "on throttling in all"
+        )
 
 
 def run_apply(args: Namespace) -> int:
@@ -216,6 +237,7 @@ def run_apply(args: Namespace) -> int:
         return EXIT_ERROR
     finally:
         engine.registry.close()
+        _note_throttling(engine.registry)
     return _report_apply(outcome, args)
 
 
@@ -232,23 +254,38 @@ def _without(document: dict[str, Any], key: str) -> dict[str, Any]:
     return {k: v for k, v in document.items() if k != key}
 
 
+def apply_document(outcome: ApplyOutcome, registry_url: str, path: str) -> dict[str, Any]:
+    """What `apply --json` prints (see documents/apply.py); for each target of several."""
+    from reconciler.documents.apply import apply_document as document_of
+
+    return document_of(outcome)
+
+
+def print_apply(document: dict[str, Any], style: text.Style) -> None:
+    for line in text.format_diagnostics(document["diagnostics"], style):
+        _print(line)
+    failed = [(_without(c, "error"), c["error"]) for c in document["failed"]]
+    _print(text.format_apply(document["applied"], failed, style))
+    for change in document.get("deferred", ()):
+        _print(f"  deferred {change['action']} {change['name']}: {change['deferred']}")
+    if document["builds"] is not None:
+        _print(text.format_builds(document["builds"]))
+
+
 def _report_apply(outcome: ApplyOutcome, args: Namespace) -> int:
     from reconciler.documents.apply import apply_document
 
     document = apply_document(outcome)
     builds = document["builds"]
-    applied = document["applied"]
-    failed = [(_without(c, "error"), c["error"]) for c in document["failed"]]
     if args.json:
         _print_json(document)
     elif (screen := _terminal(args)) is not None:
-        screen.apply(document["diagnostics"], applied, failed, builds)
+        failed = [(_without(c, "error"), c["error"]) for c in document["failed"]]
+        screen.apply(document["diagnostics"], document["applied"], failed, builds)
+        for change in document.get("deferred", ()):
+            _print(f"  deferred {change['action']} {change['name']}: {change['deferred']}")
     else:
-        for line in text.format_diagnostics(document["diagnostics"], PLAIN):
-            _print(line)
-        _print(text.format_apply(applied, failed, PLAIN))
-        if builds is not None:
-            _print(text.format_builds(builds))
+        print_apply(document, PLAIN)
     if not outcome.ok:
         return EXIT_ERROR
     if args.require_builds and builds is not None and builds["unavailable"]:
@@ -494,7 +531,10 @@ def run_evidence(args: Namespace) -> int:
     from reconciler.render.evidence import format_evidence_markdown
 
     settings = _settings(args)
-    registry = _registry(settings)
+    engine = _engine(settings, args)  # the repository's consumers, from the working tree
+    engine.registry.close()
+    consumers = engine.desired(None).consumers
+    registry = _registry(settings, refresh=True)
     try:
         state = registry.read_state()
         records = registry.build_records()
@@ -510,6 +550,7 @@ def run_evidence(args: Namespace) -> int:
         now.date(),
         registry.url,
         now.isoformat(timespec="seconds"),
+        consumers,
     )
     written = write_files(
         Path(args.out).resolve(),

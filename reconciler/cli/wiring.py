@@ -20,6 +20,7 @@ from reconciler.ports import Cache, NoCache, Progress, Registry
 from reconciler.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
+    from reconciler.core.desired.consumers import ConsumerSettings
     from reconciler.engine.build_runner import BuildRunner
     from reconciler.ports import Builder
 
@@ -64,8 +65,22 @@ def state_dir(settings: Settings) -> Path:
     return own_directory(settings.repo / ".reconciler")
 
 
-def registry(settings: Settings, read_blob: Any = None) -> Registry:
-    """The backend of the registry URL; ``read_blob`` supplies build contexts to upload."""
+# Commands that read the whole registry, never an incremental view of it: a drift report
+# and an audit must see hand edits that leave a container's listing unchanged.
+FULL_READ_COMMANDS = frozenset({"drift", "reconcile", "evidence"})
+
+
+def full_read(args: Namespace) -> bool:
+    return (
+        bool(getattr(args, "refresh", False))
+        or bool(getattr(args, "self_heal", False))
+        or getattr(args, "command", None) in FULL_READ_COMMANDS
+    )
+
+
+def registry(settings: Settings, read_blob: Any = None, refresh: bool = False) -> Registry:
+    """The backend of the registry URL; ``read_blob`` supplies build contexts to upload;
+    ``refresh``: read everything, not the incremental view (Azure ML)."""
     url = registry_url(settings)
     if url.kind == "sqlite":
         from reconciler.adapters.sqlite_registry import SqliteRegistry
@@ -80,12 +95,30 @@ def registry(settings: Settings, read_blob: Any = None) -> Registry:
     from reconciler.adapters.azureml import AzureMLRegistry  # needs the `azure` extra
     from reconciler.adapters.azureml_errors import RetryPolicy
 
+    state = state_dir(settings)
     return AzureMLRegistry(
         url,
-        state_dir(settings) / "locks",
+        state / "locks",
         read_blob,
         RetryPolicy(max(1, settings.azureml_retries), settings.azureml_backoff),
+        state_dir=state / "azureml" if settings.cache else None,
+        concurrency=max(1, settings.azureml_concurrency),
+        refresh=refresh,
+        lock=settings.azureml_lock,
     )
+
+
+def consumer_settings(settings: Settings) -> ConsumerSettings:
+    """The `[consumers]` settings, with the report directory left out (the tool's own)."""
+    from dataclasses import replace
+
+    from reconciler.core.desired.consumers import ConsumerSettings
+
+    chosen = settings.consumers or ConsumerSettings()
+    report = settings.report_dir.strip("/")
+    if report and not report.startswith(".."):
+        chosen = replace(chosen, exclude=(*chosen.exclude, f"{report}/*"))
+    return chosen
 
 
 def _builder(settings: Settings) -> Builder | None:
@@ -127,6 +160,7 @@ def engine_for(
     builder and the image lookups drift makes; ``display``: a terminal's progress."""
     from reconciler.adapters.gitsource import GitSource
     from reconciler.adapters.inventory import Inventory
+    from reconciler.core.governance.pins import registry_scope
 
     selection = Selection(settings.path, settings.include, settings.exclude)
     source = GitSource(settings.repo)
@@ -137,6 +171,9 @@ def engine_for(
         archive_limit_count=settings.archive_limit_count,
         archive_limit_fraction=settings.archive_limit_fraction,
         retention=settings.policy.retention() if settings.policy is not None else (),
+        allow_referenced_archive=bool(getattr(args, "allow_referenced_archive", False)),
+        reference_levels=settings.policy.reference_levels() if settings.policy is not None else (),
+        registry_scope=registry_scope(settings.registry).scope,
     )
     local = state_dir(settings)
     cache: Cache = NoCache()
@@ -144,7 +181,7 @@ def engine_for(
         from reconciler.adapters.cache import DiskCache
 
         cache = DiskCache(local / "cache")
-    backend = registry(settings, source.read_blob)
+    backend = registry(settings, source.read_blob, full_read(args))
     engine = Engine(
         source,
         backend,
@@ -154,6 +191,7 @@ def engine_for(
         settings.lock_timeout,
         inventory=Inventory(local / "inventory", backend.url),
         policy=settings.policy,
+        consumers=consumer_settings(settings),
     )
     if display is not None:
         engine.progress = display
@@ -164,6 +202,11 @@ def engine_for(
         engine.builds = _builds(settings, backend, builder, display)
         engine.images = builder
         engine.bases = BaseImageRegistries()
+    target = getattr(args, "target_name", None)
+    if target is not None:  # one of several targets: it keeps its gate (see cli/targets.py)
+        from reconciler.cli.targets import staged
+
+        staged(engine, settings, args, target)
     return engine
 
 

@@ -13,14 +13,19 @@ if TYPE_CHECKING:
 
 
 def apply_document(outcome: ApplyOutcome) -> dict[str, Any]:
+    """Applied and failed changes, drift, diagnostics, builds; and, where the promotion
+    gate held some, the deferred ones."""
     plan = outcome.plan
-    return {
+    document: dict[str, Any] = {
         "applied": [change_document(c) for c in outcome.applied],
         "failed": [dict(change_document(c), error=e) for c, e in outcome.failed],
         "drift": [change_document(c) for c in plan.drift],
         "diagnostics": [d.to_dict() for d in plan.diagnostics],
         "builds": builds_document(outcome.builds),
     }
+    if outcome.deferred:
+        document["deferred"] = [change_document(c) for c in outcome.deferred]
+    return document
 
 
 def builds_document(outcome: BuildOutcome | None) -> dict[str, Any] | None:

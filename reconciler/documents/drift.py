@@ -58,6 +58,7 @@ def report_document(
                 "latest_version": e.latest_version,
                 "items": [i.to_dict() for i in e.items],
                 "unknown": list(e.unknown),
+                "consumers": report.consumers.get(e.name, []),
             }
             for e in environments
         ],

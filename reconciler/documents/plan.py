@@ -27,6 +27,8 @@ def change_document(change: Change, predictions: Mapping[str, str] | None = None
         from reconciler.core.governance.package_diff import diff_document
 
         doc.update(diff_document(change.packages))
+    if change.deferred is not None:
+        doc["deferred"] = change.deferred
     if change.write is not None:
         doc["digest"] = change.write.digest
         if predictions and change.write.digest in predictions:
@@ -100,10 +102,19 @@ def pull_request_document(
         env = head.environments.get(name)
         if env is not None:
             findings.extend(dict(f.to_dict(), name=name) for f in environment_findings(env))
+    from reconciler.core.governance.documents import pull_request_consumers
+
+    created = {
+        c.name: c.version
+        for c in head_plan.changes
+        if c.action.value in ("create", "new_version") and c.version is not None
+    }
+    previous = {c.name: c.previous_version for c in head_plan.changes}
     document["pull_request"] = {
         "base": {"ref": refs[0], "commit": base.commit},
         "head": {"ref": refs[1], "commit": head.commit},
         "environments_changed": touched,
         "findings": findings,
+        "consumers": pull_request_consumers(head.consumers, touched, created, previous),
     }
     return document

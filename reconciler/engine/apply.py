@@ -13,6 +13,7 @@ it was reviewed.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -97,25 +98,61 @@ def apply_plan(engine: Context, plan: Plan) -> ApplyOutcome:
             f"apply refused: {count} error(s) in the plan; nothing was written", plan
         )
     outcome = ApplyOutcome(plan)
-    failed_names: set[str] = set()
     registry, progress = engine.registry, engine.progress
+    # Environments are independent: a backend that takes concurrent calls (Azure ML)
+    # gets several environments' changes at once; one environment's stay in order.
+    workers = max(1, int(getattr(registry, "write_concurrency", 1)))
+    groups: dict[str, list[Change]] = {}
+    for change in plan.changes:
+        if change.deferred is not None:  # held by the promotion gate
+            outcome.deferred.append(change)
+            continue
+        groups.setdefault(change.name, []).append(change)
+    results: dict[int, str | None] = {}  # id(change) -> error, None when applied
+    report_lock = threading.Lock()
+
+    def run(changes: list[Change]) -> None:
+        failed = False
+        for change in changes:
+            error: str | None
+            if failed:
+                error = "skipped: an earlier step failed"
+            else:
+                try:
+                    with_retries(registry, change)
+                    error = None
+                except RegistryError as exc:
+                    failed = True
+                    error = str(exc)
+            with report_lock:
+                results[id(change)] = error
+                if error is None:
+                    progress.advance("apply", f"{change.action.value} {change.target}: done")
+                elif not error.startswith("skipped"):
+                    progress.advance(
+                        "apply", f"{change.action.value} {change.target}: failed: {error}"
+                    )
+
     if plan.changes:
         progress.start("apply", f"applying {len(plan.changes)} change(s)", len(plan.changes))
     with registry.batch():
-        for change in plan.changes:
-            if change.name in failed_names:
-                outcome.failed.append((change, "skipped: an earlier step failed"))
-                continue
-            try:
-                with_retries(registry, change)
-            except RegistryError as exc:
-                failed_names.add(change.name)
-                outcome.failed.append((change, str(exc)))
-                progress.advance("apply", f"{change.action.value} {change.target}: failed: {exc}")
-            else:
-                outcome.applied.append(change)
-                progress.advance("apply", f"{change.action.value} {change.target}: done")
+        if workers == 1 or len(groups) < 2:
+            for changes in groups.values():
+                run(changes)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(workers, len(groups))) as pool:
+                list(pool.map(run, groups.values()))
     progress.finish("apply")
+    for change in plan.changes:
+        if change.deferred is not None:
+            continue
+        error = results[id(change)]
+        if error is None:
+            outcome.applied.append(change)
+        else:
+            outcome.failed.append((change, error))
     return outcome
 
 

@@ -143,6 +143,7 @@ class BuildRunner:
         problem = self.reason_unconfigured if self.builder is None else self.builder.unavailable()
         if problem is not None:
             outcome.unavailable = problem
+            changed = []
             for target in todo:
                 record = BuildRecord(
                     target.name,
@@ -152,8 +153,9 @@ class BuildRunner:
                     message=problem,
                 )
                 if self._known.get((target.name, target.version)) != record:
-                    self._save(record)  # a second run without Docker writes nothing
+                    changed.append(record)  # a second run without Docker writes nothing
                 outcome.not_built.append(record)
+            self._save_all(changed)
             if self.builder is not None:  # not configured: the summary says so, once
                 self.report(f"builds skipped for {len(todo)} version(s): {problem}")
             return outcome
@@ -338,8 +340,23 @@ class BuildRunner:
         return str(path)
 
     def _save(self, record: BuildRecord) -> None:
+        if self._concurrency > 1:  # a backend that takes concurrent calls (Azure ML)
+            self.registry.set_build_record(record)
+            return
         with self._write_lock:
             self.registry.set_build_record(record)
+
+    @property
+    def _concurrency(self) -> int:
+        return max(1, int(getattr(self.registry, "write_concurrency", 1)))
+
+    def _save_all(self, records: list[BuildRecord]) -> None:
+        if self._concurrency < 2 or len(records) < 2:
+            for record in records:
+                self._save(record)
+            return
+        with ThreadPoolExecutor(min(self._concurrency, len(records))) as pool:
+            list(pool.map(self._save, records))
 
 
 def _names(group: list[BuildTarget]) -> str:

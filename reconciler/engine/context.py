@@ -21,11 +21,13 @@ from reconciler.ports import (
     QuietProgress,
     Registry,
     Source,
+    Stage,
 )
 
 if TYPE_CHECKING:
     from datetime import date
 
+    from reconciler.core.desired.consumers import ConsumerSettings
     from reconciler.core.governance.policy import Policy
     from reconciler.engine.build_runner import BuildRunner
 
@@ -44,6 +46,8 @@ class Context:
     policy: Policy | None = None  # governance rules (see core/governance/policy.py)
     images: ImageRegistry | None = None  # drift: what the OCI registry holds
     bases: BaseImages | None = None  # drift: what base image references point at now
+    consumers: ConsumerSettings | None = None  # which files to scan for references (None: none)
+    stage: Stage | None = None  # one of several targets (see stages.py); None: the only one
     # Build targets by environment, reused while its environment and container are the
     # same objects (a long-running reconciler's kept state); see engine/apply.py.
     targets: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)

@@ -30,11 +30,20 @@ def plan(engine: Context, ref: str | None = None) -> Plan:
     return planned(engine, ref)[0]
 
 
+def plan_with_state(
+    engine: Context, ref: str | None = None
+) -> tuple[Plan, DesiredState, RegistryState]:
+    """The plan, and the desired state (consumers included) and registry state it was
+    made from (for `refs` and `bump`)."""
+    result, desired, state, _ = planned(engine, ref)
+    return result, desired, state
+
+
 def planned(
-    engine: Context, ref: str | None, options: PlanOptions | None = None
+    engine: Context, ref: str | None, options: PlanOptions | None = None, watch_list: bool = True
 ) -> tuple[Plan, DesiredState, RegistryState, list[str] | None]:
     """Read ``ref``, plan it against the registry, with package diffs."""
-    desired, watch = read(engine, ref)
+    desired, watch = read(engine, ref, watch_list=watch_list)
     state = read_state(engine)
     return make(engine, desired, state, ref, None, options), desired, state, watch
 
@@ -55,6 +64,8 @@ def make(
     kept = engine.cache.kept_memos()
     memo = kept[1] if kept is not None else None
     result = make_plan(desired, state, engine.selection, options or engine.options, memo)
+    if engine.stage is not None:  # one of several targets: the promotion gate
+        result = engine.stage.gate(result, state)
     blobs = package_blobs(result, state)
     if not blobs:  # conda files only: their content is in the plan already
         return annotate_packages(result, state, {})
@@ -71,6 +82,12 @@ def _settings_key(engine: Context, token: str | None) -> str | None:
     if token is None:
         return None
     parts = [__version__, token, engine.registry.url, repr(engine.selection), repr(engine.options)]
+    parts.append(repr(engine.consumers))
+    if engine.stage is not None:
+        extra = engine.stage.cache_key()
+        if extra is None:
+            return None
+        parts.append(extra)
     if engine.policy is not None:  # exceptions expire: a cached plan is good for one day
         parts += [repr(engine.policy), engine.today().isoformat()]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
@@ -91,7 +108,8 @@ def plan_document(engine: Context, ref: str | None = None) -> dict[str, Any]:
                 return document
     from reconciler.documents.plan import plan_document as document_of
 
-    result, _, _, watch = planned(engine, ref)
+    # The watch list only serves a plan that may be cached.
+    result, _, _, watch = planned(engine, ref, watch_list=key is not None)
     document = document_of(
         result, engine.registry.url, engine.selection.path, predict(engine, result)
     )
@@ -114,7 +132,10 @@ def predict(engine: Context, result: Plan) -> dict[str, str] | None:
     return engine.builds.predict(
         c.write.digest
         for c in result.changes
-        if c.write is not None and c.version and c.action.value in ("create", "new_version")
+        if c.write is not None
+        and c.version
+        and c.action.value in ("create", "new_version")
+        and c.deferred is None
     )
 
 

@@ -33,12 +33,12 @@ def close(snapshot: object) -> None:
 
 
 def read(
-    engine: Context, ref: str | None, only: Iterable[str] | None = None
+    engine: Context, ref: str | None, only: Iterable[str] | None = None, watch_list: bool = True
 ) -> tuple[DesiredState, list[str] | None]:
     """Desired state, and the watch list that keeps a cached plan of it honest."""
     snapshot = engine.source.snapshot(ref)
     try:
-        return load(engine, snapshot, only)
+        return load(engine, snapshot, only, watch_list)
     finally:
         close(snapshot)
 
@@ -55,12 +55,27 @@ def load(
     kept = engine.cache.kept_memos()
     resolved = kept[0] if kept is not None else None
     parse = _counting_map(engine)
-    state = load_desired(snapshot, engine.selection, memo, only, parse, resolved)
+
+    def read_all() -> DesiredState:
+        return load_desired(snapshot, engine.selection, memo, only, parse, resolved)
+
+    if engine.stage is None:
+        state = read_all()
+    else:  # targets share one read of git; each then takes the environments it holds
+        key = (snapshot.commit, snapshot.label, tuple(only) if only is not None else None)
+        state = engine.stage.select(engine.stage.load(key, read_all))
     if engine.policy is not None:
         state.diagnostics.extend(policy_diagnostics(engine, state, snapshot, engine.policy))
+    scanning = engine.consumers is not None and engine.consumers.enabled and only is None
+    if scanning:
+        from reconciler.engine.consumers import scan_consumers
+
+        state.consumers = scan_consumers(engine, snapshot, state, memo, parallel_map)
     watch = None
     if watch_list:  # only a cached plan needs it; walking every directory is not free
-        watch = engine.source.watch_list(snapshot, engine.selection.root, state.references)
+        watch = engine.source.watch_list(
+            snapshot, engine.selection.root, state.references, whole_tree=scanning
+        )
     engine.cache.save_memo(memo)
     return state, watch
 

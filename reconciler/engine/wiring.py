@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from reconciler.core.desired.types import DesiredState
     from reconciler.core.drift.report import DriftClass, DriftReport
     from reconciler.core.plan.types import ApplyOutcome, Plan
+    from reconciler.core.spec.diagnostics import Diagnostic
+    from reconciler.core.spec.model import RegistryState
 
 
 class Engine(Context):
@@ -48,6 +50,16 @@ class Engine(Context):
         from reconciler.engine.plan import pull_request_plan
 
         return pull_request_plan(self, base, head)
+
+    def plan_with_state(self, ref: str | None = None) -> tuple[Plan, DesiredState, RegistryState]:
+        from reconciler.engine.plan import plan_with_state
+
+        return plan_with_state(self, ref)
+
+    def reference_findings(self, state: DesiredState) -> list[Diagnostic]:
+        from reconciler.engine.consumers import reference_findings
+
+        return reference_findings(self, state)
 
     # -- apply ----------------------------------------------------------------------
 

@@ -52,8 +52,9 @@ def format_evidence_markdown(document: Mapping[str, Any]) -> str:
         if env["policy_exceptions"]:
             lines.append("")
         lines += [
-            "| version | created | state | owner | team | commit | file | digest | build | image |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| version | created | state | owner | team | commit | file | digest | build | image "
+            "| consumers |",
+            "|---|---|---|---|---|---|---|---|---|---|---:|",
         ]
         for v in env["versions"]:
             origin, build = v["provenance"], v["build"]
@@ -65,7 +66,9 @@ def format_evidence_markdown(document: Mapping[str, Any]) -> str:
                 f"{_cell(v['owner'])} | {_cell(v['team'])} | "
                 f"{_cell((origin['commit'] or '')[:12])} | {_cell(origin['path'])} | "
                 f"{_cell((v['digest'] or '')[:19])} | {text(build['status'])} | "
-                f"{_cell(build['image_digest'])} |"
+                f"{_cell(build['image_digest'])} | {len(v.get('consumers', ()))} |"
             )
+        if env.get("latest_consumers"):
+            lines += ["", f"Following @latest: {len(env['latest_consumers'])} consumer(s)."]
         lines.append("")
     return "\n".join(lines)

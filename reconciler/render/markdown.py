@@ -124,6 +124,65 @@ def policy_section(diagnostics: list[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+REFERENCE_LIMIT = 50  # reference findings shown; the JSON has all of them
+
+
+def references_section(diagnostics: list[Mapping[str, Any]]) -> list[str]:
+    """What consumers' references say (stale, unknown, archived, floating pins, inline
+    environments, unreadable files), errors first."""
+    rows = [d for d in diagnostics if str(d["rule"]).startswith("ref-")]
+    if not rows:
+        return []
+    order = {"error": 0, "warning": 1, "info": 2}
+    rows.sort(key=lambda d: (order.get(d["severity"], 3), d.get("path") or "", d.get("line") or 0))
+    lines = [
+        "",
+        "### References to environments",
+        "",
+        "| severity | rule | where | finding |",
+        "|---|---|---|---|",
+    ]
+    for d in rows[:REFERENCE_LIMIT]:
+        where = f"{d['path']}:{d['line']}" if d.get("line") else d.get("path") or ""
+        lines.append(
+            f"| {d['severity']} | {code(d['rule'])} | {code(where)} | {text(d['message'])} |"
+        )
+    if len(rows) > REFERENCE_LIMIT:
+        lines.append(f"| | | | … and {len(rows) - REFERENCE_LIMIT} more |")
+    lines.append("")
+    return lines
+
+
+def _consumer_rows(refs: list[Mapping[str, Any]]) -> list[str]:
+    return [
+        f"  - {code(r['path'] + ':' + str(r['line']))} {code(r['text'])}"
+        + (f" ({code(r['key_path'])})" if r.get("key_path") else "")
+        for r in refs
+    ]
+
+
+def consumers_blocks(consumers: list[Mapping[str, Any]]) -> list[str]:
+    """Per environment the pull request gives a new version: pins going stale on merge,
+    and @latest consumers that pick the new version up."""
+    blocks = []
+    for entry in consumers:
+        lines = [f"**{text(entry['name'])}** → {code(entry['new_version'])}", ""]
+        if entry["stale"]:
+            lines.append(
+                f"- {len(entry['stale'])} pin(s) go stale on merge (`reconciler bump "
+                f"{text(entry['name'])}` moves them):"
+            )
+            lines.extend(_consumer_rows(entry["stale"]))
+        if entry["floating"]:
+            lines.append(
+                f"- {len(entry['floating'])} @latest consumer(s) pick up "
+                f"{code(entry['name'] + ':' + entry['new_version'])} on their next run:"
+            )
+            lines.extend(_consumer_rows(entry["floating"]))
+        blocks.append("\n".join(lines) + "\n\n")
+    return blocks
+
+
 def format_markdown(document: Mapping[str, Any], limit: int = GITHUB_LIMIT) -> str:
     summary, coverage, source = document["summary"], document["coverage"], document["source"]
     if document["has_errors"]:
@@ -158,8 +217,13 @@ def format_markdown(document: Mapping[str, Any], limit: int = GITHUB_LIMIT) -> s
         head += ["", "_Builds were not checked: no image registry configured._"]
     if summary["unknown"]:
         head += ["", f"_{summary['unknown']} check(s) could not be made (see `unknown`)._"]
-    errors = [d for d in document["diagnostics"] if d["severity"] == "error" and not _policy(d)]
+    errors = [
+        d
+        for d in document["diagnostics"]
+        if d["severity"] == "error" and not _policy(d) and not str(d["rule"]).startswith("ref-")
+    ]
     head += policy_section(document["diagnostics"])
+    head += references_section(document["diagnostics"])
     if errors:
         head += ["", "### Errors", ""]
         for d in errors[:50]:
@@ -251,6 +315,8 @@ def _change_block(change: Mapping[str, Any]) -> str:
     if change["action"] == "new_version" and change.get("previous_version"):
         target += f" (from {change['previous_version']})"
     build = f" · image: {text(change['build'])}" if change.get("build") else ""
+    if change.get("deferred"):
+        build += f" · deferred: {text(change['deferred'])}"
     lines = [
         f"<details><summary><code>{_SIGNS.get(change['action'], '?')} {change['action']}"
         f"</code> <b>{text(target)}</b>{build}</summary>",
@@ -295,12 +361,23 @@ def format_plan_markdown(document: Mapping[str, Any], limit: int = GITHUB_LIMIT)
             f"{code(source['label'])} ({code((source.get('commit') or '')[:12])}) "
             f"against {code(document['registry']['url'])}."
         )
+    read = document["registry"].get("read") or {}
+    if read.get("view") == "incremental":
+        lines.append(
+            f"Registry read incrementally: {read.get('read')} of {read.get('containers')} "
+            "environment(s) changed since the last run were read (hand edits of tags show "
+            "after a full read, `plan --refresh`)."
+        )
     counts = ", ".join(
         f"{summary.get(a, 0)} {a.replace('_', ' ')}"
         for a in ("create", "new_version", "update_metadata", "restore", "archive")
     )
     lines += ["", f"**Plan:** {counts}; {summary.get('noop', 0)} in sync.", ""]
-    errors = [d for d in document["diagnostics"] if d["severity"] == "error" and not _policy(d)]
+    errors = [
+        d
+        for d in document["diagnostics"]
+        if d["severity"] == "error" and not _policy(d) and not str(d["rule"]).startswith("ref-")
+    ]
     lines += policy_section(document["diagnostics"])
     if errors:
         lines += ["### Errors", ""]
@@ -336,6 +413,11 @@ def format_plan_markdown(document: Mapping[str, Any], limit: int = GITHUB_LIMIT)
         "Drift in the registry (reported, not applied)",
         [_change_block(c) for c in document["drift"]],
         "more drift items",
+    )
+    section(
+        "Consumers of the environments this pull request changes",
+        consumers_blocks(pr.get("consumers") or []),
+        "more environments with consumers",
     )
     findings = pr.get("findings") or []
     section(

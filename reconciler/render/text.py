@@ -64,6 +64,8 @@ def format_change(change: Mapping[str, Any], style: Style, marker: str | None = 
     if change.get("build"):
         head += f" [build: {change['build']}]"
     lines = [head.rstrip()]
+    if change.get("deferred"):
+        lines.append(f"        {style.paint('deferred', 'warning')}: {change['deferred']}")
     lines.extend(f"        {format_field(f)}" for f in shown_fields(change))
     lines.extend(f"        {line}" for line in package_lines(change))
     return lines
@@ -87,7 +89,26 @@ def _summary(summary: Mapping[str, int]) -> str:
         f"{summary.get('create', 0)} to create, {summary.get('new_version', 0)} new version(s), "
         f"{summary.get('update_metadata', 0)} to update, {summary.get('restore', 0)} to restore, "
         f"{summary.get('archive', 0)} to archive; {summary.get('noop', 0)} in sync"
-    )
+    ) + (f"; {summary['deferred']} deferred" if summary.get("deferred") else "")
+
+
+def format_read(read: Mapping[str, Any] | None) -> list[str]:
+    """How the registry was read, when the backend says (Azure ML)."""
+    if not read:
+        return []
+    lines = []
+    if read.get("view") == "incremental":
+        lines.append(
+            f"Registry read: incremental view ({read['read']} of {read['containers']} "
+            "environment(s) changed since the last run were read; hand edits of a version's "
+            "tags show after a full read: `plan --refresh`)"
+        )
+    if read.get("throttled"):
+        lines.append(
+            f"Registry throttled {read['throttled']} call(s): waited "
+            f"{read['throttle_wait_s']:.1f}s in all"
+        )
+    return lines
 
 
 def format_plan(doc: Mapping[str, Any], style: Style) -> str:
@@ -96,6 +117,7 @@ def format_plan(doc: Mapping[str, Any], style: Style) -> str:
     lines = [
         f"Plan: {source['label']} ({commit}), path {source['path']!r} -> {doc['registry']['url']}"
     ]
+    lines.extend(format_read(doc["registry"].get("read")))
     if doc["changes"]:
         lines.append("")
         for change in doc["changes"]:

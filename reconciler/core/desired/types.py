@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.core.spec import diagnostics as diag
 from reconciler.core.spec.diagnostics import Diagnostic
+
+if TYPE_CHECKING:
+    from reconciler.core.desired.consumers import ConsumerIndex
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,8 @@ class DesiredState:
     source: str
     candidates: int = 0
     references: frozenset[str] = frozenset()  # files the environments use (conda, context)
+    # Who uses the environments (see desired/consumers.py); None: not scanned.
+    consumers: ConsumerIndex | None = None
 
     @property
     def has_errors(self) -> bool:
@@ -56,4 +61,5 @@ class LoadMemo:
     parsed: dict[str, dict[str, Any]] = field(default_factory=dict)
     conda: dict[str, dict[str, Any]] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
+    consumers: dict[str, dict[str, Any]] = field(default_factory=dict)  # "yaml:BLOB" -> scan
     changed: bool = False

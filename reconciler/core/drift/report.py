@@ -148,6 +148,8 @@ class DriftReport:
     fail_on: frozenset[DriftClass]
     coverage: tuple[int, int]  # managed, total active containers
     builds_configured: bool
+    # name -> the files in the repository that use it (see governance/documents.py)
+    consumers: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def count(self, cls: DriftClass) -> int:
         return sum(1 for e in self.environments if cls in e.classes)
@@ -384,7 +386,12 @@ def make_report(
     environments = _Classifier(plan, desired, state, seen).run()
     active = [c for c in state.containers.values() if not c.archived]
     coverage = (sum(1 for c in active if c.managed), len(active))
-    return DriftReport(environments, plan, frozenset(fail_on), coverage, seen.builds_configured)
+    from reconciler.core.governance.documents import consumers_by_version
+
+    consumers = consumers_by_version(desired.consumers, (e.name for e in environments))
+    return DriftReport(
+        environments, plan, frozenset(fail_on), coverage, seen.builds_configured, consumers
+    )
 
 
 def finding_subjects(desired: DesiredState, seen: Observations) -> set[tuple[str, str]]:

@@ -1,1 +1,2 @@
-"""Governance: policies, packages and their diffs, findings, audit evidence."""
+"""Governance: policies, packages and their diffs, findings, audit evidence, and who
+consumes each environment (consumers, pins)."""

@@ -11,6 +11,7 @@ from datetime import date
 from typing import Any
 
 from reconciler.core.build.jobs import BuildRecord
+from reconciler.core.desired.consumers import ConsumerIndex
 from reconciler.core.governance.policy import Policy
 from reconciler.core.spec.model import (
     STAMP_ARCHIVED,
@@ -96,8 +97,15 @@ def evidence_document(
     today: date,
     registry_url: str,
     generated_at: str,
+    consumers: ConsumerIndex | None = None,
 ) -> dict[str, Any]:
+    """``consumers``: the repository's references, listed under each version they pin
+    (and, for @latest, under the environment)."""
     environments: list[dict[str, Any]] = []
+    uses: dict[tuple[str, str | None], list[str]] = {}
+    for ref in consumers.references if consumers is not None else ():
+        if ref.name is not None:
+            uses.setdefault((ref.name, ref.version), []).append(ref.where)
     for name, container in sorted(state.containers.items()):
         found = origins(events.get(name, ()))
         newest = container.newest
@@ -113,9 +121,15 @@ def evidence_document(
                 "team": newest.tags.get("team") if newest else None,
                 "policy_exceptions": [e.to_dict(today) for e in exceptions],
                 "versions": [
-                    _version(v, container, records.get((name, v.version)), found.get(v.version))
+                    dict(
+                        _version(
+                            v, container, records.get((name, v.version)), found.get(v.version)
+                        ),
+                        consumers=uses.get((name, v.version), []),
+                    )
                     for v in container.versions
                 ],
+                "latest_consumers": uses.get((name, None), []),
             }
         )
     versions = [v for e in environments for v in e["versions"]]

@@ -24,6 +24,16 @@ if TYPE_CHECKING:  # settings import this module: keep it light
 
 RULES = ("required-tags", "allowed-images", "pinning", "forbidden-packages", "os-type")
 PINNING_LEVELS = ("off", "warning", "error")
+# Severity of the consumer reference rules (see governance/pins.py): `ref_stale = "error"`.
+REFERENCE_KEYS = {
+    "ref_stale": "ref-stale",
+    "ref_unknown": "ref-unknown",
+    "ref_archived": "ref-archived",
+    "ref_floating": "ref-floating",
+    "ref_inline_environment": "ref-inline-environment",
+    "ref_unreadable": "ref-unreadable",
+}
+REFERENCE_LEVELS = ("off", "info", "warning", "error")
 
 
 class PolicyError(ValueError):
@@ -50,6 +60,30 @@ class Rules:
     keep_versions: int | None = None
     """Retention: active versions kept per managed environment; older ones are archived (0 keeps
     all).
+    """
+    ref_stale: str | None = None
+    """Severity of `ref-stale` (a consumer pins an older version than the one git makes latest):
+    `off`, `info`, `warning` (default) or `error`.
+    """
+    ref_unknown: str | None = None
+    """Severity of `ref-unknown` (a consumer names an environment or version neither git nor the
+    registry has): `off`, `info`, `warning` (default) or `error`.
+    """
+    ref_archived: str | None = None
+    """Severity of `ref-archived` (a consumer pins a version archived in the registry): `off`,
+    `info`, `warning` (default) or `error`.
+    """
+    ref_floating: str | None = None
+    """Severity of `ref-floating` (a consumer follows `@latest`): `off`, `info` (default),
+    `warning` or `error`.
+    """
+    ref_inline_environment: str | None = None
+    """Severity of `ref-inline-environment` (an anonymous environment defined in a job or
+    component): `off`, `info` (default), `warning` or `error`.
+    """
+    ref_unreadable: str | None = None
+    """Severity of `ref-unreadable` (a consumer file that cannot be read: too large, binary,
+    invalid YAML, a symlink out of the repository): `off`, `info`, `warning` (default) or `error`.
     """
 
     def over(self, base: Rules) -> Rules:
@@ -114,6 +148,16 @@ class Policy:
         out += [(p, r.keep_versions) for p, r in self.overrides if r.keep_versions is not None]
         return tuple(out)
 
+    def reference_levels(self) -> tuple[tuple[str, str, str], ...]:
+        """(name glob, rule, level) triples for the reference rules, later ones winning."""
+        out: list[tuple[str, str, str]] = []
+        for pattern, rules in (("*", self.rules), *self.overrides):
+            for key, rule in REFERENCE_KEYS.items():
+                level = getattr(rules, key)
+                if level is not None:
+                    out.append((pattern, rule, level))
+        return tuple(out)
+
     @property
     def needs_dockerfiles(self) -> bool:
         return any(r.allowed_images is not None for r in self._levels())
@@ -148,6 +192,10 @@ def _rules(table: Mapping[str, Any], where: str) -> Rules:
         if key == "pinning":
             if value not in PINNING_LEVELS:
                 raise PolicyError(f"`{full}`: expected one of {', '.join(PINNING_LEVELS)}")
+            values[key] = value
+        elif key in REFERENCE_KEYS:
+            if value not in REFERENCE_LEVELS:
+                raise PolicyError(f"`{full}`: expected one of {', '.join(REFERENCE_LEVELS)}")
             values[key] = value
         elif key == "keep_versions":
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

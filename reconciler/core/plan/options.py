@@ -19,6 +19,13 @@ class PlanOptions:
     # Retention: (environment name glob, active versions kept) pairs, later pairs winning;
     # 0 keeps every version. Older versions of managed environments are archived.
     retention: tuple[tuple[str, int], ...] = ()
+    # Archive an environment or version that consumers in the repository still reference.
+    allow_referenced_archive: bool = False
+    # Severity of the reference rules: (environment name glob, rule, level) from `[policy]`.
+    reference_levels: tuple[tuple[str, str, str], ...] = ()
+    # The registry's own scope (`registries/NAME`, `subscriptions/.../workspaces/W`), to
+    # tell references to it from references to other registries; None: a local registry.
+    registry_scope: str | None = None
 
     def keep_versions(self, name: str) -> int:
         import fnmatch

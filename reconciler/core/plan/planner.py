@@ -53,6 +53,7 @@ class _Planner:
     def run(self) -> Plan:
         self._plan_environments()
         self._plan_archives()
+        self._reference_findings()
         changes = sorted(self.changes, key=lambda c: (APPLY_ORDER[c.action], c.name))
         summary = {action.value: 0 for action in Action}
         for change in changes:
@@ -137,6 +138,8 @@ class _Planner:
         retention = [change for _, change in sorted(self.retention, key=lambda r: r[0])]
         if not archives and not retention:
             return
+        if not self.desired.has_errors:  # (withheld below: no refusal needed)
+            archives, retention = self._spare_referenced(archives, retention)
         if self.desired.has_errors:
             # A file that failed to parse may be the one that defines these environments.
             self.diagnostics.append(
@@ -177,6 +180,61 @@ class _Planner:
                 )
             )
         self.changes.extend(retention[:room])
+
+    # -- consumers in the repository (cross-environment rules) -------------------------
+
+    def _spare_referenced(
+        self, archives: list[Change], retention: list[Change]
+    ) -> tuple[list[Change], list[Change]]:
+        """Retention never archives a version a consumer pins; an archive of an environment
+        (or version) consumers still reference is refused, naming each of them."""
+        index = self.desired.consumers
+        if index is None or (not archives and not retention):
+            return archives, retention
+        from reconciler.core.governance.pins import consumer_list, pinned_versions
+
+        pinned = pinned_versions(index)
+        kept = [c for c in retention if c.version not in pinned.get(c.name, ())]
+        if self.options.allow_referenced_archive:
+            return archives, kept
+        for change in archives:
+            users = index.of(change.name)
+            if change.version is not None:
+                users = [r for r in users if r.version == change.version]
+            if users:
+                self.diagnostics.append(
+                    diag.error(
+                        "archive-referenced",
+                        f"{change.target} would be archived ({change.why}) but "
+                        f"{len(users)} consumer(s) in the repository still use it: "
+                        f"{consumer_list(users)}; move them first (`reconciler refs "
+                        f"{change.name}`), or pass --allow-referenced-archive",
+                        change.source_path,
+                    )
+                )
+        return archives, kept
+
+    def _reference_findings(self) -> None:
+        index = self.desired.consumers
+        if index is None:
+            return
+        from reconciler.core.governance.pins import Levels, Scope, reference_findings
+
+        created = {
+            c.name: c.version
+            for c in self.changes
+            if c.action in (Action.CREATE, Action.NEW_VERSION) and c.version is not None
+        }
+        self.diagnostics.extend(
+            reference_findings(
+                index,
+                self.desired,
+                self.actual,
+                created,
+                Levels(self.options.reference_levels),
+                Scope(self.options.registry_scope),
+            )
+        )
 
 
 def make_plan(

@@ -89,6 +89,7 @@ def saved_plan(
                     "write": _write(c.write),
                 }
                 for c in plan.changes
+                if c.deferred is None  # held by the promotion gate: not applied
             ],
         },
     }

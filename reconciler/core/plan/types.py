@@ -131,6 +131,9 @@ class Change:
     stamp_version: str | None = None
     # Package-level view of a content change (see plan/packages.py); None: not computed.
     packages: PackageDiff | None = None
+    # What a create or new version waits for in the targets before this one (the gate,
+    # see core/promotion.py); a deferred change stays in the plan and apply skips it.
+    deferred: str | None = None
 
     @property
     def why(self) -> str:
@@ -186,6 +189,7 @@ class ApplyOutcome:
     applied: list[Change] = field(default_factory=list)
     failed: list[tuple[Change, str]] = field(default_factory=list)
     builds: BuildOutcome | None = None
+    deferred: list[Change] = field(default_factory=list)  # held by the promotion gate
 
     @property
     def ok(self) -> bool:

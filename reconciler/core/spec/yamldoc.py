@@ -270,3 +270,34 @@ def _as_yaml_error(exc: yaml.YAMLError) -> YamlError:
     line = int(mark.line) + 1 if mark is not None else None
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     return YamlError(f"invalid YAML: {problem}", line)
+
+
+def compose_documents(content: bytes, limit: int = MAX_FILE_BYTES) -> tuple[str, list[yaml.Node]]:
+    """The decoded text and the node tree of every document of a YAML stream (marks give
+    each scalar's position), with the same limits as an environment file."""
+    if len(content) > limit:
+        raise YamlError(f"file is {len(content)} bytes; the limit is {limit} bytes")
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = content.count(b"\n", 0, exc.start) + 1
+        raise YamlError(f"not valid UTF-8 (byte {exc.start})", line) from None
+    loader = _Loader(content)  # bytes: libyaml reads them as they are (marks count characters)
+    roots: list[yaml.Node] = []
+    try:
+        _check_nesting(content, text)
+        while loader.check_node():
+            node = loader.get_node()
+            if node is not None:
+                roots.append(node)
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise YamlError(f"invalid YAML: {str(exc).splitlines()[0]}", line) from None
+    except yaml.YAMLError as exc:
+        raise _as_yaml_error(exc) from None
+    finally:
+        loader.dispose()
+    if b"*" in content:
+        for root in roots:
+            _check_graph(root, MAX_NODES)
+    return text, roots
