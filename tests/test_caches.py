@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.core.desired.types import load as desired_module
+from reconciler.core.desired import load as desired_module
 from reconciler.engine import plan as plan_verb
 from tests.conftest import CONDA, Cli, GitRepo, conda_env, image_env
 

@@ -76,7 +76,7 @@ def test_a_refused_apply_carries_the_plan_it_was_refused_with(
     seed(repo)
     repo.write("environments/bad.yml", "name: bad\nimage: busybox\nimgae: typo\n")
     repo.commit("typo")
-    from reconciler.core.plan.types import planner
+    from reconciler.core.plan import planner
 
     plans: list[Any] = []
     real = planner.make_plan
@@ -100,7 +100,7 @@ def test_a_refused_apply_is_reported_once_through_the_cli(
     seed(repo)
     repo.write("environments/bad.yml", "name: bad\nimage: busybox\nimgae: typo\n")
     repo.commit("typo")
-    from reconciler.core.plan.types import planner
+    from reconciler.core.plan import planner
 
     calls: list[int] = []
     real = planner.make_plan

@@ -46,7 +46,7 @@ def desired(
 
 
 def state(*envs: DesiredEnvironment, errors: bool = False) -> DesiredState:
-    from reconciler.core.spec.environment import diagnostics as diag
+    from reconciler.core.spec import diagnostics as diag
 
     found = [diag.error("schema", "broken", "environments/x.yml")] if errors else []
     return DesiredState({e.name: e for e in envs}, found, "c0ffee", "working tree")

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.adapters.report_files import write_files
-from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError
 from reconciler.cli import commands as single
+from reconciler.cli.base import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError
 from reconciler.render import text
 from reconciler.settings import Settings
 from reconciler.stages import Stages, StagesError, TargetResult, chosen_targets
@@ -70,17 +70,6 @@ def _stages(args: Namespace, settings: Settings, builds: bool) -> Stages:
         return single._engine(target_settings, args, builds=with_builds)
 
     return Stages(settings, make)
-
-
-def staged(engine: Any, settings: Settings, args: Namespace, name: str) -> None:
-    """Give the engine of one target, wired by a single-registry command (watch,
-    reconcile), its promotion gate; its upstream registries are read afresh each plan."""
-
-    def make(upstream: str) -> Any:
-        plain = Namespace(**{k: v for k, v in vars(args).items() if k != "target_name"})
-        return single._engine(settings.for_target(upstream), plain, builds=False)
-
-    Stages(settings, make, per_run=False).adopt(name, engine)
 
 
 def _exit(codes: Iterable[int]) -> int:

@@ -204,10 +204,20 @@ def engine_for(
         engine.bases = BaseImageRegistries()
     target = getattr(args, "target_name", None)
     if target is not None:  # one of several targets: it keeps its gate (see cli/targets.py)
-        from reconciler.cli.targets import staged
-
         staged(engine, settings, args, target)
     return engine
+
+
+def staged(engine: Engine, settings: Settings, args: Namespace, name: str) -> None:
+    """Give the engine of one target, wired by a single-registry command (watch,
+    reconcile), its promotion gate; its upstream registries are read afresh each plan."""
+    from reconciler.stages import Stages
+
+    def make(upstream: str) -> Engine:
+        plain = Namespace(**{k: v for k, v in vars(args).items() if k != "target_name"})
+        return engine_for(settings.for_target(upstream), plain)
+
+    Stages(settings, make, per_run=False).adopt(name, engine)
 
 
 def registry_engine(settings: Settings) -> Engine:
