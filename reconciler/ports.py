@@ -253,7 +253,7 @@ class QuietProgress:
 
 
 class Stage(Protocol):
-    """One target among several (see stages.py): how it shares the desired state read for
+    """One target among several (see engine/promote.py): how it shares the desired state read for
     the other targets, which environments it holds, and the promotion gate on its plan."""
 
     def load(self, key: tuple[Any, ...], read: Callable[[], DesiredState]) -> DesiredState: ...

@@ -21,9 +21,9 @@ from typing import Any
 from reconciler.adapters.report_files import write_files
 from reconciler.cli import commands as single
 from reconciler.cli.base import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError
+from reconciler.engine.promote import Stages, StagesError, TargetResult, chosen_targets
 from reconciler.render import text
 from reconciler.settings import Settings
-from reconciler.stages import Stages, StagesError, TargetResult, chosen_targets
 
 TARGETS_FORMAT_VERSION = 1
 

@@ -211,7 +211,7 @@ def engine_for(
 def staged(engine: Engine, settings: Settings, args: Namespace, name: str) -> None:
     """Give the engine of one target, wired by a single-registry command (watch,
     reconcile), its promotion gate; its upstream registries are read afresh each plan."""
-    from reconciler.stages import Stages
+    from reconciler.engine.promote import Stages
 
     def make(upstream: str) -> Engine:
         plain = Namespace(**{k: v for k, v in vars(args).items() if k != "target_name"})

@@ -47,7 +47,7 @@ class Context:
     images: ImageRegistry | None = None  # drift: what the OCI registry holds
     bases: BaseImages | None = None  # drift: what base image references point at now
     consumers: ConsumerSettings | None = None  # which files to scan for references (None: none)
-    stage: Stage | None = None  # one of several targets (see stages.py); None: the only one
+    stage: Stage | None = None  # one of several targets (see engine/promote.py); None: the only one
     # Build targets by environment, reused while its environment and container are the
     # same objects (a long-running reconciler's kept state); see engine/apply.py.
     targets: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from reconciler.engine import ApplyOutcome, ApplyRefused, Engine
+from reconciler.core.plan.types import ApplyOutcome
+from reconciler.engine.refusal import ApplyRefused
+from reconciler.engine.wiring import Engine
 from reconciler.ports import RegistryError, SourceError
 
 if TYPE_CHECKING:
