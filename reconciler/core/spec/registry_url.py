@@ -45,6 +45,19 @@ class RegistryURL:
 
         return hashlib.sha256(self.text.lower().rstrip("/").encode()).hexdigest()[:16]
 
+    @property
+    def scope(self) -> str | None:
+        """The registry's own scope, as consumers name it in references
+        (`registries/NAME`, `subscriptions/S/resourceGroups/R/workspaces/W`); None: local."""
+        if self.registry is not None:
+            return f"registries/{self.registry}"
+        if self.workspace is not None:
+            return (
+                f"subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
+                f"/workspaces/{self.workspace}"
+            )
+        return None
+
     def __str__(self) -> str:
         return self.text
 
