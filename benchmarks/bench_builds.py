@@ -27,9 +27,10 @@ sys.path.insert(0, str(ROOT))
 from reconciler.adapters.docker_builder import DockerBuilder, split_image_registry  # noqa: E402
 from reconciler.adapters.gitsource import GitSource  # noqa: E402
 from reconciler.adapters.sqlite_registry import SqliteRegistry  # noqa: E402
-from reconciler.build_runner import BuildRunner  # noqa: E402
-from reconciler.core.selection import Selection  # noqa: E402
-from reconciler.engine import Engine, build_targets  # noqa: E402
+from reconciler.core.build.jobs import build_targets  # noqa: E402
+from reconciler.core.desired.selection import Selection  # noqa: E402
+from reconciler.engine import Engine  # noqa: E402
+from reconciler.engine.build_runner import BuildRunner  # noqa: E402
 from tests.docker_support import BUSYBOX_IMAGE, build_base_images  # noqa: E402
 
 

@@ -190,16 +190,14 @@ APPLY_ONLY = """
     from argparse import Namespace
     from pathlib import Path
 
-    try:  # the command wiring moved into the cli package
-        from reconciler.cli.commands import _engine
-    except ImportError:
-        from reconciler.commands import _engine
-    from reconciler.core.plan import Action
+    from reconciler.cli.wiring import engine_for
+    from reconciler.core.plan.types import Action
+    from reconciler.engine.apply import execute
     from reconciler.settings import load_settings
 
     repo, database = Path(sys.argv[1]), Path(sys.argv[2])
     settings = load_settings(repo, {"registry": f"sqlite:///{database}", "cache": False})
-    engine = _engine(settings, Namespace())
+    engine = engine_for(settings, Namespace())
     plan = engine.plan()
     if plan.has_errors:
         sys.exit("the plan has errors: " + repr(plan.diagnostics[:3]))
@@ -209,7 +207,7 @@ APPLY_ONLY = """
     start = time.perf_counter()
     with registry.batch():
         for change in plan.changes:
-            engine._execute(change)
+            execute(registry, change)
     elapsed = time.perf_counter() - start
     registry.close()
     print(json.dumps({"seconds": elapsed, "changes": len(plan.changes), "creates": creates}))

@@ -1,6 +1,6 @@
 """The settings reference, read from the settings model: every key `reconciler.toml`
 accepts (`reconciler.settings`), its type, default, environment variable and flags, and
-the `[policy]` tables (`reconciler.core.policy`). Each key's text is the attribute
+the `[policy]` tables (`reconciler.core.governance.policy`). Each key's text is the attribute
 docstring under its field, so the model and its documentation sit side by side."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from docsgen.commands import Command
 from reconciler import settings as settings_module
-from reconciler.core import policy as policy_module
+from reconciler.core.governance import policy as policy_module
 
 
 class UndocumentedSetting(Exception):

@@ -1,5 +1,9 @@
 """The only contract between the engine and the world: small Protocols.
 
+Every Protocol an engine verb needs is here (or, for the read-only file view the pure
+core loads from, re-exported from it): the source of desired state, the registry with its
+history, image builds and lookups, the caches and the applied inventory.
+
 The Registry port is shaped after the Azure ML environment API: per-call reads and
 writes of containers and versions, no multi-call transactions, a conflict error when a
 version number is reused with different content. Every write is safe to repeat.
@@ -7,15 +11,26 @@ version number is reused with different content. Every write is safe to repeat.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+# The pure core reads files through this view, so it is defined beside the loader.
+from reconciler.core.desired.snapshot import FileEntry as FileEntry
+from reconciler.core.desired.snapshot import Snapshot as Snapshot
 
 if TYPE_CHECKING:  # types only: keeps a cached plan from importing the whole core
-    from reconciler.core.build import BuildJob, BuildRecord
-    from reconciler.core.model import RegisteredContainer, RegisteredVersion, RegistryState
-    from reconciler.core.plan import VersionWrite
-    from reconciler.core.snapshot import FileEntry, Snapshot
+    from reconciler.core.build.jobs import BuildJob, BuildRecord
+    from reconciler.core.desired.memo import ResolveMemo
+    from reconciler.core.desired.types import DesiredState, LoadMemo
+    from reconciler.core.plan.memo import PlanMemo
+    from reconciler.core.plan.types import Plan
+    from reconciler.core.spec.model import (
+        RegisteredContainer,
+        RegisteredVersion,
+        RegistryState,
+        VersionWrite,
+    )
 
 
 class RegistryError(Exception):
@@ -52,7 +67,22 @@ class BuilderUnavailable(BuildError):
     """No Docker Engine (or no image registry) to build with."""
 
 
-class Builder(Protocol):
+class ImageRegistry(Protocol):
+    """Where built images go (the OCI registry): what drift looks at."""
+
+    def pushed_tags(self) -> set[str]:
+        """Tags present in the image repository (the OCI registry) only."""
+
+
+class BaseImages(Protocol):
+    """The registries base images come from."""
+
+    def resolve(self, ref: str) -> str | None:
+        """The digest a base image reference points at now (None: unknown there).
+        Raises BuildError when its registry cannot be reached."""
+
+
+class Builder(ImageRegistry, Protocol):
     image_repository: str  # where images go: HOST:PORT/PREFIX/environments
 
     def unavailable(self) -> str | None:
@@ -60,9 +90,6 @@ class Builder(Protocol):
 
     def known_tags(self) -> set[str]:
         """Tags present in the image repository or the local engine (one batched lookup)."""
-
-    def pushed_tags(self) -> set[str]:
-        """Tags present in the image repository (the OCI registry) only."""
 
     def pushed_image(self, tag: str) -> str | None:
         """`repo@sha256:...` of a tag in the OCI registry, or None."""
@@ -91,6 +118,10 @@ class Source(Protocol):
         self, snapshot: Snapshot, root: str, references: frozenset[str], whole_tree: bool = False
     ) -> list[str] | None:
         """Paths whose stat data ``fingerprint`` needs for this snapshot (None: not needed)."""
+
+    def keep_listing(self) -> None:
+        """Keep the working tree's listing between snapshots (a long-running reconciler's;
+        the source keeps it equal to a fresh listing)."""
 
     def list_files(self, snapshot: Snapshot, match: Callable[[str], bool]) -> list[FileEntry]:
         """The snapshot's files whose repository path ``match`` accepts, with blob ids."""
@@ -125,6 +156,10 @@ class Registry(Protocol):
 
     def set_version_archived(self, name: str, version: str, archived: bool) -> None: ...
 
+    def history(self, name: str) -> list[dict[str, Any]]:
+        """What happened to NAME's versions, oldest first (``at``, ``version``, ``action``
+        and what the backend knows besides); empty where the backend keeps no log."""
+
     def lock(self, timeout: float) -> AbstractContextManager[None]:
         """Exclusive use of this registry by one reconciler; LockTimeout after ``timeout``."""
 
@@ -133,6 +168,54 @@ class Registry(Protocol):
         not depend on it."""
 
     def close(self) -> None: ...
+
+
+class Cache(Protocol):
+    """Accelerators between runs, keyed by their inputs: deleting any changes nothing but
+    speed (see adapters/cache.py)."""
+
+    def load_memo(self) -> LoadMemo:
+        """Parse results by file content (git blob id)."""
+
+    def save_memo(self, memo: LoadMemo) -> None: ...
+
+    def load_plan(self, slot: str) -> dict[str, Any] | None:
+        """The last plan document of ``slot`` (working tree, or a ref) with its key."""
+
+    def save_plan(self, slot: str, entry: dict[str, Any]) -> None: ...
+
+    def kept_memos(self) -> tuple[ResolveMemo, PlanMemo] | None:
+        """Resolved environments and per-environment plans held in memory between
+        reconciles (a long-running reconciler's); None: every reconcile starts afresh."""
+
+
+class NoCache:
+    """The Cache that keeps nothing (``--no-cache``)."""
+
+    def load_memo(self) -> LoadMemo:
+        from reconciler.core.desired.types import LoadMemo
+
+        return LoadMemo()
+
+    def save_memo(self, memo: LoadMemo) -> None:
+        return None
+
+    def load_plan(self, slot: str) -> dict[str, Any] | None:
+        return None
+
+    def save_plan(self, slot: str, entry: dict[str, Any]) -> None:
+        return None
+
+    def kept_memos(self) -> tuple[ResolveMemo, PlanMemo] | None:
+        return None
+
+
+class AppliedStore(Protocol):
+    """Where apply records what it applied, for `missing` drift (adapters/inventory.py)."""
+
+    def load(self) -> dict[str, str]: ...
+
+    def save(self, applied: Mapping[str, str]) -> None: ...
 
 
 def iter_versions(state: RegistryState) -> Iterator[RegisteredVersion]:
@@ -167,3 +250,17 @@ class QuietProgress:
 
     def note(self, line: str) -> None:
         return None
+
+
+class Stage(Protocol):
+    """One target among several (see engine/promote.py): how it shares the desired state read for
+    the other targets, which environments it holds, and the promotion gate on its plan."""
+
+    def load(self, key: tuple[Any, ...], read: Callable[[], DesiredState]) -> DesiredState: ...
+
+    def select(self, desired: DesiredState) -> DesiredState: ...
+
+    def gate(self, plan: Plan, state: RegistryState) -> Plan: ...
+
+    def cache_key(self) -> str | None:
+        """What else a cached plan of this target depends on; None: never cache it."""

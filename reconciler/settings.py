@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from reconciler.core.governance.consumers import ConsumerSettings
+    from reconciler.core.desired.consumers import ConsumerSettings
+    from reconciler.core.governance.policy import Policy
     from reconciler.core.notify import NotifyTarget
-    from reconciler.core.policy import Policy
     from reconciler.core.promotion import Target
 
 SETTINGS_FILE = "reconciler.toml"
@@ -190,7 +190,7 @@ def _from_file(repo: Path) -> dict[str, Any]:
 
 def _policy(table: Any, path: Path) -> Policy:
     # Imported only when the file has a policy: most commands never need it.
-    from reconciler.core.policy import PolicyError, parse_policy
+    from reconciler.core.governance.policy import PolicyError, parse_policy
 
     try:
         return parse_policy(table)
@@ -199,7 +199,7 @@ def _policy(table: Any, path: Path) -> Policy:
 
 
 def _consumers(table: Any, path: Path) -> ConsumerSettings:
-    from reconciler.core.governance.consumers import ConsumerSettingsError, parse_consumers_table
+    from reconciler.core.desired.consumers import ConsumerSettingsError, parse_consumers_table
 
     try:
         return parse_consumers_table(table)
@@ -271,15 +271,3 @@ def load_settings(
     merged.update({k: v for k, v in flags.items() if v is not None})
     known = {f.name for f in fields(Settings)}
     return replace(Settings(repo=repo), **{k: v for k, v in merged.items() if k in known})
-
-
-def registry_location(url: str, repo: Path) -> Path:
-    """The database file of a ``sqlite:///`` URL: three slashes relative to the repository
-    root, four slashes absolute (SQLAlchemy's convention)."""
-    if not url.startswith("sqlite:///"):
-        raise SettingsError(f"not a sqlite registry URL: {url}")
-    rest = url[len("sqlite:///") :]
-    if not rest:
-        raise SettingsError(f"{url}: no database path")
-    path = Path(rest)
-    return path if path.is_absolute() else repo / path

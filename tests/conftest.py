@@ -147,3 +147,53 @@ def started() -> Iterator[list[Any]]:
     yield running
     for process in running:
         process.kill()
+
+
+# -- markers: choose tests by what they need (pyproject.toml registers them) ----------------
+
+# Fixtures that mean a test needs a real service.
+_SERVICE_FIXTURES = {"docker_env": "docker", "emulator": "azure", "workspace": "azure"}
+# Modules whose every test starts real services or many processes.
+_MODULE_MARKS = {
+    "test_azureml_cli": ("azure", "slow"),
+    "test_azureml_faults": ("azure", "slow"),
+    "test_emulator": ("azure",),
+    "test_builds": ("docker", "slow"),
+    "test_drift_builds": ("docker", "slow"),
+    "test_crash": ("slow",),
+    "test_concurrency": ("slow",),
+    "test_faults": ("slow",),
+    "test_hostile": ("slow",),
+    "test_properties": ("slow",),
+    "test_incremental": ("slow",),
+    "test_watch": ("slow",),
+    "test_reconcile_loop": ("slow",),
+    "test_corpus": ("slow",),
+    "test_bootstrap": ("slow",),
+    "test_release": ("slow",),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        marks = {mark for fixture, mark in _SERVICE_FIXTURES.items() if fixture in names}
+        module = item.module.__name__.rpartition(".")[2] if item.module else ""
+        marks.update(_MODULE_MARKS.get(module, ()))
+        if marks & {"docker", "azure", "browser"}:
+            marks.add("slow")  # a service to start is never the fast path
+        for mark in sorted(marks):
+            item.add_marker(getattr(pytest.mark, mark))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI every test runs: a skipped test fails the run (a missing service, a missing
+    corpus), so that nothing goes untested unnoticed."""
+    if not os.environ.get("CI"):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter is not None else 0
+    if skipped and session.exitstatus == 0:
+        if reporter is not None:
+            reporter.write_line(f"error: {skipped} test(s) skipped; in CI every test must run")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.adapters.sqlite_registry import WRITE_DELAY_VARIABLE
-from reconciler.core.model import (
+from reconciler.core.spec.model import (
     STAMP_CONTENT_DIGEST,
     STAMP_MANAGED_BY,
     STAMP_OWNER,

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.core import desired as desired_module
-from reconciler.engine import Engine
+from reconciler.core.desired import load as desired_module
+from reconciler.engine import plan as plan_verb
 from tests.conftest import CONDA, Cli, GitRepo, conda_env, image_env
 
 
@@ -32,7 +32,7 @@ def test_unchanged_plan_is_answered_from_the_plan_cache(
     cli("apply")
     repo.age()
     first = cli.json("plan")
-    forbid(monkeypatch, Engine, "_read")
+    forbid(monkeypatch, plan_verb, "read")
     assert cli.json("plan") == first
 
 
@@ -42,7 +42,7 @@ def test_fresh_files_are_not_trusted_by_the_plan_cache(
     seed(repo)
     cli("apply")
     cli.json("plan")  # files written just now: this plan is not cached
-    forbid(monkeypatch, Engine, "_read")
+    forbid(monkeypatch, plan_verb, "read")
     with pytest.raises(AssertionError, match="cache missed"):
         cli.json("plan")
 
@@ -53,7 +53,7 @@ def test_ref_plans_are_cached_by_commit(
     seed(repo)
     cli("apply")
     first = cli.json("plan", "--ref", "HEAD")
-    forbid(monkeypatch, Engine, "_read")
+    forbid(monkeypatch, plan_verb, "read")
     assert cli.json("plan", "--ref", "HEAD") == first
 
 
@@ -64,7 +64,7 @@ def test_parse_cache_survives_a_registry_change(
     cli("apply")
     cli("plan")
     from reconciler.adapters.sqlite_registry import SqliteRegistry
-    from reconciler.core.plan import VersionWrite
+    from reconciler.core.spec.model import VersionWrite
 
     SqliteRegistry(repo.registry_db).put_version(
         "hand", "1", VersionWrite({"image": "x"}, "", None, {})

@@ -23,10 +23,12 @@ import pytest
 import yaml
 
 from reconciler.adapters.gitsource import DirectorySnapshot
-from reconciler.core.desired import DesiredState, LoadMemo, Selection, load_desired
-from reconciler.core.diagnostics import Diagnostic, Severity
-from reconciler.core.model import RegistryState
-from reconciler.core.plan import Action, make_plan
+from reconciler.core.desired.load import Selection, load_desired
+from reconciler.core.desired.types import DesiredState, LoadMemo
+from reconciler.core.plan.planner import make_plan
+from reconciler.core.plan.types import Action
+from reconciler.core.spec.diagnostics import Diagnostic, Severity
+from reconciler.core.spec.model import RegistryState
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 MANIFEST = CORPUS / "MANIFEST.tsv"

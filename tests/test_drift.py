@@ -15,8 +15,8 @@ import jsonschema
 import pytest
 
 from reconciler.adapters.sqlite_registry import SqliteRegistry
-from reconciler.core.digest import build_content, content_digest
-from reconciler.core.plan import VersionWrite
+from reconciler.core.spec.digest import build_content, content_digest
+from reconciler.core.spec.model import VersionWrite
 from reconciler.render.markdown import GITHUB_LIMIT, MARKER
 from tests.conftest import Cli, GitRepo, image_env
 
@@ -327,6 +327,7 @@ def test_markdown_stays_under_githubs_limit_with_5000_environments(repo: GitRepo
     assert "env-0000" in markdown  # what fits is shown
 
 
+@pytest.mark.browser
 def test_html_report_in_headless_chromium(repo: GitRepo, cli: Cli) -> None:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:

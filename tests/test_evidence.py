@@ -11,9 +11,9 @@ from typing import Any
 import jsonschema
 
 from reconciler.adapters.sqlite_registry import SqliteRegistry
-from reconciler.core.build import BuildRecord, BuildStatus
-from reconciler.core.digest import build_content, content_digest
-from reconciler.core.plan import VersionWrite
+from reconciler.core.build.jobs import BuildRecord, BuildStatus
+from reconciler.core.spec.digest import build_content, content_digest
+from reconciler.core.spec.model import VersionWrite
 from tests.conftest import Cli, GitRepo, image_env
 
 IMAGE_DIGEST = "sha256:" + "ab" * 32

@@ -16,9 +16,12 @@ import pytest
 from reconciler.adapters.gitsource import GitSource, WorkTreeSnapshot
 from reconciler.adapters.sqlite_registry import SqliteRegistry
 from reconciler.adapters.worktree_index import TreeIndex
-from reconciler.core.options import PlanOptions
-from reconciler.core.selection import Selection
-from reconciler.engine import ApplyRefused, Engine, MemoStore
+from reconciler.core.desired.selection import Selection
+from reconciler.core.plan.options import PlanOptions
+from reconciler.engine import ApplyRefused, Engine
+from reconciler.engine.plan import make
+from reconciler.engine.read import read
+from reconciler.ports import NoCache
 from reconciler.watch.memory import keep_in_memory
 from tests.conftest import CONDA, GitRepo
 
@@ -180,11 +183,11 @@ def engines(repo: GitRepo, racy: float) -> tuple[Engine, Engine]:
     db.parent.mkdir(exist_ok=True)
     (db.parent / ".gitignore").write_text("*\n")  # as the command line makes it
     kept = keep_in_memory(
-        Engine(GitSource(repo.root), SqliteRegistry(db), selection, options, MemoStore())
+        Engine(GitSource(repo.root), SqliteRegistry(db), selection, options, NoCache())
     )
     assert isinstance(kept.source, GitSource)
     kept.source._kept = TreeIndex(repo.root, racy_seconds=racy)
-    fresh = Engine(GitSource(repo.root), SqliteRegistry(db), selection, options, MemoStore())
+    fresh = Engine(GitSource(repo.root), SqliteRegistry(db), selection, options, NoCache())
     return kept, fresh
 
 
@@ -195,13 +198,13 @@ def listing(engine: Engine) -> list[tuple[str, str, str]]:
 
 def compare(kept: Engine, fresh: Engine, what: str) -> None:
     assert listing(kept) == listing(fresh), what
-    ours, _ = kept._read(None)
-    theirs, _ = fresh._read(None)
+    ours, _ = read(kept, None)
+    theirs, _ = read(fresh, None)
     assert ours.environments == theirs.environments, what
     assert ours.diagnostics == theirs.diagnostics, what
     assert (ours.references, ours.candidates) == (theirs.references, theirs.candidates), what
     state = kept.registry.read_state()
-    assert kept._make_plan(ours, state, None) == fresh._make_plan(theirs, state, None), what
+    assert make(kept, ours, state, None) == make(fresh, theirs, state, None), what
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -9,7 +9,7 @@ from typing import Any
 
 import jsonschema
 
-from reconciler.core.package_diff import content_diff
+from reconciler.core.governance.package_diff import content_diff
 from tests.conftest import Cli, GitRepo
 
 CONDA_V1 = """channels:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.core.desired import DesiredEnvironment, DesiredState, Selection
-from reconciler.core.digest import build_content, content_digest
-from reconciler.core.model import (
+from reconciler.core.desired.load import Selection
+from reconciler.core.desired.types import DesiredEnvironment, DesiredState
+from reconciler.core.plan.environment import stamps
+from reconciler.core.plan.options import PlanOptions
+from reconciler.core.plan.planner import make_plan
+from reconciler.core.spec.digest import build_content, content_digest
+from reconciler.core.spec.model import (
     STAMP_ARCHIVED,
     STAMP_METADATA_DIGEST,
     RegisteredContainer,
     RegisteredVersion,
     RegistryState,
 )
-from reconciler.core.plan import PlanOptions, make_plan, stamps
 
 
 def content(image: str) -> dict[str, Any]:
@@ -43,7 +46,7 @@ def desired(
 
 
 def state(*envs: DesiredEnvironment, errors: bool = False) -> DesiredState:
-    from reconciler.core import diagnostics as diag
+    from reconciler.core.spec import diagnostics as diag
 
     found = [diag.error("schema", "broken", "environments/x.yml")] if errors else []
     return DesiredState({e.name: e for e in envs}, found, "c0ffee", "working tree")
@@ -153,10 +156,10 @@ def test_version_archived_by_hand_is_drift_until_self_heal() -> None:
     plan = make_plan(state(env), actual, SEL)
     assert plan_actions(plan) == []
     assert [(c.action.value, c.version) for c in plan.drift] == [("restore", "1")]
-    assert "outside git" in plan.drift[0].reason
+    assert "outside git" in plan.drift[0].why
     healed = make_plan(state(env), actual, SEL, PlanOptions(self_heal=True))
     assert plan_actions(healed) == [("restore", "a", "1")]
-    assert healed.changes[0].reason.startswith("self-heal: ")
+    assert healed.changes[0].why.startswith("self-heal: ")
 
 
 def test_archive_stamp_tells_git_removal_from_hand_archive() -> None:
@@ -217,7 +220,7 @@ def test_hand_edit_is_drift_and_git_edit_wins_over_it() -> None:
     moved_on = desired("a", tags={"team": "git"})
     plan = make_plan(state(moved_on), registry(RegisteredContainer("a", False, (edited,))), SEL)
     assert plan_actions(plan) == [("update_metadata", "a", "1")]
-    assert "overwrites an edit" in plan.changes[0].reason
+    assert "overwrites an edit" in plan.changes[0].why
 
 
 def test_unmanaged_equal_content_is_adopted() -> None:
@@ -228,7 +231,7 @@ def test_unmanaged_equal_content_is_adopted() -> None:
         SEL,
     )
     assert plan_actions(plan) == [("update_metadata", "a", "1")]
-    assert plan.changes[0].reason.startswith("adopt")
+    assert plan.changes[0].why.startswith("adopt")
     write = plan.changes[0].write
     assert write is not None and STAMP_METADATA_DIGEST in write.tags
 

@@ -12,8 +12,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from reconciler.core.desired import DesiredEnvironment
-from reconciler.core.policy import PolicyError, evaluate, parse_policy
+from reconciler.core.desired.types import DesiredEnvironment
+from reconciler.core.governance.policy import PolicyError, evaluate, parse_policy
 from reconciler.render.markdown import PLAN_MARKER
 from tests.conftest import Cli, GitRepo
 

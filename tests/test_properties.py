@@ -19,9 +19,14 @@ from hypothesis import strategies as st
 
 from reconciler.adapters.gitsource import DirectorySnapshot
 from reconciler.adapters.sqlite_registry import SqliteRegistry
-from reconciler.core.desired import DesiredEnvironment, DesiredState, LoadMemo, load_desired
-from reconciler.core.digest import build_content, content_digest
-from reconciler.core.model import (
+from reconciler.core.desired.load import load_desired
+from reconciler.core.desired.selection import Selection
+from reconciler.core.desired.types import DesiredEnvironment, DesiredState, LoadMemo
+from reconciler.core.plan.options import PlanOptions
+from reconciler.core.plan.planner import make_plan
+from reconciler.core.plan.types import Action, Plan
+from reconciler.core.spec.digest import build_content, content_digest
+from reconciler.core.spec.model import (
     MANAGED_BY,
     STAMP_CONTENT_DIGEST,
     STAMP_MANAGED_BY,
@@ -30,12 +35,11 @@ from reconciler.core.model import (
     STAMP_SOURCE_COMMIT,
     STAMP_SOURCE_PATH,
     RegistryState,
+    VersionWrite,
     metadata_digest,
 )
-from reconciler.core.options import PlanOptions
-from reconciler.core.plan import Action, Plan, VersionWrite, make_plan
-from reconciler.core.selection import Selection
 from reconciler.engine import Engine
+from reconciler.engine.apply import apply_plan
 from reconciler.ports import Source
 
 BOUNDED = settings(
@@ -171,7 +175,7 @@ def seed_registry(registry: SqliteRegistry, seeds: list[SeedContainer]) -> None:
 def apply(registry: SqliteRegistry, plan: Plan) -> None:
     """The engine's own apply loop (the source is not used by it)."""
     engine = Engine(cast(Source, None), registry, Selection())
-    outcome = engine._apply_plan(plan)
+    outcome = apply_plan(engine, plan)
     assert not outcome.failed, outcome.failed
 
 
@@ -217,7 +221,7 @@ def test_planning_after_apply_finds_nothing_to_do_and_nothing_is_lost(
         assert set(before.containers) <= set(after.containers)
         again = make_plan(desired, after, Selection(), options)
         assert not again.has_errors, again.diagnostics
-        assert again.changes == (), [(c.name, c.action, c.reason) for c in again.changes]
+        assert again.changes == (), [(c.name, c.action, c.why) for c in again.changes]
         # changes made in the registry outside git stay (reported as drift) unless
         # self-heal repairs them
         drifting = {c.name for c in again.drift}

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.adapters.sqlite_registry import SqliteRegistry
-from reconciler.core.model import RegisteredContainer
-from reconciler.core.plan import VersionWrite
+from reconciler.core.spec.model import RegisteredContainer, VersionWrite
 from tests.conftest import CONDA, Cli, GitRepo, conda_env, image_env
 
 DOCKERFILE = "FROM busybox:1.36\nCOPY requirements.txt /r.txt\n"
@@ -412,9 +411,10 @@ def test_unmanaged_environments_are_never_archived(repo: GitRepo, cli: Cli) -> N
 
 def test_interrupted_apply_converges_without_duplicates(repo: GitRepo, cli: Cli) -> None:
     from reconciler.adapters.gitsource import GitSource
-    from reconciler.core.desired import Selection
-    from reconciler.core.options import PlanOptions
+    from reconciler.core.desired.load import Selection
+    from reconciler.core.plan.options import PlanOptions
     from reconciler.engine import Engine
+    from reconciler.engine.apply import execute
 
     seed(repo)
     reg = registry(repo)
@@ -422,7 +422,7 @@ def test_interrupted_apply_converges_without_duplicates(repo: GitRepo, cli: Cli)
     engine = Engine(source, reg, Selection(), PlanOptions(owner=source.default_owner()))
     plan = engine.plan()
     for change in plan.changes[:2]:  # a run killed after two writes
-        engine._execute(change)
+        execute(engine.registry, change)
     reg.close()
     assert cli("apply")[0] == 0
     state = registry(repo).read_state()

@@ -14,7 +14,7 @@ from typing import Any
 
 from reconciler.adapters.locking import file_lock
 from reconciler.adapters.sqlite_registry import SqliteRegistry
-from reconciler.core.plan import VersionWrite
+from reconciler.core.spec.model import VersionWrite
 from tests.conftest import GitRepo, image_env
 from tests.processes import Running, reconciler_env, wait_for
 

@@ -13,10 +13,14 @@ import pytest
 from reconciler.adapters.azureml import AzureMLRegistry
 from reconciler.adapters.azureml_errors import RetryPolicy
 from reconciler.adapters.sqlite_registry import SqliteRegistry
-from reconciler.core.build import BuildRecord, BuildStatus
-from reconciler.core.digest import build_content, content_digest
-from reconciler.core.model import STAMP_CONTENT_DIGEST, STAMP_MANAGED_BY, metadata_digest
-from reconciler.core.plan import VersionWrite
+from reconciler.core.build.jobs import BuildRecord, BuildStatus
+from reconciler.core.spec.digest import build_content, content_digest
+from reconciler.core.spec.model import (
+    STAMP_CONTENT_DIGEST,
+    STAMP_MANAGED_BY,
+    VersionWrite,
+    metadata_digest,
+)
 from reconciler.ports import NotFound, Registry, RegistryError, VersionConflict
 from tests.azure_support import Workspace
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.adapters.sqlite_registry import SqliteRegistry
-from reconciler.core.model import STAMP_ARCHIVED
+from reconciler.core.spec.model import STAMP_ARCHIVED
 from tests.conftest import Cli, GitRepo, image_env
 
 

@@ -7,7 +7,7 @@ import time
 
 from reconciler.adapters.locking import file_lock
 from reconciler.adapters.sqlite_registry import SqliteRegistry
-from reconciler.core.model import RegisteredVersion
+from reconciler.core.spec.model import RegisteredVersion
 from tests.conftest import GitRepo, image_env
 from tests.processes import Running, wait_for
 

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.adapters.sqlite_registry import SqliteRegistry
-from reconciler.core.cycle import CycleResult, Outcome
-from reconciler.core.model import RegistryState
-from reconciler.core.plan import VersionWrite
+from reconciler.core.reconcile_pass import CycleResult, Outcome
+from reconciler.core.spec.model import RegistryState, VersionWrite
 from reconciler.render.cycle import format_cycle
 from reconciler.watch.control import Backoff, parse_duration
 from reconciler.watch.memory import KeptState

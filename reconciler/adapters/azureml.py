@@ -58,9 +58,14 @@ if TYPE_CHECKING:
     from azure.ai.ml import MLClient
     from azure.ai.ml.entities import Environment
 
-    from reconciler.core.build import BuildRecord
-    from reconciler.core.model import RegisteredContainer, RegisteredVersion, RegistryState
-    from reconciler.core.plan import VersionWrite
+    from reconciler.core.build.jobs import BuildRecord
+    from reconciler.core.spec.model import (
+        RegisteredContainer,
+        RegisteredVersion,
+        RegistryState,
+        VersionWrite,
+    )
+    from reconciler.core.spec.registry_url import RegistryURL
 
 T = TypeVar("T")
 BlobReader = Callable[[str], bytes]
@@ -93,7 +98,7 @@ class ReadReport:
 class AzureMLRegistry:
     def __init__(
         self,
-        url: str,
+        url: str | RegistryURL,
         lock_dir: Path,
         read_blob: BlobReader | None = None,
         retry: RetryPolicy | None = None,
@@ -108,7 +113,7 @@ class AzureMLRegistry:
             raise RegistryError(
                 f"{url}: the Azure ML backend needs azure-ai-ml: pip install 'reconciler[azure]'"
             )
-        self.url = url
+        self.url = str(url)
         self.target: AzureTarget = parse_registry_url(url)
         self._lock_dir = lock_dir
         self._read_blob = read_blob
@@ -121,7 +126,9 @@ class AzureMLRegistry:
         self.throttle = Throttle()
         self.rest = RestSession(self.target, self.concurrency + 4)
         self._store = (
-            ObservationStore(state_dir, url, resource_manager()) if state_dir is not None else None
+            ObservationStore(state_dir, self.url, resource_manager())
+            if state_dir is not None
+            else None
         )
         if lock not in LOCK_KINDS:
             raise RegistryError(f"azureml_lock: expected one of {', '.join(LOCK_KINDS)}")
@@ -241,7 +248,7 @@ class AzureMLRegistry:
             return self._observations
 
     def read_state(self) -> RegistryState:
-        from reconciler.core.model import RegisteredContainer, RegistryState
+        from reconciler.core.spec.model import RegisteredContainer, RegistryState
 
         before = self._requests
         views = {v.name: v for v in self._container_views()}
@@ -280,7 +287,7 @@ class AzureMLRegistry:
         return RegistryState(containers, None)
 
     def get_container(self, name: str) -> RegisteredContainer | None:
-        from reconciler.core.model import RegisteredContainer
+        from reconciler.core.spec.model import RegisteredContainer
 
         found = self._optional_json(f"get {name}", name)
         if found is None:

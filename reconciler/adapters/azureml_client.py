@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from reconciler.core.spec.registry_url import AZUREML_FORMS, BadRegistryURL, RegistryURL
+from reconciler.core.spec.registry_url import parse_registry_url as parse_url
 from reconciler.ports import RegistryError
 
 if TYPE_CHECKING:
@@ -27,41 +27,21 @@ if TYPE_CHECKING:
 
 ENDPOINT_VARIABLE = "RECONCILER_AZUREML_ENDPOINT"
 TOKEN_VARIABLE = "RECONCILER_AZUREML_TOKEN"
-_WORKSPACE = re.compile(
-    r"^azureml://subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
-    r"/workspaces/(?P<ws>[^/]+)/?$",
-    re.IGNORECASE,
-)
-_REGISTRY = re.compile(r"^azureml://registries/(?P<name>[^/]+)/?$", re.IGNORECASE)
+# A workspace (subscription, resource group, workspace) or a registry (name).
+AzureTarget = RegistryURL
 
 
-@dataclass(frozen=True)
-class AzureTarget:
-    """A workspace (subscription, resource group, workspace) or a registry (name)."""
-
-    url: str
-    subscription: str | None = None
-    resource_group: str | None = None
-    workspace: str | None = None
-    registry: str | None = None
-
-    @property
-    def key(self) -> str:
-        """A stable, file-name-safe identity (for the local lock)."""
-        return hashlib.sha256(self.url.lower().rstrip("/").encode()).hexdigest()[:16]
-
-
-def parse_registry_url(url: str) -> AzureTarget:
-    found = _WORKSPACE.match(url)
-    if found:
-        return AzureTarget(url, found["sub"], found["rg"], found["ws"])
-    found = _REGISTRY.match(url)
-    if found:
-        return AzureTarget(url, registry=found["name"])
-    raise RegistryError(
-        f"{url}: expected azureml://subscriptions/<sub>/resourceGroups/<rg>/workspaces/<ws> "
-        "or azureml://registries/<name>"
-    )
+def parse_registry_url(url: str | RegistryURL) -> RegistryURL:
+    if isinstance(url, RegistryURL):
+        parsed = url
+    else:
+        try:
+            parsed = parse_url(url)
+        except BadRegistryURL as exc:
+            raise RegistryError(str(exc)) from None
+    if parsed.kind != "azureml":
+        raise RegistryError(f"{url}: {AZUREML_FORMS}")
+    return parsed
 
 
 class StaticToken:

@@ -21,14 +21,14 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.core.build import BuildRecord, BuildStatus
-from reconciler.core.digest import DIGEST_FORMAT, build_content, content_digest
-from reconciler.core.model import RegisteredVersion
+from reconciler.core.build.jobs import BuildRecord, BuildStatus
+from reconciler.core.spec.digest import DIGEST_FORMAT, build_content, content_digest
+from reconciler.core.spec.model import RegisteredVersion
 
 if TYPE_CHECKING:
     from azure.ai.ml.entities import Environment
 
-    from reconciler.core.plan import VersionWrite
+    from reconciler.core.spec.model import VersionWrite
 
 BUILD_TAG_PREFIX = "reconciler.build."
 BUILD_RECORD_TAG = BUILD_TAG_PREFIX + "record"

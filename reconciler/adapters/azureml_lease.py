@@ -26,12 +26,27 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 from reconciler.ports import LockTimeout, RegistryError
 
-if TYPE_CHECKING:
-    from reconciler.adapters.azureml import AzureMLRegistry
+T = TypeVar("T")
+
+
+class AzureMLRegistry(Protocol):
+    """What the lease needs of the Azure ML registry (adapters/azureml.py imports this
+    module, so it is described here rather than imported)."""
+
+    url: str
+
+    @property
+    def target(self) -> Any: ...
+
+    @property
+    def client(self) -> Any: ...
+
+    def _call(self, function: Callable[[], T], what: str) -> T: ...
+
 
 LEASE_SECONDS = 60  # the longest fixed lease storage grants
 RENEW_EVERY = 15.0

@@ -30,7 +30,7 @@ from reconciler.adapters.azureml_wire import (
     version_from_dict,
     version_to_dict,
 )
-from reconciler.core.model import RegisteredVersion
+from reconciler.core.spec.model import RegisteredVersion
 
 FORMAT = 1
 

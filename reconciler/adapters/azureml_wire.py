@@ -17,8 +17,8 @@ from typing import Any
 import yaml
 
 from reconciler.adapters.azureml_content import LOCAL_UPLOAD_MARKER, ROUTES
-from reconciler.core.digest import build_content, content_digest
-from reconciler.core.model import RegisteredVersion
+from reconciler.core.spec.digest import build_content, content_digest
+from reconciler.core.spec.model import RegisteredVersion
 
 # liveness_route -> livenessRoute, as the REST API spells them
 _ROUTE_KEYS = {name: name.split("_")[0] + "Route" for name in ROUTES}

@@ -1,7 +1,13 @@
-"""On-disk caches under ``.reconciler/cache``: parse results by blob id, and the last plan.
+"""The caches, all behind the Cache port: pure accelerators, deleting any changes nothing
+but speed.
 
-Both are pure accelerators: deleting the directory changes nothing but speed. Writes are
-atomic (temporary file + rename) so a killed process never leaves a torn cache.
+- ``DiskCache``: under ``.reconciler/cache``, parse results by blob id and the last plan
+  of each slot. Writes are atomic (temporary file + rename) so a killed process never
+  leaves a torn cache.
+- ``KeptCache``: a long-running reconciler's, in memory: the parse memo, resolved
+  environments and per-environment plans (each a lookup keyed by its inputs).
+- ``KeptState``: a Registry that answers reads from memory while the registry's state
+  token says nothing changed, patched by its own writes.
 """
 
 from __future__ import annotations
@@ -11,6 +17,9 @@ import hashlib
 import json
 import marshal
 import os
+import time
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +27,19 @@ import reconciler.core
 from reconciler import __version__
 
 if TYPE_CHECKING:
-    from reconciler.core.desired import LoadMemo
+    from reconciler.core.build.jobs import BuildRecord
+    from reconciler.core.desired.memo import ResolveMemo
+    from reconciler.core.desired.types import LoadMemo
+    from reconciler.core.plan.memo import PlanMemo
+    from reconciler.core.spec.model import (
+        RegisteredContainer,
+        RegisteredVersion,
+        RegistryState,
+        VersionWrite,
+    )
+    from reconciler.ports import Cache, Registry
+
+MEMO_SAVE_SECONDS = 30.0
 
 _MEMO_FILE = "parsed.marshal"
 
@@ -59,7 +80,7 @@ class DiskCache:
         return self._revision
 
     def load_memo(self) -> LoadMemo:
-        from reconciler.core.desired import LoadMemo
+        from reconciler.core.desired.types import LoadMemo
 
         try:
             raw = (self.directory / _MEMO_FILE).read_bytes()
@@ -101,7 +122,146 @@ class DiskCache:
             return None
         return data
 
+    def kept_memos(self) -> tuple[ResolveMemo, PlanMemo] | None:
+        return None  # nothing is held between processes but what is on disk
+
     def save_plan(self, slot: str, entry: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
             payload = dict(entry, revision=self.revision)
             _atomic_write(self._plan_path(slot), json.dumps(payload).encode())
+
+
+# -- kept in memory between the reconciles of one process -----------------------------
+
+
+class KeptCache:
+    """A long-running reconciler's Cache: the parse memo held in memory, written to the
+    disk cache now and then and on close, not after every reconcile (rewriting every
+    entry of a big repository costs more than the reconcile itself)."""
+
+    def __init__(self, disk: Cache) -> None:
+        from reconciler.core.desired.memo import ResolveMemo
+        from reconciler.core.plan.memo import PlanMemo
+
+        self.disk = disk
+        self._memo: LoadMemo | None = None
+        self._saved = time.monotonic()
+        self._kept = (ResolveMemo(), PlanMemo())
+
+    def kept_memos(self) -> tuple[ResolveMemo, PlanMemo]:
+        return self._kept
+
+    def load_memo(self) -> LoadMemo:
+        if self._memo is None:
+            self._memo = self.disk.load_memo()
+        return self._memo
+
+    def save_memo(self, memo: LoadMemo) -> None:
+        if memo.changed and time.monotonic() - self._saved >= MEMO_SAVE_SECONDS:
+            self.flush()
+
+    def load_plan(self, slot: str) -> dict[str, Any] | None:
+        return self.disk.load_plan(slot)
+
+    def save_plan(self, slot: str, entry: dict[str, Any]) -> None:
+        self.disk.save_plan(slot, entry)
+
+    def flush(self) -> None:
+        if self._memo is not None and self._memo.changed:
+            self.disk.save_memo(self._memo)
+            self._memo.changed = False
+        self._saved = time.monotonic()
+
+
+class KeptState:
+    """A Registry that answers read_state from memory while the state token is unchanged,
+    and patches that memory with what its own writes return."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.inner = registry
+        self.url = registry.url
+        self._state: RegistryState | None = None
+
+    def read_state(self) -> RegistryState:
+        token = self.inner.state_token()
+        if token is not None and self._state is not None and self._state.token == token:
+            return self._state
+        self._state = self.inner.read_state()
+        return self._state
+
+    def _patched(self, state: RegistryState | None, valid: bool) -> None:
+        """After a write of ours: keep ``state`` if memory was current before it."""
+        self._state = None
+        if valid and state is not None:
+            self._state = replace(state, token=self.inner.state_token())
+
+    def _current(self) -> RegistryState | None:
+        state = self._state
+        if state is None or state.token is None or state.token != self.inner.state_token():
+            return None
+        return state
+
+    def put_version(self, name: str, version: str, write: VersionWrite) -> RegisteredVersion:
+        from reconciler.core.spec.model import RegisteredContainer
+
+        state = self._current()
+        written = self.inner.put_version(name, version, write)
+        if state is None:
+            self._state = None
+            return written
+        containers = dict(state.containers)
+        old = containers.get(name)
+        if old is None:
+            containers[name] = RegisteredContainer(name, False, (written,))
+        elif old.get(version) is not None:
+            versions = tuple(written if v.version == version else v for v in old.versions)
+            containers[name] = replace(old, versions=versions)
+        else:
+            containers[name] = replace(old, versions=(*old.versions, written))
+        self._patched(replace(state, containers=containers), True)
+        return written
+
+    def set_container_archived(self, name: str, archived: bool) -> None:
+        self._state = None  # rare: the next read is a full one
+        self.inner.set_container_archived(name, archived)
+
+    def set_version_archived(self, name: str, version: str, archived: bool) -> None:
+        self._state = None
+        self.inner.set_version_archived(name, version, archived)
+
+    def set_build_record(self, record: BuildRecord) -> None:
+        state = self._current()
+        self.inner.set_build_record(record)
+        self._patched(state, state is not None)  # records are not part of the state
+
+    # -- everything else as is -------------------------------------------------------
+
+    def state_token(self) -> str | None:
+        return self.inner.state_token()
+
+    def get_container(self, name: str) -> RegisteredContainer | None:
+        return self.inner.get_container(name)
+
+    def get_version(self, name: str, version: str) -> RegisteredVersion | None:
+        return self.inner.get_version(name, version)
+
+    def build_records(self) -> dict[tuple[str, str], BuildRecord]:
+        return self.inner.build_records()
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        return self.inner.history(name)
+
+    def lock(self, timeout: float) -> contextlib.AbstractContextManager[None]:
+        return self.inner.lock(timeout)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        try:
+            with self.inner.batch():
+                yield
+        except BaseException:
+            self._state = None  # rolled back: what memory was patched with never happened
+            raise
+
+    def close(self) -> None:
+        self.inner.close()

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from reconciler.adapters.oci import OciRegistry
-from reconciler.core.build import CONDA_FILE_IN_CONTEXT, BuildJob, image_repository
-from reconciler.core.snapshot import EXECUTABLE_MODE, SYMLINK_MODE
+from reconciler.core.build.jobs import CONDA_FILE_IN_CONTEXT, BuildJob, image_repository
+from reconciler.core.desired.snapshot import EXECUTABLE_MODE, SYMLINK_MODE
 from reconciler.ports import BuildError, BuilderUnavailable
 
 

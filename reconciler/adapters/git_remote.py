@@ -9,7 +9,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.core.secrets import mask_text
+from reconciler.core.spec.secrets import mask_text
 from reconciler.ports import SourceError
 
 FETCH_TIMEOUT = 120.0

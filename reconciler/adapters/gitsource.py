@@ -10,237 +10,29 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
-import stat
 import subprocess
 import time
-from bisect import bisect_left
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from reconciler.core.snapshot import EXECUTABLE_MODE, SYMLINK_MODE, FileEntry
+from reconciler.adapters.worktree import (
+    RACY_SECONDS,
+    SKIP_DIRS,
+    DiskReads,
+    Listing,
+    WorkTreeSnapshot,
+    disk_entry,
+    head,
+    normalize_remote,
+    run_git,
+    run_git_many,
+)
+from reconciler.core.desired.snapshot import FileEntry
 from reconciler.ports import SourceError
 
-_SKIP_DIRS = frozenset({".git", ".reconciler"})
 
-
-def blob_id(content: bytes) -> str:
-    """The id git gives this content as a blob."""
-    header = f"blob {len(content)}\0".encode()
-    return hashlib.sha1(header + content, usedforsecurity=False).hexdigest()
-
-
-def _git(root: Path, *args: str) -> bytes:
-    try:
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, check=False)
-    except FileNotFoundError as exc:
-        raise SourceError("git is not installed") from exc
-    if done.returncode != 0:
-        message = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise SourceError(f"git {' '.join(args)}: {message[-1] if message else 'failed'}")
-    return done.stdout
-
-
-def _git_many(root: Path, *commands: tuple[str, ...]) -> list[bytes]:
-    """Run several read-only git commands at once (they are independent)."""
-    try:
-        running = [
-            subprocess.Popen(
-                ["git", *args], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-            )
-            for args in commands
-        ]
-    except FileNotFoundError as exc:
-        raise SourceError("git is not installed") from exc
-    outputs = []
-    for args, process in zip(commands, running, strict=True):
-        out, err = process.communicate()
-        if process.returncode != 0:
-            message = err.decode("utf-8", "replace").strip().splitlines()
-            raise SourceError(f"git {' '.join(args)}: {message[-1] if message else 'failed'}")
-        outputs.append(out)
-    return outputs
-
-
-# A file changed less than this long ago may change again within the same timestamp tick
-# (git's "racy clean" problem): a fingerprint that includes one is not trusted.
-RACY_SECONDS = 2.0
-
-
-def normalize_remote(url: str) -> str:
-    """`https://user:token@Host/org/repo.git` and `git@host:org/repo` -> `host/org/repo`."""
-    text = url.strip()
-    _, sep, rest = text.partition("://")
-    if not sep:
-        rest = text
-        if ":" in rest and "@" in rest.split(":", 1)[0]:  # scp-like git@host:org/repo
-            rest = rest.replace(":", "/", 1)
-    rest = rest.rsplit("@", 1)[-1] if "@" in rest.split("/", 1)[0] else rest
-    host, _, path = rest.partition("/")
-    return f"{host.lower()}/{path}".removesuffix("/").removesuffix(".git")
-
-
-def find_repo_root(start: Path) -> Path | None:
-    try:
-        out = _git(start, "rev-parse", "--show-toplevel")
-    except SourceError:
-        return None
-    return Path(out.decode().strip())
-
-
-class _Listing:
-    """Sorted paths with prefix queries; shared by every snapshot kind."""
-
-    def __init__(self, entries: dict[str, Any]) -> None:
-        self._entries = entries
-        self._sorted = sorted(entries)
-
-    def paths_under(self, directory: str) -> list[str]:
-        if not directory:
-            return list(self._sorted)
-        prefix = directory.rstrip("/") + "/"
-        start = bisect_left(self._sorted, prefix)
-        out = []
-        for path in self._sorted[start:]:
-            if not path.startswith(prefix):
-                break
-            out.append(path)
-        return out
-
-
-def _inside(root: Path, path: str) -> bool:
-    """No directory on the way to ``path`` is a symlink (lstat of the file itself would
-    follow a symlinked parent out of the repository)."""
-    parent = posixpath.dirname(path)
-    if not parent:
-        return True
-    expected = os.path.join(os.path.realpath(root), parent)
-    return os.path.realpath(root / parent) == expected
-
-
-def _disk_entry(root: Path, path: str, hasher: Any = None) -> FileEntry | None:
-    full = root / path
-    if not _inside(root, path):
-        return None  # reached through a symlinked directory: not a file of this tree
-    try:
-        info = full.lstat()
-    except OSError:
-        return None
-    if stat.S_ISLNK(info.st_mode):
-        return FileEntry(path, blob_id(os.readlink(full).encode()), SYMLINK_MODE)
-    if not stat.S_ISREG(info.st_mode):
-        return None
-    mode = EXECUTABLE_MODE if info.st_mode & 0o111 else "100644"
-    blob = hasher(path) if hasher is not None else blob_id(full.read_bytes())
-    return FileEntry(path, blob, mode)
-
-
-class _DiskReads:
-    root: Path
-
-    def prefetch(self, entries: list[FileEntry]) -> None:
-        return None  # reading a file from disk on demand is as fast as it gets
-
-    def read(self, entry: FileEntry) -> bytes:
-        full = self.root / entry.path
-        try:
-            if entry.is_symlink:
-                return os.readlink(full).encode()
-            return full.read_bytes()
-        except OSError as exc:
-            raise SourceError(f"cannot read {entry.path}: {exc.strerror}") from exc
-
-
-class WorkTreeSnapshot(_DiskReads):
-    """The files on disk in a git working tree (tracked, modified and untracked)."""
-
-    def __init__(self, root: Path, commit: str | None) -> None:
-        self.root = root
-        self.label = "working tree"
-        self.commit = commit
-        self._listing: _Listing | None = None
-        self._known: dict[str, FileEntry | None] = {}
-        self._dirty: set[str] = set()
-        self._untracked: set[str] = set()
-        self._uses_filters: bool | None = None
-
-    def _git_hasher(self) -> Any:
-        """With eol conversion or clean filters, only git knows the blob id a modified
-        file will have once committed; without them, hashing here is the same and faster."""
-        if self._uses_filters is None:
-            attributes = any(p.endswith(".gitattributes") for p in self._known)
-            try:
-                autocrlf = _git(self.root, "config", "--get", "core.autocrlf").strip()
-            except SourceError:
-                autocrlf = b""
-            self._uses_filters = attributes or autocrlf not in (b"", b"false")
-        if not self._uses_filters:
-            return None
-        return lambda path: _git(self.root, "hash-object", "--", path).decode().strip()
-
-    def listed_paths(self) -> list[str]:
-        """Every path git lists here (tracked and untracked), deleted ones included."""
-        return list(self._load().paths_under(""))
-
-    @property
-    def untracked(self) -> set[str]:
-        self._load()
-        return self._untracked
-
-    def _load(self) -> _Listing:
-        if self._listing is not None:
-            return self._listing
-        index, changed_raw, untracked_raw = _git_many(
-            self.root,
-            ("ls-files", "-s", "-z"),
-            ("diff-files", "--name-only", "-z"),
-            ("ls-files", "-o", "-z", "--exclude-standard"),
-        )
-        changed = set(changed_raw.decode("utf-8", "surrogateescape").split("\0"))
-        untracked = untracked_raw.decode("utf-8", "surrogateescape").split("\0")
-        for record in index.decode("utf-8", "surrogateescape").split("\0"):
-            if not record:
-                continue
-            meta, path = record.split("\t", 1)
-            mode, blob, _stage = meta.split(" ")
-            if mode == "160000":
-                continue  # submodule
-            if path in changed:
-                self._dirty.add(path)
-                self._known[path] = None
-            else:
-                self._known[path] = FileEntry(path, blob, mode)
-        for path in untracked:
-            if path and path.split("/", 1)[0] not in _SKIP_DIRS:
-                self._dirty.add(path)
-                self._untracked.add(path)
-                self._known[path] = None
-        self._listing = _Listing(self._known)
-        return self._listing
-
-    def _entry(self, path: str) -> FileEntry | None:
-        self._load()
-        entry = self._known.get(path)
-        if entry is None and path in self._dirty:
-            entry = _disk_entry(self.root, path, self._git_hasher())
-            if entry is None:
-                self._dirty.discard(path)  # deleted in the working tree
-            self._known[path] = entry
-        return entry
-
-    def files_under(self, directory: str) -> list[FileEntry]:
-        out = []
-        for path in self._load().paths_under(directory):
-            entry = self._entry(path)
-            if entry is not None:
-                out.append(entry)
-        return out
-
-    def lookup(self, path: str) -> FileEntry | None:
-        return self._entry(path)
-
-
-class DirectorySnapshot(_DiskReads):
+class DirectorySnapshot(DiskReads):
     """A plain directory that is not a git repository: every file is hashed."""
 
     def __init__(self, root: Path) -> None:
@@ -249,7 +41,7 @@ class DirectorySnapshot(_DiskReads):
         self.commit: str | None = None
         found: dict[str, None] = {}
         for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = [d for d in dirnames if d not in _SKIP_DIRS]
+            dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS]
             rel = os.path.relpath(dirpath, root)
             for filename in filenames:
                 found[filename if rel == "." else f"{rel}/{filename}".replace(os.sep, "/")] = None
@@ -257,11 +49,11 @@ class DirectorySnapshot(_DiskReads):
                 if (Path(dirpath) / dirname).is_symlink():
                     found[dirname if rel == "." else f"{rel}/{dirname}"] = None
         self._entries: dict[str, FileEntry | None] = {}
-        self._listing = _Listing(found)
+        self._listing = Listing(found)
 
     def lookup(self, path: str) -> FileEntry | None:
         if path not in self._entries:
-            self._entries[path] = _disk_entry(self.root, path)
+            self._entries[path] = disk_entry(self.root, path)
         return self._entries[path]
 
     def files_under(self, directory: str) -> list[FileEntry]:
@@ -299,7 +91,7 @@ class RefSnapshot:
             mode, kind, blob = meta.split(" ")
             if kind == "blob":
                 self._entries[path] = FileEntry(path, blob, mode)
-        self._listing = _Listing(self._entries)
+        self._listing = Listing(self._entries)
 
     def files_under(self, directory: str) -> list[FileEntry]:
         return [self._entries[p] for p in self._listing.paths_under(directory)]
@@ -365,7 +157,7 @@ class GitSource:
         if not self.is_git:
             raise SourceError(f"{self.root} is not a git repository")
         try:
-            return _git(self.root, "cat-file", "blob", blob)
+            return run_git(self.root, "cat-file", "blob", blob)
         except SourceError:
             raise SourceError(f"blob {blob} is not in {self.root}'s git history") from None
 
@@ -374,7 +166,7 @@ class GitSource:
         removed), else its absolute path."""
         if self.is_git:
             try:
-                url = _git(self.root, "config", "--get", "remote.origin.url").decode().strip()
+                url = run_git(self.root, "config", "--get", "remote.origin.url").decode().strip()
             except SourceError:
                 url = ""
             if url:
@@ -382,17 +174,16 @@ class GitSource:
         return str(self.root.resolve())
 
     def head(self) -> str | None:
-        try:
-            return _git(self.root, "rev-parse", "--verify", "-q", "HEAD").decode().strip()
-        except SourceError:
-            return None  # a repository with no commit yet
+        return head(self.root)
 
     def resolve(self, ref: str) -> str:
         if not self.is_git:
             raise SourceError(f"{self.root} is not a git repository; --ref needs one")
         try:
             return (
-                _git(self.root, "rev-parse", "--verify", "-q", ref + "^{commit}").decode().strip()
+                run_git(self.root, "rev-parse", "--verify", "-q", ref + "^{commit}")
+                .decode()
+                .strip()
             )
         except SourceError:
             raise SourceError(f"unknown git ref {ref!r} in {self.root}") from None
@@ -410,7 +201,7 @@ class GitSource:
         if not self.is_git or watch is None:
             return None
         try:
-            head, changed = _git_many(
+            head, changed = run_git_many(
                 self.root,
                 ("rev-parse", "--absolute-git-dir", "HEAD"),
                 ("diff-files", "--name-only", "-z"),
@@ -420,23 +211,26 @@ class GitSource:
         git_dir, _, head_sha = head.decode().strip().partition("\n")
         digest = hashlib.sha256(head_sha.encode())
         fresh_after = (time.time() - RACY_SECONDS) * 1e9
-        paths = [os.path.join(git_dir, "index"), os.path.join(git_dir, "info", "exclude")]
+        root = str(self.root)
+        join, lstat = os.path.join, os.lstat  # 10,000s of paths: plain strings, no Path
+        paths = [join(git_dir, "index"), join(git_dir, "info", "exclude")]
         paths += [
-            str(self.root / p) for p in changed.decode("utf-8", "surrogateescape").split("\0") if p
+            join(root, p) for p in changed.decode("utf-8", "surrogateescape").split("\0") if p
         ]
-        paths += [str(self.root / p) if p else str(self.root) for p in watch]
+        paths += [join(root, p) if p else root for p in watch]
+        seen: list[tuple[str, int, int, int, int, int] | str] = []
         for path in paths:
             try:
-                info = os.lstat(path)
+                info = lstat(path)
             except OSError:
-                digest.update(f"{path}:missing\n".encode())
+                seen.append(path)  # missing
                 continue
             if info.st_mtime_ns > fresh_after:
                 return None
-            digest.update(
-                f"{path}:{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}:{info.st_mode}:"
-                f"{info.st_ino}\n".encode()
+            seen.append(
+                (path, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_mode, info.st_ino)
             )
+        digest.update(repr(seen).encode("utf-8", "surrogateescape"))
         return "worktree:" + digest.hexdigest()
 
     def watch_list(
@@ -463,7 +257,7 @@ class GitSource:
 
         def walk(top: str) -> None:
             for dirpath, dirnames, filenames in os.walk(self.root / top if top else self.root):
-                dirnames[:] = [d for d in dirnames if d not in _SKIP_DIRS]
+                dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS]
                 rel = os.path.relpath(dirpath, self.root)
                 rel = "" if rel == "." else rel.replace(os.sep, "/")
                 dirs.add(rel)

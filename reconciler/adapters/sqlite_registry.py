@@ -18,12 +18,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.adapters.locking import file_lock
-from reconciler.core.digest import canonical_json, content_digest
+from reconciler.core.spec.digest import canonical_json, content_digest
 
 if TYPE_CHECKING:
-    from reconciler.core.build import BuildRecord
-    from reconciler.core.model import RegisteredContainer, RegisteredVersion, RegistryState
-    from reconciler.core.plan import VersionWrite
+    from reconciler.core.build.jobs import BuildRecord
+    from reconciler.core.spec.model import (
+        RegisteredContainer,
+        RegisteredVersion,
+        RegistryState,
+        VersionWrite,
+    )
 from reconciler.ports import NotFound, RegistryError, TransientRegistryError, VersionConflict
 
 SCHEMA_VERSION = "3"
@@ -258,7 +262,7 @@ class SqliteRegistry:
         return f"{rows.get('registry_id')}:{rows.get('generation')}"
 
     def read_state(self) -> RegistryState:
-        from reconciler.core.model import RegisteredContainer, RegistryState
+        from reconciler.core.spec.model import RegisteredContainer, RegistryState
 
         if not self.path.exists():
             return RegistryState({}, "empty")
@@ -286,7 +290,7 @@ class SqliteRegistry:
         return [c for c in state.containers.values() if include_archived or not c.archived]
 
     def get_container(self, name: str) -> RegisteredContainer | None:
-        from reconciler.core.model import RegisteredContainer
+        from reconciler.core.spec.model import RegisteredContainer
 
         if not self.path.exists():
             return None
@@ -316,7 +320,7 @@ class SqliteRegistry:
         ]
 
     def build_records(self) -> dict[tuple[str, str], BuildRecord]:
-        from reconciler.core.build import BuildRecord, BuildStatus
+        from reconciler.core.build.jobs import BuildRecord, BuildStatus
 
         if not self.path.exists():
             return {}
@@ -540,7 +544,7 @@ class _LazyJson(Mapping[str, Any]):
 
 
 def _version(row: tuple[Any, ...]) -> RegisteredVersion:
-    from reconciler.core.model import RegisteredVersion  # cheap once imported
+    from reconciler.core.spec.model import RegisteredVersion  # cheap once imported
 
     name, version, content, digest, description, tags, archived, created_at, datastore = row
     return RegisteredVersion(

@@ -22,14 +22,15 @@ from bisect import bisect_left
 from pathlib import Path
 from typing import Any
 
-from reconciler.adapters.gitsource import (
-    _SKIP_DIRS,
+from reconciler.adapters.worktree import (
     RACY_SECONDS,
+    SKIP_DIRS,
     WorkTreeSnapshot,
-    _disk_entry,
-    _git,
+    disk_entry,
+    run_git,
 )
-from reconciler.core.snapshot import FileEntry
+from reconciler.adapters.worktree import head as git_head
+from reconciler.core.desired.snapshot import FileEntry
 
 StatKey = tuple[int, int, int, int, int]
 # A change to one of these files changes what git lists (or how it hashes): full listing.
@@ -88,7 +89,7 @@ class TreeIndex:
 
     def _control_files(self) -> list[str]:
         if self._git_dirs is None:
-            out = _git(self.root, "rev-parse", "--absolute-git-dir", "--git-common-dir")
+            out = run_git(self.root, "rev-parse", "--absolute-git-dir", "--git-common-dir")
             git_dir, common = out.decode().strip().split("\n")
             self._git_dirs = (git_dir, os.path.join(self.root, common))
         git_dir, common = self._git_dirs
@@ -146,10 +147,8 @@ class TreeIndex:
         return _key(info)
 
     def _full_load(self, fresh_after: int) -> None:
-        from reconciler.adapters.gitsource import GitSource
-
         self.full_loads += 1
-        head = GitSource(self.root).head()
+        head = git_head(self.root)
         listing = WorkTreeSnapshot(self.root, head)
         entries = listing.files_under("")
         self._head = head
@@ -183,7 +182,7 @@ class TreeIndex:
             for child in children:
                 path = f"{rel}/{child.name}" if rel else child.name
                 if child.is_dir(follow_symlinks=False):
-                    if child.name == ".git" or (not rel and child.name in _SKIP_DIRS):
+                    if child.name == ".git" or (not rel and child.name in SKIP_DIRS):
                         continue
                     pending.append(path)
                 else:
@@ -240,7 +239,7 @@ class TreeIndex:
         for child in children:
             path = prefix + child.name
             if child.is_dir(follow_symlinks=False):
-                if child.name == ".git" or (not directory and child.name in _SKIP_DIRS):
+                if child.name == ".git" or (not directory and child.name in SKIP_DIRS):
                     continue
                 subdirs.add(path)
                 if path not in self._dirs:
@@ -270,7 +269,7 @@ class TreeIndex:
     def _update(self, path: str, fresh_after: int) -> None:
         """Stat and hash one listed file again."""
         full = self.root / path
-        entry = _disk_entry(self.root, path, self._hasher)
+        entry = disk_entry(self.root, path, self._hasher)
         if entry is None:
             self._forget(path)
             return
@@ -305,7 +304,7 @@ class TreeIndex:
             parents = sorted({posixpath.dirname(p) for p in untracked})
             specs = [f"{p}/" if p else "." for p in parents]
             args = ("--literal-pathspecs", "ls-files", "-o", "-z", "--exclude-standard", "--")
-            out = _git(self.root, *args, *specs)
+            out = run_git(self.root, *args, *specs)
             listed = set(out.decode("utf-8", "surrogateescape").split("\0"))
         for path in paths:
             if path in self._tracked or path in listed:

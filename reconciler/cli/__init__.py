@@ -14,10 +14,24 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from reconciler import __version__
+from reconciler.cli.base import (
+    EXIT_CHANGES,
+    EXIT_ERROR,
+    EXIT_OK,
+    CliError,
+    color_enabled,
+    terminal_wanted,
+)
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_CHANGES = 2  # plan: changes pending
+__all__ = [
+    "EXIT_CHANGES",
+    "EXIT_ERROR",
+    "EXIT_OK",
+    "CliError",
+    "color_enabled",
+    "main",
+    "terminal_wanted",
+]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -328,12 +342,10 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-class CliError(Exception):
-    pass
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.parser = parser  # `completion` is generated from it
     # the wiring; kept out of --help and parse errors
     from reconciler.cli import commands, serve
 
@@ -396,16 +408,6 @@ def _fail(message: str, args: Any) -> None:
     if getattr(args, "json", False):
         print(json.dumps({"error": message}))
     print(f"error: {message}", file=sys.stderr)
-
-
-def terminal_wanted(args: Any) -> bool:
-    """A person watches a terminal: colour, tables and progress. Plain, parseable text
-    for pipes and files, in CI, with NO_COLOR or --no-color, and never around --json."""
-    if getattr(args, "json", False) or getattr(args, "no_color", False):
-        return False
-    if "NO_COLOR" in os.environ or os.environ.get("CI") or os.environ.get("TERM") == "dumb":
-        return False
-    return sys.stdout.isatty()
 
 
 if __name__ == "__main__":  # pragma: no cover

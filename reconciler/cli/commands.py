@@ -10,28 +10,21 @@ from argparse import Namespace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.adapters.cache import DiskCache
-from reconciler.adapters.gitsource import GitSource, find_repo_root
-from reconciler.adapters.inventory import Inventory
 from reconciler.adapters.report_files import ReportWriteError, write_files
-from reconciler.adapters.sqlite_registry import SqliteRegistry
 from reconciler.adapters.state_dir import own_directory
-from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError, terminal_wanted
-from reconciler.core.options import PlanOptions
-from reconciler.core.plan_errors import BadPlanFile, StalePlan
-from reconciler.core.selection import Selection
-from reconciler.engine import ApplyOutcome, ApplyRefused, Engine, MemoStore
-from reconciler.ports import BuildError, RegistryError, SourceError
+from reconciler.cli.base import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError, terminal_wanted
+from reconciler.cli.wiring import engine_for, progress, registry, settings_of, state_dir
+from reconciler.core.plan.errors import BadPlanFile, StalePlan
+from reconciler.engine import ApplyRefused, Engine
+from reconciler.ports import BuildError, Registry, RegistryError, SourceError
 from reconciler.render import text
-from reconciler.settings import Settings, SettingsError, load_settings, registry_location
+from reconciler.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
-    from reconciler.adapters.azureml import AzureMLRegistry
-    from reconciler.build_runner import BuildOutcome, BuildRunner
-    from reconciler.core.build import BuildRecord
-    from reconciler.core.drift import DriftClass
-    from reconciler.core.governance.consumers import ConsumerSettings
-    from reconciler.core.model import RegisteredContainer, RegisteredVersion
+    from reconciler.core.build.jobs import BuildOutcome
+    from reconciler.core.drift.report import DriftClass
+    from reconciler.core.plan.types import ApplyOutcome
+    from reconciler.core.spec.model import RegisteredContainer, RegisteredVersion
     from reconciler.render.terminal import Terminal
 
 EXPECTED_ERRORS = (
@@ -75,24 +68,7 @@ def close_terminal(args: Namespace) -> None:
 
 
 def _settings(args: Namespace) -> Settings:
-    if args.repo is not None:
-        repo = args.repo.resolve()
-        if not repo.is_dir():
-            raise CliError(f"--repo {args.repo}: no such directory")
-    else:
-        found = find_repo_root(Path.cwd())
-        if found is None:
-            raise CliError("not inside a git repository; pass --repo PATH")
-        repo = found
-    flags: dict[str, Any] = {"path": args.path, "registry": args.registry}
-    for name in ("image_registry", "build_workers"):
-        if getattr(args, name, None) is not None:
-            flags[name] = getattr(args, name)
-    if getattr(args, "lock_timeout", None) is not None:
-        flags["lock_timeout"] = args.lock_timeout
-    if args.no_cache:
-        flags["cache"] = False
-    settings = load_settings(repo, flags)
+    settings = settings_of(args)
     screen = _terminal(args)
     if screen is not None:
         screen.root = settings.repo  # file:line links point into the repository
@@ -101,147 +77,18 @@ def _settings(args: Namespace) -> Settings:
 
 
 def _state_dir(settings: Settings) -> Path:
-    """The repository's `.reconciler/` (caches, inventory, locks, status), ignoring itself."""
-    return own_directory(settings.repo / ".reconciler")
+    return state_dir(settings)
 
 
-# Commands that read the whole registry, never an incremental view of it: a drift report
-# and an audit must see hand edits that leave a container's listing unchanged.
-FULL_READ_COMMANDS = frozenset({"drift", "reconcile", "evidence"})
-
-
-def _full_read(args: Namespace) -> bool:
-    return (
-        bool(getattr(args, "refresh", False))
-        or bool(getattr(args, "self_heal", False))
-        or getattr(args, "command", None) in FULL_READ_COMMANDS
-    )
-
-
-def _registry(
-    settings: Settings, source: GitSource | None = None, refresh: bool = False
-) -> SqliteRegistry | AzureMLRegistry:
-    """The backend of the registry URL; ``source`` supplies build contexts to upload;
-    ``refresh``: read everything, not the incremental view (Azure ML)."""
-    url = settings.registry
-    if url.startswith("sqlite:///"):
-        path = registry_location(url, settings.repo)
-        own_directory(path.parent)
-        return SqliteRegistry(path, url)
-    if url.startswith("azureml://"):
-        from reconciler.adapters.azureml import AzureMLRegistry  # needs the `azure` extra
-        from reconciler.adapters.azureml_errors import RetryPolicy
-
-        state = _state_dir(settings)
-        return AzureMLRegistry(
-            url,
-            state / "locks",
-            source.read_blob if source is not None else None,
-            RetryPolicy(max(1, settings.azureml_retries), settings.azureml_backoff),
-            state_dir=state / "azureml" if settings.cache else None,
-            concurrency=max(1, settings.azureml_concurrency),
-            refresh=refresh,
-            lock=settings.azureml_lock,
-        )
-    raise CliError(f"unsupported registry URL {url!r}: expected sqlite:///PATH or azureml://...")
-
-
-def _builds(
-    settings: Settings, registry: SqliteRegistry | AzureMLRegistry, args: Namespace
-) -> BuildRunner:
-    from reconciler.build_runner import BuildRunner
-
-    builder = None
-    if settings.image_registry:
-        from reconciler.adapters.docker_builder import DockerBuilder
-
-        builder = DockerBuilder(settings.image_registry, settings.docker_host)
-    log_dir = settings.repo / settings.report_dir / "build-logs"
-    screen = _terminal(args)
-    if screen is not None and screen.progress is not None:
-        display = screen.progress
-        return BuildRunner(
-            builder,
-            registry,
-            log_dir,
-            settings.build_workers,
-            display.note,  # one line under the display instead of a line each
-            resolve_base=_resolve_base,
-            progress=display,
-        )
-    return BuildRunner(
-        builder, registry, log_dir, settings.build_workers, _progress, resolve_base=_resolve_base
-    )
-
-
-def _resolve_base(ref: str) -> str | None:
-    from reconciler.adapters.oci import resolve  # urllib: only when a build or drift asks
-
-    return resolve(ref)
-
-
-def _progress(line: str) -> None:
-    # One plain line per event: readable in a terminal and in CI logs alike.
-    sys.stderr.write(f"reconciler: {line}\n")
-    sys.stderr.flush()
-
-
-def _consumer_settings(settings: Settings) -> ConsumerSettings:
-    """The `[consumers]` settings, with the report directory left out (the tool's own)."""
-    from dataclasses import replace
-
-    from reconciler.core.governance.consumers import ConsumerSettings
-
-    chosen = settings.consumers or ConsumerSettings()
-    report = settings.report_dir.strip("/")
-    if report and not report.startswith(".."):
-        chosen = replace(chosen, exclude=(*chosen.exclude, f"{report}/*"))
-    return chosen
+def _registry(settings: Settings, refresh: bool = False) -> Registry:
+    """The registry of the settings alone (commands that only read it)."""
+    return registry(settings, refresh=refresh)
 
 
 def _engine(settings: Settings, args: Namespace, builds: bool = False) -> Engine:
-    from reconciler.core.governance.pins import registry_scope
-
-    selection = Selection(settings.path, settings.include, settings.exclude)
-    source = GitSource(settings.repo)
-    policy = settings.policy
-    options = PlanOptions(
-        owner=settings.owner or source.default_owner(),
-        allow_mass_archive=bool(getattr(args, "allow_mass_archive", False)),
-        self_heal=bool(getattr(args, "self_heal", False)),
-        archive_limit_count=settings.archive_limit_count,
-        archive_limit_fraction=settings.archive_limit_fraction,
-        retention=policy.retention() if policy is not None else (),
-        allow_referenced_archive=bool(getattr(args, "allow_referenced_archive", False)),
-        reference_levels=policy.reference_levels() if policy is not None else (),
-        registry_scope=registry_scope(settings.registry).scope,
-    )
-    state_dir = _state_dir(settings)
-    cache: MemoStore = MemoStore()
-    if settings.cache:
-        cache = DiskCache(state_dir / "cache")  # type: ignore[assignment]
-    registry = _registry(settings, source, _full_read(args))
     screen = _terminal(args)
-    engine = Engine(
-        source,
-        registry,
-        selection,
-        options,
-        cache,
-        settings.lock_timeout,
-        builds=_builds(settings, registry, args) if builds else None,
-        inventory=Inventory(state_dir / "inventory", registry.url),
-        policy=settings.policy,
-        consumers=_consumer_settings(settings),
-    )
-    if screen is not None and screen.progress is not None:
-        engine.progress = screen.progress
-    target = getattr(args, "target_name", None)
-    if target is not None:  # one of several targets: it keeps its gate (see cli/targets.py)
-        from reconciler.cli.targets import staged
-
-        staged(engine, settings, args, target)
-    return engine
+    display = screen.progress if screen is not None else None
+    return engine_for(settings, args, builds, display)
 
 
 def _print(value: str) -> None:
@@ -356,7 +203,7 @@ def _note_throttling(registry: object) -> None:
     """Tell how long the service's throttling held the run (Azure ML), on stderr."""
     throttle = getattr(registry, "throttle", None)
     if throttle is not None and throttle.throttled:
-        _progress(
+        progress(
             f"the service throttled {throttle.throttled} call(s); waited {throttle.held:.1f}s "
             "on throttling in all"
         )
@@ -373,21 +220,25 @@ def run_apply(args: Namespace) -> int:
     try:
         if args.plan_file:
             outcome = engine.apply_saved(_read_plan_file(args.plan_file), args.plan_file)
-            return _report_apply(outcome, engine, settings, args)
-        try:
+        else:
             outcome = engine.apply(args.ref)
-        except ApplyRefused as refused:
-            document = engine.plan_document(args.ref)
-            if args.json:  # one JSON document on stdout, the error in it
-                _print_json({"applied": [], "failed": [], "plan": document, "error": str(refused)})
-            else:
-                _show_plan(args, document)
-            sys.stderr.write(f"error: {refused}\n")
-            return EXIT_ERROR
+    except ApplyRefused as refused:
+        if refused.plan is None:
+            raise
+        # The plan the refusal was made with (inside the lock), not a second one.
+        from reconciler.documents.plan import plan_document
+
+        document = plan_document(refused.plan, engine.registry.url, settings.path)
+        if args.json:  # one JSON document on stdout, the error in it
+            _print_json({"applied": [], "failed": [], "plan": document, "error": str(refused)})
+        else:
+            _show_plan(args, document)
+        sys.stderr.write(f"error: {refused}\n")
+        return EXIT_ERROR
     finally:
         engine.registry.close()
         _note_throttling(engine.registry)
-    return _report_apply(outcome, engine, settings, args)
+    return _report_apply(outcome, args)
 
 
 def _read_plan_file(path: str) -> Any:
@@ -399,34 +250,21 @@ def _read_plan_file(path: str) -> Any:
         raise CliError(f"{path}: not a saved plan (invalid JSON: {exc})") from None
 
 
+def _without(document: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in document.items() if k != key}
+
+
 def apply_document(outcome: ApplyOutcome, registry_url: str, path: str) -> dict[str, Any]:
-    """What `apply --json` prints: applied and failed changes, drift, diagnostics, builds;
-    and, where the promotion gate held some, the deferred ones."""
-    from reconciler.core.document import plan_document
+    """What `apply --json` prints (see documents/apply.py); for each target of several."""
+    from reconciler.documents.apply import apply_document as document_of
 
-    document = plan_document(outcome.plan, registry_url, path)
-    by_key = {(c["name"], c["action"], c["version"]): c for c in document["changes"]}
-
-    def doc(change: Any) -> dict[str, Any]:
-        found: dict[str, Any] = by_key[(change.name, change.action.value, change.version)]
-        return found
-
-    out = {
-        "applied": [doc(c) for c in outcome.applied],
-        "failed": [dict(doc(c), error=e) for c, e in outcome.failed],
-        "drift": document["drift"],
-        "diagnostics": document["diagnostics"],
-        "builds": _builds_document(outcome.builds),
-    }
-    if outcome.deferred:
-        out["deferred"] = [doc(c) for c in outcome.deferred]
-    return out
+    return document_of(outcome)
 
 
 def print_apply(document: dict[str, Any], style: text.Style) -> None:
     for line in text.format_diagnostics(document["diagnostics"], style):
         _print(line)
-    failed = [(c, c["error"]) for c in document["failed"]]
+    failed = [(_without(c, "error"), c["error"]) for c in document["failed"]]
     _print(text.format_apply(document["applied"], failed, style))
     for change in document.get("deferred", ()):
         _print(f"  deferred {change['action']} {change['name']}: {change['deferred']}")
@@ -434,15 +272,15 @@ def print_apply(document: dict[str, Any], style: text.Style) -> None:
         _print(text.format_builds(document["builds"]))
 
 
-def _report_apply(
-    outcome: ApplyOutcome, engine: Engine, settings: Settings, args: Namespace
-) -> int:
-    document = apply_document(outcome, engine.registry.url, settings.path)
+def _report_apply(outcome: ApplyOutcome, args: Namespace) -> int:
+    from reconciler.documents.apply import apply_document
+
+    document = apply_document(outcome)
     builds = document["builds"]
     if args.json:
         _print_json(document)
     elif (screen := _terminal(args)) is not None:
-        failed = [(c, c["error"]) for c in document["failed"]]
+        failed = [(_without(c, "error"), c["error"]) for c in document["failed"]]
         screen.apply(document["diagnostics"], document["applied"], failed, builds)
         for change in document.get("deferred", ()):
             _print(f"  deferred {change['action']} {change['name']}: {change['deferred']}")
@@ -456,28 +294,13 @@ def _report_apply(
 
 
 def _builds_document(outcome: BuildOutcome | None) -> dict[str, Any] | None:
-    if outcome is None:
-        return None
+    from reconciler.documents.apply import builds_document
 
-    def rows(records: list[BuildRecord]) -> list[dict[str, Any]]:
-        return [
-            {"name": r.name, "version": r.version, "digest": r.digest, **r.to_dict()}
-            for r in records
-        ]
-
-    return {
-        "built": rows(outcome.built),
-        "cache_hits": rows(outcome.cache_hits),
-        "failed": rows(outcome.failed),
-        "waiting": rows(outcome.waiting),
-        "not_built": rows(outcome.not_built),
-        "unavailable": outcome.unavailable,
-        "builds_run": outcome.builds_run,
-    }
+    return builds_document(outcome)
 
 
 def _fail_on(args: Namespace) -> frozenset[DriftClass]:
-    from reconciler.core.drift import DEFAULT_FAIL_ON, parse_classes
+    from reconciler.core.drift.report import DEFAULT_FAIL_ON, parse_classes
 
     try:
         return DEFAULT_FAIL_ON if args.fail_on is None else parse_classes(args.fail_on)
@@ -500,7 +323,7 @@ def _write_drift_report(
     """Make the drift report and write its three files, each atomically."""
     from datetime import UTC, datetime
 
-    from reconciler.core.drift_document import report_document
+    from reconciler.documents.drift import report_document
     from reconciler.render.html import format_html
     from reconciler.render.markdown import format_markdown
 
@@ -704,7 +527,7 @@ def _later(origin: dict[str, Any]) -> str:
 def run_evidence(args: Namespace) -> int:
     from datetime import UTC, datetime
 
-    from reconciler.core.evidence import evidence_document
+    from reconciler.core.governance.evidence import evidence_document
     from reconciler.render.evidence import format_evidence_markdown
 
     settings = _settings(args)
@@ -771,7 +594,7 @@ def run_history(args: Namespace) -> int:
         registry.close()
     if container is None:
         raise CliError(f"no environment {args.name!r} in {registry.url}")
-    from reconciler.core.evidence import origins, provenance
+    from reconciler.core.governance.evidence import origins, provenance
 
     found = origins(events)
     versions = [
@@ -963,9 +786,7 @@ def run_completion(args: Namespace) -> int:
 
     import shtab
 
-    from reconciler.cli import build_parser
-
-    parser = build_parser()
+    parser: argparse.ArgumentParser = args.parser
     parsers = [parser]
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):

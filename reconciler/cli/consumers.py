@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
+from reconciler.cli.base import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 
 
 def add_consumer_commands(sub: Any) -> None:
@@ -43,7 +43,7 @@ def _planned(args: argparse.Namespace, ref: str | None) -> tuple[Any, Any, Any, 
     finally:
         engine.registry.close()
     if desired.consumers is None:
-        from reconciler.cli import CliError
+        from reconciler.cli.base import CliError
 
         raise CliError("consumers are not scanned: `[consumers] enabled = false`")
     return engine, settings, plan, desired, state, Scope(engine.options.registry_scope)
@@ -130,7 +130,7 @@ def format_refs(document: dict[str, Any]) -> str:
 
 
 def run_bump(args: argparse.Namespace) -> int:
-    from reconciler.cli import CliError
+    from reconciler.cli.base import CliError
     from reconciler.cli.commands import _print, _print_json
     from reconciler.core.governance.pins import latest_versions, plan_bumps
 
@@ -199,7 +199,7 @@ def _edit_files(repo: Any, bumps: list[Any], dry_run: bool) -> tuple[list[str], 
     import difflib
 
     from reconciler.adapters.report_files import ReportWriteError, replace_file
-    from reconciler.core.governance.consumers import is_code
+    from reconciler.core.desired.consumers import is_code
     from reconciler.core.governance.pins import BumpError, apply_bumps, check_yaml_bumps
 
     by_path: dict[str, list[Any]] = {}

@@ -8,7 +8,7 @@ from argparse import Namespace
 from pathlib import Path
 from typing import Any
 
-from reconciler.cli import EXIT_ERROR, EXIT_OK, CliError
+from reconciler.cli.base import EXIT_ERROR, EXIT_OK, CliError
 from reconciler.settings import SETTINGS_FILE, Settings
 
 WEBHOOK_SECRET_VARIABLE = "RECONCILER_WEBHOOK_SECRET"
@@ -56,7 +56,7 @@ def add_parsers(sub: Any, loop_options: Any, duration: Any) -> None:
 
 def _config(args: Namespace, settings: Settings, registry_url: str) -> Any:
     from reconciler.adapters.git_remote import current_branch, has_remote
-    from reconciler.core.secrets import mask_text
+    from reconciler.core.spec.secrets import mask_text
     from reconciler.serve.http import ListenError, parse_listen
     from reconciler.serve.service import ServeConfig
 

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.adapters.report_files import write_files
-from reconciler.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError
 from reconciler.cli import commands as single
+from reconciler.cli.base import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError
+from reconciler.engine.promote import Stages, StagesError, TargetResult, chosen_targets
 from reconciler.render import text
 from reconciler.settings import Settings
-from reconciler.stages import Stages, StagesError, TargetResult, chosen_targets
 
 TARGETS_FORMAT_VERSION = 1
 
@@ -70,17 +70,6 @@ def _stages(args: Namespace, settings: Settings, builds: bool) -> Stages:
         return single._engine(target_settings, args, builds=with_builds)
 
     return Stages(settings, make)
-
-
-def staged(engine: Any, settings: Settings, args: Namespace, name: str) -> None:
-    """Give the engine of one target, wired by a single-registry command (watch,
-    reconcile), its promotion gate; its upstream registries are read afresh each plan."""
-
-    def make(upstream: str) -> Any:
-        plain = Namespace(**{k: v for k, v in vars(args).items() if k != "target_name"})
-        return single._engine(settings.for_target(upstream), plain, builds=False)
-
-    Stages(settings, make, per_run=False).adopt(name, engine)
 
 
 def _exit(codes: Iterable[int]) -> int:
@@ -152,10 +141,11 @@ def run_plan(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> in
         _section(r, r.document) if r.document is not None else _error_section(r) for r in results
     ]
     if args.markdown:
+        from reconciler.core.promotion import predict_landing
         from reconciler.render.promotion import format_targets_plan_markdown
 
         soaks = {n: _duration(t.soak) for n, t in settings.targets.items()}
-        markdown = format_targets_plan_markdown(sections, soaks)
+        markdown = format_targets_plan_markdown(sections, predict_landing(sections, soaks))
         if args.markdown == "-":
             single._print(markdown)
         else:
@@ -268,8 +258,8 @@ def run_apply(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> i
 def run_drift(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> int:
     from datetime import UTC, datetime
 
-    from reconciler.core.drift_document import report_document
     from reconciler.core.status import matrix, status_document
+    from reconciler.documents.drift import report_document
     from reconciler.render.markdown import format_annotations
     from reconciler.render.promotion import format_targets_html, format_targets_markdown
 
@@ -370,7 +360,7 @@ def run_status(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> 
 def run_evidence(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> int:
     from datetime import UTC, datetime
 
-    from reconciler.core.evidence import evidence_document
+    from reconciler.core.governance.evidence import evidence_document
     from reconciler.core.promotion import promotions
     from reconciler.render.evidence import format_evidence_markdown
     from reconciler.render.promotion import format_promotions_markdown

@@ -1,1 +1,3 @@
-"""Pure domain core: models, parsing of bytes, content digest, planning. No I/O."""
+"""Pure domain core, no I/O: spec/ (the file format, registry values, digest), desired/
+(discovery and loading), governance/ (policy, packages, findings, evidence), build/
+(image build rules), plan/ (planning, saved plans), drift/ (the drift report)."""

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
-from reconciler.core.secrets import MASK
+from reconciler.core.spec.secrets import MASK
 
 
 class NotifyError(ValueError):

@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from reconciler.core.model import RegisteredContainer, RegistryState
-from reconciler.core.plan import Action, Change, Plan
+from reconciler.core.plan.types import Action, Change, Plan
+from reconciler.core.spec.model import RegisteredContainer, RegistryState
 
 # The key a promoted version is stamped with: `<target>:<name>:<version>` it came from.
 STAMP_PROMOTED_FROM = "reconciler.promoted-from"

@@ -23,15 +23,15 @@ from reconciler.emulator.resources import (
 )
 
 if TYPE_CHECKING:
-    from reconciler.emulator.server import Emulator, Request, Response
+    from reconciler.emulator.http import EmulatorState, Request, Response
 
 DEFAULT_DATASTORE = "workspaceblobstore"
 REGISTRY_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 REGISTRY_RESOURCE_GROUP = "emulator"
 
 
-def route(emulator: Emulator, request: Request) -> Response:
-    from reconciler.emulator.server import arm_error
+def route(emulator: EmulatorState, request: Request) -> Response:
+    from reconciler.emulator.http import arm_error
 
     parts = request.path.strip("/").split("/")
     if parts[0].lower() == "registrymanagement":
@@ -56,8 +56,8 @@ def route(emulator: Emulator, request: Request) -> Response:
         return arm_error(400, "UserError", str(exc))
 
 
-def _resource(emulator: Emulator, request: Request, scope: Scope, rest: list[str]) -> Response:
-    from reconciler.emulator.server import Response, arm_error
+def _resource(emulator: EmulatorState, request: Request, scope: Scope, rest: list[str]) -> Response:
+    from reconciler.emulator.http import Response, arm_error
 
     method = request.method
     store = emulator.store
@@ -126,7 +126,7 @@ def _exists(lookup: Any, *args: Any) -> bool:
 def _delete(exists: bool, what: str) -> Response:
     """``DELETE``: the spec's ``204 No Content`` for what is not there; environments that
     exist are archived, never deleted, so deleting one is refused with an ARM error."""
-    from reconciler.emulator.server import Response, arm_error
+    from reconciler.emulator.http import Response, arm_error
 
     if not exists:
         return Response(204)
@@ -139,20 +139,20 @@ def _delete(exists: bool, what: str) -> Response:
 
 
 def _container(
-    emulator: Emulator, scope: Scope, name: str, container: Any = None
+    emulator: EmulatorState, scope: Scope, name: str, container: Any = None
 ) -> dict[str, Any]:
     store = emulator.store
     found = container if container is not None else store.container(scope, name)
     return container_resource(scope, name, found, store.container_attributes(scope, name))
 
 
-def _version(emulator: Emulator, scope: Scope, name: str, version: Any) -> dict[str, Any]:
+def _version(emulator: EmulatorState, scope: Scope, name: str, version: Any) -> dict[str, Any]:
     attributes = emulator.store.version_attributes(scope, name, version.version)
     return version_resource(scope, name, version, attributes)
 
 
 def _versions(
-    emulator: Emulator, request: Request, scope: Scope, name: str, view: str
+    emulator: EmulatorState, request: Request, scope: Scope, name: str, view: str
 ) -> list[dict[str, Any]]:
     container = emulator.store.container(scope, name)
     versions = list(container.versions)  # creation order
@@ -166,7 +166,7 @@ def _versions(
     ]
 
 
-def _scope_resource(emulator: Emulator, scope: Scope) -> dict[str, Any]:
+def _scope_resource(emulator: EmulatorState, scope: Scope) -> dict[str, Any]:
     guid = str(uuid.uuid5(uuid.NAMESPACE_URL, scope.key))
     return {
         "id": scope.arm_id,
@@ -188,8 +188,8 @@ def _container_name(scope: Scope) -> str:
     return "azureml-blobstore-" + str(uuid.uuid5(uuid.NAMESPACE_URL, scope.key))
 
 
-def _datastore(emulator: Emulator, scope: Scope) -> dict[str, Any]:
-    from reconciler.emulator.server import BLOB_ACCOUNT
+def _datastore(emulator: EmulatorState, scope: Scope) -> dict[str, Any]:
+    from reconciler.emulator.http import BLOB_ACCOUNT
 
     host = emulator.base_url.removeprefix("https://").rstrip("/")
     return {
@@ -216,10 +216,10 @@ def _datastore(emulator: Emulator, scope: Scope) -> dict[str, Any]:
 
 
 def _temporary_reference(
-    emulator: Emulator, scope: Scope, name: str, version: str
+    emulator: EmulatorState, scope: Scope, name: str, version: str
 ) -> dict[str, Any]:
     """Where a registry asset's files go: a SAS URL of a blob container on this server."""
-    from reconciler.emulator.server import BLOB_ACCOUNT
+    from reconciler.emulator.http import BLOB_ACCOUNT
 
     container = f"{emulator.base_url}{BLOB_ACCOUNT}/{_container_name(scope)}"
     return {
@@ -233,8 +233,10 @@ def _temporary_reference(
     }
 
 
-def _datastores(emulator: Emulator, request: Request, scope: Scope, rest: list[str]) -> Response:
-    from reconciler.emulator.server import Response, arm_error
+def _datastores(
+    emulator: EmulatorState, request: Request, scope: Scope, rest: list[str]
+) -> Response:
+    from reconciler.emulator.http import Response, arm_error
 
     if len(rest) == 1 and request.method == "GET":
         return emulator.page(request, [_datastore(emulator, scope)])
@@ -251,8 +253,8 @@ def _datastores(emulator: Emulator, request: Request, scope: Scope, rest: list[s
     return arm_error(405, "NotSupported", f"the emulator does not serve {request.method} here")
 
 
-def _discovery(emulator: Emulator, request: Request, parts: list[str]) -> Response:
-    from reconciler.emulator.server import Response, arm_error
+def _discovery(emulator: EmulatorState, request: Request, parts: list[str]) -> Response:
+    from reconciler.emulator.http import Response, arm_error
 
     # /registrymanagement/v1.0/registries/{name}/discovery
     if len(parts) == 5 and parts[2].lower() == "registries" and parts[4] == "discovery":

@@ -18,14 +18,14 @@ from reconciler.emulator.blobs import BadBlobName, BlobInfo
 from reconciler.emulator.leases import Lease, LeaseError
 
 if TYPE_CHECKING:
-    from reconciler.emulator.server import Emulator, Request, Response
+    from reconciler.emulator.http import EmulatorState, Request, Response
 
 STORAGE_VERSION = "2025-01-05"
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
 
 
 def storage_error(status: int, code: str, message: str) -> Response:
-    from reconciler.emulator.server import Response
+    from reconciler.emulator.http import Response
 
     body = (
         '<?xml version="1.0" encoding="utf-8"?>'
@@ -58,7 +58,7 @@ def _blob_headers(info: BlobInfo, lease: Lease) -> dict[str, str]:
     return headers
 
 
-def route(emulator: Emulator, request: Request) -> Response:
+def route(emulator: EmulatorState, request: Request) -> Response:
     expected = parse_qs(emulator.sas)["sig"][0]
     # A SAS, or a bearer token (Microsoft Entra ID), as the storage service accepts.
     bearer = request.headers.get("authorization") == f"Bearer {emulator.token}"
@@ -81,8 +81,8 @@ def route(emulator: Emulator, request: Request) -> Response:
         return storage_error(400, "InvalidResourceName", str(exc))
 
 
-def _container(emulator: Emulator, request: Request, account: str, container: str) -> Response:
-    from reconciler.emulator.server import Response
+def _container(emulator: EmulatorState, request: Request, account: str, container: str) -> Response:
+    from reconciler.emulator.http import Response
 
     query = request.query
     if request.method == "GET" and query.get("comp") == "list":
@@ -126,9 +126,9 @@ def _container(emulator: Emulator, request: Request, account: str, container: st
 
 
 def _blob(
-    emulator: Emulator, request: Request, account: str, container: str, blob: str
+    emulator: EmulatorState, request: Request, account: str, container: str, blob: str
 ) -> Response:
-    from reconciler.emulator.server import Response
+    from reconciler.emulator.http import Response
 
     blobs = emulator.blobs
     comp = request.query.get("comp")
@@ -229,10 +229,10 @@ def _int_header(request: Request, name: str) -> int | None:
 
 
 def _lease(
-    emulator: Emulator, request: Request, account: str, container: str, blob: str
+    emulator: EmulatorState, request: Request, account: str, container: str, blob: str
 ) -> Response:
     """``PUT ?comp=lease``: the action is in ``x-ms-lease-action``."""
-    from reconciler.emulator.server import Response
+    from reconciler.emulator.http import Response
 
     info = emulator.blobs.info(account, container, blob)
     if info is None:

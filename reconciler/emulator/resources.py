@@ -19,9 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.adapters.sqlite_registry import SqliteRegistry
-from reconciler.core.digest import content_digest
-from reconciler.core.model import RegisteredContainer, RegisteredVersion
-from reconciler.core.plan import VersionWrite
+from reconciler.core.spec.digest import content_digest
+from reconciler.core.spec.model import RegisteredContainer, RegisteredVersion, VersionWrite
 from reconciler.emulator.attributes import AttributeStore, container_key, version_key
 from reconciler.ports import NotFound, RegistryError, VersionConflict
 

@@ -185,15 +185,14 @@ def format_targets_html(document: Mapping[str, Any]) -> str:
 
 def format_targets_plan_markdown(
     sections: Sequence[Mapping[str, Any]],
-    soaks: Mapping[str, str | None],
+    landing: Mapping[str, Mapping[str, str]],
     limit: int = GITHUB_LIMIT,
 ) -> str:
     """A pull request comment for several targets: where each changed environment lands
-    on merge and what waits, then each target's plan."""
-    from reconciler.core.promotion import predict_landing
+    on merge and what waits (``landing``, per environment and target), then each target's
+    plan."""
     from reconciler.render.markdown import format_plan_markdown
 
-    landing = predict_landing(sections, soaks)
     names = [s["target"] for s in sections]
     lines = [PLAN_MARKER, f"## Environment plan: {len(sections)} target(s)", ""]
     if landing:

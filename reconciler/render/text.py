@@ -259,3 +259,51 @@ def format_version_diff(document: Mapping[str, Any]) -> str:
         else "Different content: a different image."
     )
     return "\n".join(lines)
+
+
+def format_mapping(value: Mapping[str, Any], indent: int = 0) -> str:
+    """A document as indented `key: value` lines (`show`)."""
+    lines = []
+    pad = "  " * indent
+    for key, item in value.items():
+        if isinstance(item, dict) and item:
+            lines.append(f"{pad}{key}:")
+            lines.append(format_mapping(item, indent + 1))
+        else:
+            shown = json.dumps(item, ensure_ascii=False) if not isinstance(item, str) else item
+            lines.append(f"{pad}{key}: {shown}")
+    return "\n".join(lines)
+
+
+def _later(origin: Mapping[str, Any]) -> str:
+    """The commit that last re-stamped a version (a metadata change), when not its own."""
+    last = origin.get("last_commit")
+    return last[:12] if last and last != origin.get("commit") else ""
+
+
+def format_history(document: Mapping[str, Any]) -> str:
+    """The history document: a table of versions, then one of events (if any)."""
+    rows = [
+        [
+            d["version"],
+            d["created_at"][:19],
+            "archived" if d["archived"] else "active",
+            (d["provenance"]["commit"] or "-")[:12],
+            d["provenance"]["path"] or "(not from git)",
+            (d["digest"] or "")[7:19],
+            _later(d["provenance"]),
+        ]
+        for d in document["versions"]
+    ]
+    headers = ["VERSION", "CREATED", "STATE", "COMMIT", "SOURCE", "DIGEST", "LAST WRITTEN AT"]
+    out = [format_table(headers, rows)]
+    events = document["events"]
+    if events:
+        out.append("")
+        out.append(
+            format_table(
+                ["AT", "VERSION", "EVENT"],
+                [[e["at"][:19], e["version"] or "-", e["action"]] for e in events],
+            )
+        )
+    return "\n".join(out)

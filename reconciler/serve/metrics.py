@@ -15,8 +15,8 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from reconciler.core.cycle import CycleResult
-from reconciler.core.drift import DriftClass
+from reconciler.core.drift.report import DriftClass
+from reconciler.core.reconcile_pass import CycleResult
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 RESULTS = ("in_sync", "applied", "drift", "error")

@@ -10,10 +10,10 @@ from collections.abc import Mapping, Sequence
 from itertools import pairwise
 from typing import Any
 
-from reconciler.core.build import BuildRecord
-from reconciler.core.model import RegisteredContainer, RegisteredVersion
-from reconciler.core.secrets import mask
-from reconciler.core.version_diff import Side, compare
+from reconciler.core.build.jobs import BuildRecord
+from reconciler.core.governance.version_diff import Side, compare
+from reconciler.core.spec.model import RegisteredContainer, RegisteredVersion
+from reconciler.core.spec.secrets import mask
 
 STATUS_FORMAT_VERSION = 1
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from watchfiles import Change, DefaultFilter, watch
 
-from reconciler.core.cycle import CycleResult
+from reconciler.core.reconcile_pass import CycleResult
 from reconciler.engine import Engine
 from reconciler.render.cycle import format_cycle
 from reconciler.settings import SettingsError
@@ -80,7 +80,7 @@ class FileWatch:
 
     def _setup(self) -> WatchTarget:
         target = self.setup()
-        keep_in_memory(target.engine)
+        target.engine = keep_in_memory(target.engine)
         self.settled = False
         return target
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.adapters.report_files import ReportWriteError, write_files
-from reconciler.core.cycle import CycleResult, Outcome
+from reconciler.core.reconcile_pass import CycleResult, Outcome
 from reconciler.engine import Engine
 from reconciler.ports import RegistryError, SourceError
 from reconciler.render.cycle import format_cycle
@@ -134,7 +134,7 @@ class IntervalLoop:
 
     def run(self, once: bool = False) -> CycleResult | None:
         """Cycles until stopped (or one with ``once``); the last result."""
-        keep_in_memory(self.engine)
+        self.engine = keep_in_memory(self.engine)
         try:
             return self._cycles(once)
         finally:

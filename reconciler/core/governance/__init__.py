@@ -1,1 +1,2 @@
-"""Governance: who consumes each environment, and what their references say."""
+"""Governance: policies, packages and their diffs, findings, audit evidence, and who
+consumes each environment (consumers, pins)."""

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from reconciler.core.governance.consumers import ConsumerIndex, Form, Reference
+from reconciler.core.desired.consumers import ConsumerIndex, Form, Reference
 from reconciler.core.governance.pins import Scope, latest_versions
 
 if TYPE_CHECKING:
-    from reconciler.core.desired import DesiredState
-    from reconciler.core.model import RegistryState
+    from reconciler.core.desired.types import DesiredState
+    from reconciler.core.spec.model import RegistryState
 
 REFS_FORMAT_VERSION = 1
 

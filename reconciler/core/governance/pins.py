@@ -10,12 +10,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from reconciler.core.diagnostics import Diagnostic, Severity
-from reconciler.core.governance.consumers import ConsumerIndex, Form, Reference
+from reconciler.core.desired.consumers import ConsumerIndex, Form, Reference
+from reconciler.core.spec.diagnostics import Diagnostic, Severity
 
 if TYPE_CHECKING:
-    from reconciler.core.desired import DesiredState
-    from reconciler.core.model import RegistryState
+    from reconciler.core.desired.types import DesiredState
+    from reconciler.core.spec.model import RegistryState
 
 REFERENCE_RULES = (
     "ref-stale",
@@ -75,17 +75,13 @@ class Scope:
 
 def registry_scope(url: str) -> Scope:
     """The scope of a registry URL (see settings: azureml://registries/NAME or
-    azureml://subscriptions/S/resourceGroups/R/workspaces/W)."""
-    if url.startswith("azureml://"):
-        rest = url[len("azureml://") :].strip("/")
-        parts = rest.split("/")
-        if len(parts) >= 2 and parts[0] == "registries":
-            return Scope(f"registries/{parts[1]}")
-        if len(parts) >= 6 and parts[0] == "subscriptions":
-            return Scope(
-                f"subscriptions/{parts[1]}/resourceGroups/{parts[3]}/workspaces/{parts[5]}"
-            )
-    return Scope(None)
+    azureml://subscriptions/S/resourceGroups/R/workspaces/W), by the one URL parser."""
+    from reconciler.core.spec.registry_url import BadRegistryURL, parse_registry_url
+
+    try:
+        return Scope(parse_registry_url(url).scope)
+    except BadRegistryURL:
+        return Scope(None)
 
 
 # ---------------------------------------------------------------------------- latest

@@ -1,0 +1,1 @@
+"""Desired state: which files are environments, and loading them from a snapshot."""

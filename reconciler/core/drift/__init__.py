@@ -1,0 +1,1 @@
+"""The drift report: every environment classified against git."""

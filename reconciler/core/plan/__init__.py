@@ -1,0 +1,1 @@
+"""Planning: desired state + registry state -> a Plan (a value); saved plans."""

@@ -1,0 +1,1 @@
+"""The environment file format: YAML, validation, content digest, registry values."""

@@ -1,0 +1,1 @@
+"""The JSON documents (plan, drift, ...) built from core values: what renderers read."""

@@ -1,0 +1,187 @@
+"""Apply: make the registry match git, under the registry's lock.
+
+1. Take the lock, so two reconcilers never act on a stale view.
+2. Read git and the registry, and plan inside the lock.
+3. Refuse (with that plan) if it has errors: nothing is written.
+4. Run each change with retries for transient errors; a terminal error stops that
+   environment only and is reported.
+5. Record what was applied (the inventory) and build the images of what git holds.
+
+A saved plan (`apply FILE`) skips steps 2-3: it is checked for staleness and applied as
+it was reviewed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from reconciler.core.plan.types import ApplyOutcome
+from reconciler.engine.read import blob_reader, close, load, read_state
+from reconciler.engine.refusal import ApplyRefused
+from reconciler.ports import RegistryError
+
+if TYPE_CHECKING:
+    from reconciler.core.plan.types import Change, Plan
+    from reconciler.engine.context import Context
+    from reconciler.ports import Registry
+
+RETRIES = 3
+RETRY_BASE_DELAY = 0.2
+
+
+def apply(engine: Context, ref: str | None = None) -> ApplyOutcome:
+    from reconciler.core.build.jobs import build_targets
+    from reconciler.engine.plan import make
+
+    with engine.registry.lock(engine.lock_timeout):
+        snapshot = engine.source.snapshot(ref)
+        try:
+            desired, _ = load(engine, snapshot, watch_list=False)
+            result = make(engine, desired, read_state(engine), ref, snapshot)
+            outcome = apply_plan(engine, result)
+            if engine.builds is None and engine.inventory is None:
+                return outcome
+            targets = build_targets(desired, engine.registry.read_state(), engine.targets)
+            if engine.inventory is not None:
+                engine.inventory.save({t.name: t.version for t in targets})
+            if engine.builds is not None:
+                outcome.builds = engine.builds.run(targets, blob_reader(engine, snapshot))
+            return outcome
+        finally:
+            close(snapshot)
+
+
+def apply_saved(engine: Context, data: Any, where: str) -> ApplyOutcome:
+    """Apply a saved plan exactly, under the lock, after checking it is not stale."""
+    from reconciler.core.build.jobs import BuildTarget
+    from reconciler.core.plan.saved import check_fresh, load_saved_plan
+    from reconciler.core.plan.types import Action, Plan
+
+    section, changes = load_saved_plan(data, where)
+    with engine.registry.lock(engine.lock_timeout):
+        snapshot = engine.source.snapshot(section.get("ref"))
+        try:
+            state = engine.registry.read_state()
+            check_fresh(section, engine.registry.url, state, snapshot.commit)
+            result = Plan(tuple(changes), (), (), (), "saved plan", section.get("commit"))
+            outcome = apply_plan(engine, result)
+            written = [
+                c
+                for c in outcome.applied
+                if c.write is not None
+                and c.version is not None
+                and c.action in (Action.CREATE, Action.NEW_VERSION)
+            ]
+            if engine.inventory is not None and written:
+                applied = engine.inventory.load()
+                applied.update({c.name: c.version for c in written if c.version})
+                engine.inventory.save(applied)
+            if engine.builds is not None:
+                targets = [
+                    BuildTarget(c.name, c.version, c.write.digest, c.write.content)
+                    for c in written
+                    if c.write is not None and c.version is not None
+                ]
+                outcome.builds = engine.builds.run(targets, blob_reader(engine, snapshot))
+            return outcome
+        finally:
+            close(snapshot)
+
+
+def apply_plan(engine: Context, plan: Plan) -> ApplyOutcome:
+    """Run a plan's changes in order; refused as a whole when the plan has errors."""
+    if plan.has_errors:
+        count = sum(1 for d in plan.diagnostics if d.severity == "error")
+        raise ApplyRefused(
+            f"apply refused: {count} error(s) in the plan; nothing was written", plan
+        )
+    outcome = ApplyOutcome(plan)
+    registry, progress = engine.registry, engine.progress
+    # Environments are independent: a backend that takes concurrent calls (Azure ML)
+    # gets several environments' changes at once; one environment's stay in order.
+    workers = max(1, int(getattr(registry, "write_concurrency", 1)))
+    groups: dict[str, list[Change]] = {}
+    for change in plan.changes:
+        if change.deferred is not None:  # held by the promotion gate
+            outcome.deferred.append(change)
+            continue
+        groups.setdefault(change.name, []).append(change)
+    results: dict[int, str | None] = {}  # id(change) -> error, None when applied
+    report_lock = threading.Lock()
+
+    def run(changes: list[Change]) -> None:
+        failed = False
+        for change in changes:
+            error: str | None
+            if failed:
+                error = "skipped: an earlier step failed"
+            else:
+                try:
+                    with_retries(registry, change)
+                    error = None
+                except RegistryError as exc:
+                    failed = True
+                    error = str(exc)
+            with report_lock:
+                results[id(change)] = error
+                if error is None:
+                    progress.advance("apply", f"{change.action.value} {change.target}: done")
+                elif not error.startswith("skipped"):
+                    progress.advance(
+                        "apply", f"{change.action.value} {change.target}: failed: {error}"
+                    )
+
+    if plan.changes:
+        progress.start("apply", f"applying {len(plan.changes)} change(s)", len(plan.changes))
+    with registry.batch():
+        if workers == 1 or len(groups) < 2:
+            for changes in groups.values():
+                run(changes)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(workers, len(groups))) as pool:
+                list(pool.map(run, groups.values()))
+    progress.finish("apply")
+    for change in plan.changes:
+        if change.deferred is not None:
+            continue
+        error = results[id(change)]
+        if error is None:
+            outcome.applied.append(change)
+        else:
+            outcome.failed.append((change, error))
+    return outcome
+
+
+def with_retries(registry: Registry, change: Change) -> None:
+    for attempt in range(RETRIES + 1):
+        try:
+            execute(registry, change)
+            return
+        except RegistryError as exc:
+            if not exc.transient or attempt == RETRIES:
+                raise
+            time.sleep(RETRY_BASE_DELAY * 2**attempt)
+
+
+def execute(registry: Registry, change: Change) -> None:
+    """One change, as registry writes (each safe to repeat)."""
+    from reconciler.core.plan.types import Action
+
+    if change.action in (Action.CREATE, Action.NEW_VERSION, Action.UPDATE_METADATA):
+        assert change.write is not None and change.version is not None
+        registry.put_version(change.name, change.version, change.write)
+    elif change.action in (Action.RESTORE, Action.ARCHIVE):
+        archived = change.action is Action.ARCHIVE
+        if change.version is None:
+            registry.set_container_archived(change.name, archived)
+        else:
+            registry.set_version_archived(change.name, change.version, archived)
+        # The stamp goes on after the flag: an apply killed in between leaves an
+        # archive without stamp (harmless while out of git) or a stale stamp on an
+        # active environment (the next plan clears it).
+        if change.write is not None and change.stamp_version is not None:
+            registry.put_version(change.name, change.stamp_version, change.write)
