@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from reconciler.core.build.jobs import BuildOutcome
     from reconciler.core.drift.report import DriftClass
     from reconciler.core.plan.types import ApplyOutcome
-    from reconciler.core.spec.model import RegisteredContainer, RegisteredVersion
     from reconciler.render.terminal import Terminal
 
 EXPECTED_ERRORS = (
@@ -409,70 +408,31 @@ def run_diff(args: Namespace) -> int:
     return EXIT_OK if document["identical"] else EXIT_CHANGES
 
 
-def _container_row(container: RegisteredContainer) -> dict[str, Any]:
-    newest = container.newest
-    return {
-        "name": container.name,
-        "latest_version": newest.version if newest else None,
-        "versions": len(container.versions),
-        "archived": container.archived,
-        "managed": container.managed,
-        "source_path": container.owner_path(),
-    }
-
-
 def run_list(args: Namespace) -> int:
+    from reconciler.documents.inspect import list_document
+
     settings = _settings(args)
     registry = _registry(settings)
     try:
         state = registry.read_state()
     finally:
         registry.close()
-    rows = [
-        _container_row(c)
-        for c in state.containers.values()
-        if args.include_archived or not c.archived
-    ]
+    rows = list_document(state, args.include_archived)
     if args.json:
         _print_json(rows)
         return EXIT_OK
-    table = [
-        [
-            r["name"],
-            str(r["latest_version"]),
-            str(r["versions"]),
-            "archived" if r["archived"] else "active",
-            "managed" if r["managed"] else "unmanaged",
-            r["source_path"] or "",
-        ]
-        for r in rows
-    ]
-    headers = ["NAME", "LATEST", "VERSIONS", "STATE", "OWNER", "SOURCE"]
+    table = text.list_rows(rows)
     screen = _terminal(args)
     if screen is not None:
-        screen.table(headers, table, title=f"Environments in {registry.url}", states=3)
+        screen.table(text.LIST_HEADERS, table, title=f"Environments in {registry.url}", states=3)
     else:
-        _print(text.format_table(headers, table))
+        _print(text.format_table(text.LIST_HEADERS, table))
     return EXIT_OK
 
 
-def _version_doc(version: RegisteredVersion, container: RegisteredContainer) -> dict[str, Any]:
-    return {
-        "name": version.name,
-        "version": version.version,
-        "digest": version.digest,
-        "description": version.description,
-        "tags": dict(version.tags),
-        "archived": version.archived or container.archived,
-        "created_at": version.created_at,
-        "datastore": version.datastore,
-        "managed": version.managed,
-        "provenance": {"commit": version.source_commit, "path": version.source_path},
-        "content": dict(version.content) if version.content is not None else None,
-    }
-
-
 def run_show(args: Namespace) -> int:
+    from reconciler.documents.inspect import show_document
+
     settings = _settings(args)
     registry = _registry(settings)
     name, _, version = args.target.partition(":")
@@ -483,45 +443,16 @@ def run_show(args: Namespace) -> int:
         registry.close()
     if container is None:
         raise CliError(f"no environment {name!r} in {registry.url}")
-    records = {k: r.to_dict() for k, r in build_records.items()}
-    if version:
-        found = container.get(version)
-        if found is None:
-            raise CliError(f"no version {name}:{version} in {registry.url}")
-        document: dict[str, Any] = _version_doc(found, container)
-        document["build"] = records.get((name, version))
-    else:
-        newest = container.newest
-        document = _container_row(container)
-        document["latest"] = _version_doc(newest, container) if newest else None
-        if newest is not None:
-            document["latest"]["build"] = records.get((name, newest.version))
+    document = show_document(container, build_records, version or None)
+    if document is None:
+        raise CliError(f"no version {name}:{version} in {registry.url}")
     if args.json:
         _print_json(document)
     elif (screen := _terminal(args)) is not None:
         screen.mapping(document, title=args.target)
     else:
-        _print(_format_mapping(document))
+        _print(text.format_mapping(document))
     return EXIT_OK
-
-
-def _format_mapping(value: dict[str, Any], indent: int = 0) -> str:
-    lines = []
-    pad = "  " * indent
-    for key, item in value.items():
-        if isinstance(item, dict) and item:
-            lines.append(f"{pad}{key}:")
-            lines.append(_format_mapping(item, indent + 1))
-        else:
-            shown = json.dumps(item, ensure_ascii=False) if not isinstance(item, str) else item
-            lines.append(f"{pad}{key}: {shown}")
-    return "\n".join(lines)
-
-
-def _later(origin: dict[str, Any]) -> str:
-    """The commit that last re-stamped a version (a metadata change), when not its own."""
-    last = origin.get("last_commit")
-    return last[:12] if last and last != origin.get("commit") else ""
 
 
 def run_evidence(args: Namespace) -> int:
@@ -585,6 +516,8 @@ def _count(value: Any) -> str:
 
 
 def run_history(args: Namespace) -> int:
+    from reconciler.documents.inspect import history_document
+
     settings = _settings(args)
     registry = _registry(settings)
     try:
@@ -594,52 +527,18 @@ def run_history(args: Namespace) -> int:
         registry.close()
     if container is None:
         raise CliError(f"no environment {args.name!r} in {registry.url}")
-    from reconciler.core.governance.evidence import origins, provenance
-
-    found = origins(events)
-    versions = [
-        dict(_version_doc(v, container), provenance=provenance(v, found.get(v.version)))
-        for v in container.versions
-    ]
+    document = history_document(args.name, container, events)
     if args.json:
-        _print_json(
-            {
-                "name": args.name,
-                "archived": container.archived,
-                "versions": [{k: v for k, v in d.items() if k != "content"} for d in versions],
-                "events": events,
-            }
-        )
+        _print_json(document)
         return EXIT_OK
-    rows = [
-        [
-            d["version"],
-            d["created_at"][:19],
-            "archived" if d["archived"] else "active",
-            (d["provenance"]["commit"] or "-")[:12],
-            d["provenance"]["path"] or "(not from git)",
-            (d["digest"] or "")[7:19],
-            _later(d["provenance"]),
-        ]
-        for d in versions
-    ]
-    headers = ["VERSION", "CREATED", "STATE", "COMMIT", "SOURCE", "DIGEST", "LAST WRITTEN AT"]
-    event_rows = [[e["at"][:19], e["version"] or "-", e["action"]] for e in events]
     screen = _terminal(args)
-    if screen is not None:
-        screen.table(headers, rows, title=f"{args.name}: versions", states=2)
-        if events:
-            screen.table(["AT", "VERSION", "EVENT"], event_rows, title=f"{args.name}: events")
+    if screen is None:
+        _print(text.format_history(document))
         return EXIT_OK
-    _print(text.format_table(headers, rows))
-    if events:
-        _print("")
-        _print(
-            text.format_table(
-                ["AT", "VERSION", "EVENT"],
-                [[e["at"][:19], e["version"] or "-", e["action"]] for e in events],
-            )
-        )
+    versions, event_rows = text.history_rows(document)
+    screen.table(text.HISTORY_HEADERS, versions, title=f"{args.name}: versions", states=2)
+    if event_rows:
+        screen.table(text.EVENT_HEADERS, event_rows, title=f"{args.name}: events")
     return EXIT_OK
 
 

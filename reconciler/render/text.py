@@ -281,9 +281,29 @@ def _later(origin: Mapping[str, Any]) -> str:
     return last[:12] if last and last != origin.get("commit") else ""
 
 
-def format_history(document: Mapping[str, Any]) -> str:
-    """The history document: a table of versions, then one of events (if any)."""
-    rows = [
+LIST_HEADERS = ["NAME", "LATEST", "VERSIONS", "STATE", "OWNER", "SOURCE"]
+HISTORY_HEADERS = ["VERSION", "CREATED", "STATE", "COMMIT", "SOURCE", "DIGEST", "LAST WRITTEN AT"]
+EVENT_HEADERS = ["AT", "VERSION", "EVENT"]
+
+
+def list_rows(document: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    """The `list` document as table rows (under LIST_HEADERS)."""
+    return [
+        [
+            r["name"],
+            str(r["latest_version"]),
+            str(r["versions"]),
+            "archived" if r["archived"] else "active",
+            "managed" if r["managed"] else "unmanaged",
+            r["source_path"] or "",
+        ]
+        for r in document
+    ]
+
+
+def history_rows(document: Mapping[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
+    """The history document as table rows: versions (HISTORY_HEADERS), events (EVENT_HEADERS)."""
+    versions = [
         [
             d["version"],
             d["created_at"][:19],
@@ -295,15 +315,14 @@ def format_history(document: Mapping[str, Any]) -> str:
         ]
         for d in document["versions"]
     ]
-    headers = ["VERSION", "CREATED", "STATE", "COMMIT", "SOURCE", "DIGEST", "LAST WRITTEN AT"]
-    out = [format_table(headers, rows)]
-    events = document["events"]
+    events = [[e["at"][:19], e["version"] or "-", e["action"]] for e in document["events"]]
+    return versions, events
+
+
+def format_history(document: Mapping[str, Any]) -> str:
+    """The history document: a table of versions, then one of events (if any)."""
+    versions, events = history_rows(document)
+    out = [format_table(HISTORY_HEADERS, versions)]
     if events:
-        out.append("")
-        out.append(
-            format_table(
-                ["AT", "VERSION", "EVENT"],
-                [[e["at"][:19], e["version"] or "-", e["action"]] for e in events],
-            )
-        )
+        out += ["", format_table(EVENT_HEADERS, events)]
     return "\n".join(out)
