@@ -458,31 +458,16 @@ def run_show(args: Namespace) -> int:
 def run_evidence(args: Namespace) -> int:
     from datetime import UTC, datetime
 
-    from reconciler.core.governance.evidence import evidence_document
     from reconciler.render.evidence import format_evidence_markdown
 
     settings = _settings(args)
-    engine = _engine(settings, args)  # the repository's consumers, from the working tree
-    engine.registry.close()
-    consumers = engine.desired(None).consumers
-    registry = _registry(settings, refresh=True)
+    engine = _engine(settings, args)  # `evidence` reads the whole registry, never a view
     try:
-        state = registry.read_state()
-        records = registry.build_records()
-        events = {name: registry.history(name) for name in state.containers}
+        consumers = engine.desired(None).consumers  # the working tree's references
+        document = engine.evidence(datetime.now(UTC), consumers)
     finally:
-        registry.close()
-    now = datetime.now(UTC)
-    document = evidence_document(
-        state,
-        records,
-        events,
-        settings.policy,
-        now.date(),
-        registry.url,
-        now.isoformat(timespec="seconds"),
-        consumers,
-    )
+        engine.registry.close()
+    registry = engine.registry
     written = write_files(
         Path(args.out).resolve(),
         {

@@ -14,6 +14,7 @@ from reconciler.ports import NotFound
 
 if TYPE_CHECKING:
     from reconciler.core.build.jobs import BuildRecord
+    from reconciler.core.desired.consumers import ConsumerIndex
     from reconciler.core.spec.model import RegisteredContainer, RegistryState
     from reconciler.engine.context import Context
 
@@ -42,8 +43,11 @@ def history(engine: Context, name: str) -> tuple[RegisteredContainer, list[dict[
     return found, events
 
 
-def evidence(engine: Context, now: datetime) -> dict[str, Any]:
-    """The audit evidence document of every environment and version, as of ``now``."""
+def evidence(
+    engine: Context, now: datetime, consumers: ConsumerIndex | None = None
+) -> dict[str, Any]:
+    """The audit evidence document of every environment and version, as of ``now``, with
+    the repository's ``consumers`` under the versions they pin."""
     from reconciler.core.governance.evidence import evidence_document
 
     registry = engine.registry
@@ -58,4 +62,5 @@ def evidence(engine: Context, now: datetime) -> dict[str, Any]:
         now.date(),
         registry.url,
         now.isoformat(timespec="seconds"),
+        consumers,
     )

@@ -8,12 +8,14 @@ plan answered from the cache never imports the planner.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from reconciler.engine.context import Context
 
 if TYPE_CHECKING:
     from reconciler.core.build.jobs import BuildOutcome
+    from reconciler.core.desired.consumers import ConsumerIndex
     from reconciler.core.desired.types import DesiredState
     from reconciler.core.drift.report import DriftClass, DriftReport
     from reconciler.core.plan.types import ApplyOutcome, Plan
@@ -60,6 +62,13 @@ class Engine(Context):
         from reconciler.engine.consumers import reference_findings
 
         return reference_findings(self, state)
+
+    # -- inspect --------------------------------------------------------------------
+
+    def evidence(self, now: datetime, consumers: ConsumerIndex | None = None) -> dict[str, Any]:
+        from reconciler.engine.inspect import evidence
+
+        return evidence(self, now, consumers)
 
     # -- apply ----------------------------------------------------------------------
 
