@@ -132,6 +132,9 @@ def disk_entry(root: Path, path: str, hasher: Any = None) -> FileEntry | None:
 
 class DiskReads:
     root: Path
+    # Files are read straight from disk, through no shared handle: a process forked from
+    # this one may read them itself (the parse workers do).
+    reads_from_disk = True
 
     def prefetch(self, entries: list[FileEntry]) -> None:
         return None  # reading a file from disk on demand is as fast as it gets

@@ -87,18 +87,104 @@ def parallel_map(
 ) -> Iterable[dict[str, Any]]:
     """Parse on every core when there is a lot to parse (a cold plan of a big repository);
     ``done`` is told after each item."""
-    workers = min(os.cpu_count() or 1, 8)
+    workers = _workers()
     if workers < 2 or len(items) < PARALLEL_PARSE_MIN:
         if done is None:
             return map(function, items)
         return [_counted(function(item), done) for item in items]
+    with _pool(workers) as pool:
+        results = pool.map(function, items, chunksize=64)
+        return [_counted(result, done) for result in results] if done else list(results)
+
+
+def parse_files(
+    function: Callable[[bytes], dict[str, Any]],
+    snapshot: Snapshot,
+    entries: list[FileEntry],
+    done: Callable[[], None] | None = None,
+) -> Iterable[dict[str, Any]]:
+    """Read and parse files of a snapshot, results in order; on every core when there are
+    many. Files on disk are read by the workers themselves (paths in, records out): the
+    main process neither reads them one by one nor ships their content."""
+    workers = _workers()
+    if workers < 2 or len(entries) < PARALLEL_PARSE_MIN:
+        results = (function(snapshot.read(entry)) for entry in entries)
+        return results if done is None else (_counted(r, done) for r in results)
+    if not getattr(snapshot, "reads_from_disk", False):
+        return _read_here(function, snapshot, entries, done)
+    # The workers are forked with the snapshot and the list of files (nothing of them is
+    # pickled), take ranges of that list and read each file through the snapshot, so a
+    # file that cannot be read fails as it would here.
+    ranges = [(i, min(i + PARSE_CHUNK, len(entries))) for i in range(0, len(entries), PARSE_CHUNK)]
+    with _pool(workers, initializer=_adopt, initargs=(function, snapshot, entries)) as pool:
+        out: list[dict[str, Any]] = []
+        for records in pool.map(_read_and_parse, ranges):
+            out.extend(records)
+            if done is not None:
+                for _ in records:
+                    done()
+        return out
+
+
+PARSE_CHUNK = 128  # files per task: few round trips, yet both workers busy to the end
+
+
+def _workers() -> int:
+    return min(os.cpu_count() or 1, 8)
+
+
+def _pool(workers: int, **options: Any) -> Any:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     # fork: the workers inherit the imported parser instead of importing it again
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        results = pool.map(function, items, chunksize=64)
-        return [_counted(result, done) for result in results] if done else list(results)
+    context = multiprocessing.get_context("fork")
+    return ProcessPoolExecutor(workers, mp_context=context, **options)
+
+
+def _read_here(
+    function: Callable[[bytes], dict[str, Any]],
+    snapshot: Snapshot,
+    entries: list[FileEntry],
+    done: Callable[[], None] | None,
+) -> list[dict[str, Any]]:
+    """Read every file here (a ref's blobs come from git in one batch), parse in workers."""
+    from reconciler.core.spec.yamldoc import MAX_FILE_BYTES
+
+    refused: dict[int, dict[str, Any]] = {}
+    contents = []
+    for index, entry in enumerate(entries):
+        content = snapshot.read(entry)
+        if len(content) > MAX_FILE_BYTES:
+            # refused at once, so that many oversized files are never held together
+            refused[index] = function(content)
+            if done is not None:
+                done()
+            continue
+        contents.append(content)
+    parsed = iter(parallel_map(function, contents, done))
+    return [refused[i] if i in refused else next(parsed) for i in range(len(entries))]
+
+
+_adopted: tuple[Callable[[bytes], dict[str, Any]], Snapshot, list[FileEntry]] | None = None
+
+
+def _adopt(
+    function: Callable[[bytes], dict[str, Any]], snapshot: Snapshot, entries: list[FileEntry]
+) -> None:
+    """In a worker: the parser, the snapshot and the files to parse (ranges of them)."""
+    import gc
+
+    # What the worker inherited stays as it is: no collection walks (and so copies) it.
+    gc.freeze()
+    global _adopted
+    _adopted = (function, snapshot, entries)
+
+
+def _read_and_parse(span: tuple[int, int]) -> list[dict[str, Any]]:
+    assert _adopted is not None, "a parse worker runs only in a pool made by parse_files"
+    function, snapshot, entries = _adopted
+    return [function(snapshot.read(entry)) for entry in entries[span[0] : span[1]]]
 
 
 def _counted(result: dict[str, Any], done: Callable[[], None]) -> dict[str, Any]:
@@ -108,18 +194,20 @@ def _counted(result: dict[str, Any], done: Callable[[], None]) -> dict[str, Any]
 
 def _counting_map(
     engine: Context,
-) -> Callable[[Callable[[bytes], dict[str, Any]], list[bytes]], Iterable[dict[str, Any]]]:
-    """parallel_map, counting parsed files on the progress display."""
+) -> Callable[
+    [Callable[[bytes], dict[str, Any]], Snapshot, list[FileEntry]], Iterable[dict[str, Any]]
+]:
+    """parse_files, counting parsed files on the progress display."""
     progress = engine.progress
     if isinstance(progress, QuietProgress):
-        return parallel_map
+        return parse_files
 
     def parse(
-        function: Callable[[bytes], dict[str, Any]], items: list[bytes]
+        function: Callable[[bytes], dict[str, Any]], snapshot: Snapshot, entries: list[FileEntry]
     ) -> Iterable[dict[str, Any]]:
-        progress.start("parse", f"parsing {len(items)} environment file(s)", len(items))
+        progress.start("parse", f"parsing {len(entries)} environment file(s)", len(entries))
         try:
-            return parallel_map(function, items, lambda: progress.advance("parse"))
+            return list(parse_files(function, snapshot, entries, lambda: progress.advance("parse")))
         finally:
             progress.finish("parse")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,10 +81,11 @@ _ENVIRONMENT_MARKERS = frozenset(
 )
 
 
-def _serial_map(
-    function: Callable[[bytes], dict[str, Any]], items: list[bytes]
-) -> Iterable[dict[str, Any]]:
-    return map(function, items)
+def serial_parse(
+    function: Callable[[bytes], dict[str, Any]], snapshot: Snapshot, entries: list[FileEntry]
+) -> Iterator[dict[str, Any]]:
+    """Read and parse one file at a time (many big files are never held together)."""
+    return (function(snapshot.read(entry)) for entry in entries)
 
 
 def _parsed(memo: LoadMemo, snapshot: Snapshot, entry: FileEntry) -> dict[str, Any]:
@@ -406,14 +407,18 @@ _FIELD_LINES = frozenset(
 # ---------------------------------------------------------------------------- loading
 
 
-Mapper = Callable[[Callable[[bytes], dict[str, Any]], list[bytes]], Iterable[dict[str, Any]]]
+# Parses files of a snapshot with the function given, results in order; it may read and
+# parse in other processes (the engine's does, for many files).
+Mapper = Callable[
+    [Callable[[bytes], dict[str, Any]], Snapshot, list[FileEntry]], Iterable[dict[str, Any]]
+]
 
 
 def _parse_missing(
     memo: LoadMemo, snapshot: Snapshot, candidates: list[FileEntry], mapper: Mapper
 ) -> None:
-    """Parse every candidate the memo does not know yet, in one batch (``mapper`` may run
-    it in parallel; it must return results in order)."""
+    """Parse every candidate the memo does not know yet, in one batch (``mapper`` reads
+    and parses them, perhaps in parallel; it returns results in order)."""
     seen: set[str] = set()
     todo: list[FileEntry] = []
     for entry in candidates:
@@ -423,25 +428,13 @@ def _parse_missing(
         todo.append(entry)
     if not todo:
         return
-    from reconciler.core.spec.yamldoc import MAX_FILE_BYTES
-
     snapshot.prefetch(todo)
-    batch: list[FileEntry] = []
-    contents: list[bytes] = []
-    for entry in todo:
-        content = snapshot.read(entry)
-        if len(content) > MAX_FILE_BYTES:
-            # refused at once, so that many oversized files are never held together
-            memo.parsed[entry.blob_id] = _parse_candidate(content)
-            continue
-        batch.append(entry)
-        contents.append(content)
-    for entry, record in zip(batch, mapper(_parse_candidate, contents), strict=True):
+    for entry, record in zip(todo, mapper(_parse_candidate, snapshot, todo), strict=True):
         conda = record.pop("conda", None)
         if conda is not None:
             memo.conda[entry.blob_id] = conda
         memo.parsed[entry.blob_id] = record
-    memo.changed = True
+        memo.changed = True
 
 
 def _candidates(kept: ResolveMemo, snapshot: Snapshot, selection: Selection) -> list[FileEntry]:
@@ -502,7 +495,7 @@ def load_desired(
             if (done := kept.get(entry)) is not None:
                 hits[entry.path] = done
     todo = [e for e in candidates if e.path not in hits] if hits else candidates
-    _parse_missing(memo, snapshot, todo, mapper or _serial_map)
+    _parse_missing(memo, snapshot, todo, mapper or serial_parse)
     resolved: list[DesiredEnvironment] = []
     referenced: set[str] = set()
     invalid: list[tuple[FileEntry, dict[str, Any]]] = []
