@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.adapters.locking import file_lock
-from reconciler.core.spec.digest import canonical_json, content_digest
+from reconciler.core.spec.digest import canonical_json, json_digest
 
 if TYPE_CHECKING:
     from reconciler.core.build.jobs import BuildRecord
@@ -390,7 +390,8 @@ class SqliteRegistry:
     # -- writes -----------------------------------------------------------------------
 
     def put_version(self, name: str, version: str, write: VersionWrite) -> RegisteredVersion:
-        digest = content_digest(dict(write.content))
+        content_json = canonical_json(dict(write.content))
+        digest = json_digest(content_json)
         tags_json = canonical_json(dict(write.tags))
         now = _now()
         try:
@@ -438,7 +439,7 @@ class SqliteRegistry:
                         (
                             name,
                             version,
-                            canonical_json(dict(write.content)),
+                            content_json,
                             digest,
                             write.description,
                             tags_json,
@@ -455,6 +456,20 @@ class SqliteRegistry:
                         version,
                         "create",
                         {"digest": digest, "tags": dict(write.tags)},
+                    )
+                    # the row as written (what reading it back would give)
+                    return _version(
+                        (
+                            name,
+                            version,
+                            content_json,
+                            digest,
+                            write.description,
+                            tags_json,
+                            archived,
+                            now,
+                            write.datastore,
+                        )
                     )
                 row = conn.execute(
                     _VERSION_SELECT + " WHERE name=? AND version=?", (name, version)
