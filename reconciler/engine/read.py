@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from reconciler.ports import FileEntry, QuietProgress, Snapshot, SourceError
 
@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from reconciler.core.spec.diagnostics import Diagnostic
     from reconciler.core.spec.model import RegistryState
     from reconciler.engine.context import Context
+
+A = TypeVar("A")
+B = TypeVar("B")
 
 PARALLEL_PARSE_MIN = 2000  # below this, starting worker processes costs more than it saves
 
@@ -212,6 +215,30 @@ def _counting_map(
             progress.finish("parse")
 
     return parse
+
+
+def alongside(first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
+    """Both results, ``second`` computed in a thread while ``first`` runs here (the
+    registry's state is read while git's files are parsed in worker processes). An error
+    of ``first`` wins, as if ``second`` had never run."""
+    found: list[B] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            found.append(second())
+        except BaseException as exc:  # re-raised in the caller's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name="reconciler-read", daemon=True)
+    thread.start()
+    try:
+        result = first()
+    finally:
+        thread.join()
+    if failed:
+        raise failed[0]
+    return result, found[0]
 
 
 def read_state(engine: Context) -> RegistryState:

@@ -1,12 +1,16 @@
-"""Many files are parsed in worker processes. For a working tree or a plain directory the
-workers read the files themselves; a ref's blobs are read here and shipped. Either way
-the records are those of a parse in one process, in order, and a file that cannot be read
-fails with the error one process would give."""
+"""A cold read does its work at once: many files are parsed in worker processes while
+the registry is read in a thread.
+
+For a working tree or a plain directory the workers read the files themselves; a ref's
+blobs are read here and shipped. Either way the records are those of a parse in one
+process, in order, and a file that cannot be read fails with the error one process would
+give."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +122,28 @@ def test_a_file_unreadable_after_listing_fails_as_in_one_process(many: GitRepo, 
         list(read_verb.parse_files(probe, snapshot, entries))
     assert str(parallel.value) == str(alone.value)
     assert str(alone.value).startswith("cannot read environments/e17/env.yml: ")
+
+
+def test_alongside_runs_both_at_once_and_returns_both() -> None:
+    ready = threading.Event()
+
+    def first() -> str:
+        # only returns once the second has started: both run at the same time
+        assert ready.wait(timeout=30), "the second was not running meanwhile"
+        return "desired"
+
+    def second() -> str:
+        ready.set()
+        return "registry"
+
+    assert read_verb.alongside(first, second) == ("desired", "registry")
+
+
+def test_alongside_reports_the_first_error_then_the_second() -> None:
+    def broken(what: str) -> Any:
+        raise SourceError(what)
+
+    with pytest.raises(SourceError, match="git"):
+        read_verb.alongside(lambda: broken("git"), lambda: broken("registry"))
+    with pytest.raises(SourceError, match="registry"):
+        read_verb.alongside(lambda: "desired", lambda: broken("registry"))
