@@ -135,6 +135,12 @@ class RefSnapshot:
         self._repo.close()
 
 
+def _parent(path: str) -> str:
+    """posixpath.dirname of a path as git lists it (relative, no doubled or trailing "/"),
+    at a fraction of its cost."""
+    return path.rpartition("/")[0]
+
+
 def walk_directories(root: str, top: str) -> Iterator[tuple[str, bool]]:
     """Every directory from ``top`` down (relative to ``root``, "/"-separated), with
     whether it holds a .gitignore: what os.walk visits (no symlinked directory followed,
@@ -278,30 +284,36 @@ class GitSource:
         dirs: set[str] = set()
         if whole_tree:
             for path in snapshot.listed_paths():
-                parent = posixpath.dirname(path)
+                parent = _parent(path)
                 while parent not in dirs:
                     dirs.add(parent)
-                    parent = posixpath.dirname(parent)
-        ignores: list[str] = []
+                    parent = _parent(parent)
+        ignores: set[str] = set()
 
         def walk(top: str) -> None:
             for rel, has_ignore in walk_directories(str(self.root), top):
                 dirs.add(rel)
                 if has_ignore:
-                    ignores.append(posixpath.join(rel, ".gitignore"))
+                    ignores.add(posixpath.join(rel, ".gitignore"))
 
         walk(root)
-        outside = {posixpath.dirname(p) for p in references}
+        outside = {_parent(p) for p in references}
         for parent in sorted(outside):
             if parent not in dirs:
                 walk(parent)  # a build context elsewhere: all of it, empty folders too
-        for parent in list(dirs):  # ancestors: a new .gitignore there changes what counts
+        # Ancestors: a new .gitignore there changes what counts. Each chain is climbed
+        # only until it meets one climbed before.
+        ancestors: set[str] = set()
+        for parent in dirs:
             while parent:
-                parent = posixpath.dirname(parent)
-                ignores.append(posixpath.join(parent, ".gitignore"))
+                parent = _parent(parent)
+                if parent in ancestors:
+                    break
+                ancestors.add(parent)
+        ignores.update(f"{a}/.gitignore" if a else ".gitignore" for a in ancestors)
         prefixes = tuple(d + "/" for d in dirs if d)
         untracked = [p for p in snapshot.untracked if "" in dirs or p.startswith(prefixes)]
-        return sorted(dirs) + sorted(set(ignores)) + sorted(untracked)
+        return sorted(dirs) + sorted(ignores) + sorted(untracked)
 
     def list_files(self, snapshot: Any, match: Callable[[str], bool]) -> list[FileEntry]:
         """The files of a snapshot (working tree, ref or plain directory) whose path

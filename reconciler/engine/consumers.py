@@ -39,7 +39,7 @@ def scan_consumers(
     selection, used = engine.selection, state.references
 
     def wanted(path: str) -> bool:
-        return settings.matches(path) and path not in used and not selection.owns(path)
+        return path not in used and settings.matches(path) and not selection.owns(path)
 
     scanned: list[tuple[str, dict[str, Any]]] = []
     todo: list[tuple[FileEntry, str]] = []
