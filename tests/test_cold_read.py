@@ -147,3 +147,25 @@ def test_alongside_reports_the_first_error_then_the_second() -> None:
         read_verb.alongside(lambda: broken("git"), lambda: broken("registry"))
     with pytest.raises(SourceError, match="registry"):
         read_verb.alongside(lambda: "desired", lambda: broken("registry"))
+
+
+def test_a_conda_file_parsed_later_is_awaited_not_parsed_again(
+    many: GitRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "environments/a.yml" comes first, its conda file last: resolving it waits for that
+    # file's record from the workers instead of parsing the file a second time here.
+    many.write("environments/a.yml", conda_env("a", "zz/conda.yml"))
+    many.write("environments/zz/conda.yml", CONDA)
+    source = GitSource(many.root)
+    alone = load_desired(source.snapshot(None), Selection(), LoadMemo())
+    from reconciler.core.spec import yamldoc
+
+    def refuse(content: bytes) -> None:
+        raise AssertionError("a conda file was parsed a second time")
+
+    monkeypatch.setattr(yamldoc, "parse_plain_yaml", refuse)
+    memo = LoadMemo()
+    parallel = load_desired(source.snapshot(None), Selection(), memo, mapper=read_verb.parse_files)
+    assert parallel.environments == alone.environments
+    assert parallel.environments["a"].conda_path == "environments/zz/conda.yml"
+    assert parallel.diagnostics == alone.diagnostics

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from reconciler.ports import FileEntry, QuietProgress, Snapshot, SourceError
@@ -57,16 +57,23 @@ def load(
     memo = engine.cache.load_memo()
     kept = engine.cache.kept_memos()
     resolved = kept[0] if kept is not None else None
-    parse = _counting_map(engine)
+    # Nothing parsed before (a cold run): the parser is imported while git lists the
+    # files, once, here, and not by every worker process.
+    warming = _import_parser() if not memo.parsed else None
+    parse = _counting_map(engine, warming)
 
     def read_all() -> DesiredState:
         return load_desired(snapshot, engine.selection, memo, only, parse, resolved)
 
-    if engine.stage is None:
-        state = read_all()
-    else:  # targets share one read of git; each then takes the environments it holds
-        key = (snapshot.commit, snapshot.label, tuple(only) if only is not None else None)
-        state = engine.stage.select(engine.stage.load(key, read_all))
+    try:
+        if engine.stage is None:
+            state = read_all()
+        else:  # targets share one read of git; each then takes the environments it holds
+            key = (snapshot.commit, snapshot.label, tuple(only) if only is not None else None)
+            state = engine.stage.select(engine.stage.load(key, read_all))
+    finally:
+        if warming is not None:
+            warming.join()  # no process is forked while a thread imports
     if engine.policy is not None:
         state.diagnostics.extend(policy_diagnostics(engine, state, snapshot, engine.policy))
     scanning = engine.consumers is not None and engine.consumers.enabled and only is None
@@ -115,18 +122,29 @@ def parse_files(
         return results if done is None else (_counted(r, done) for r in results)
     if not getattr(snapshot, "reads_from_disk", False):
         return _read_here(function, snapshot, entries, done)
-    # The workers are forked with the snapshot and the list of files (nothing of them is
-    # pickled), take ranges of that list and read each file through the snapshot, so a
-    # file that cannot be read fails as it would here.
+    return _parse_in_workers(function, snapshot, entries, workers, done)
+
+
+def _parse_in_workers(
+    function: Callable[[bytes], dict[str, Any]],
+    snapshot: Snapshot,
+    entries: list[FileEntry],
+    workers: int,
+    done: Callable[[], None] | None,
+) -> Iterator[dict[str, Any]]:
+    """The workers are forked with the snapshot and the list of files (nothing of them is
+    pickled), take ranges of that list and read each file through the snapshot, so a file
+    that cannot be read fails as it would here. Records are handed on as they arrive."""
     ranges = [(i, min(i + PARSE_CHUNK, len(entries))) for i in range(0, len(entries), PARSE_CHUNK)]
-    with _pool(workers, initializer=_adopt, initargs=(function, snapshot, entries)) as pool:
-        out: list[dict[str, Any]] = []
+    pool = _pool(workers, initializer=_adopt, initargs=(function, snapshot, entries))
+    try:
         for records in pool.map(_read_and_parse, ranges):
-            out.extend(records)
-            if done is not None:
-                for _ in records:
+            for record in records:
+                if done is not None:
                     done()
-        return out
+                yield record
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # stopped early: the rest is dropped
 
 
 PARSE_CHUNK = 128  # files per task: few round trips, yet both workers busy to the end
@@ -195,22 +213,40 @@ def _counted(result: dict[str, Any], done: Callable[[], None]) -> dict[str, Any]
     return result
 
 
+def _import_parser() -> threading.Thread:
+    def run() -> None:
+        import reconciler.core.spec.environment  # noqa: F401  (pydantic: the slow import)
+
+    thread = threading.Thread(target=run, name="reconciler-import", daemon=True)
+    thread.start()
+    return thread
+
+
 def _counting_map(
-    engine: Context,
+    engine: Context, warming: threading.Thread | None
 ) -> Callable[
     [Callable[[bytes], dict[str, Any]], Snapshot, list[FileEntry]], Iterable[dict[str, Any]]
 ]:
-    """parse_files, counting parsed files on the progress display."""
+    """parse_files, counting parsed files on the progress display (once ``warming``, the
+    parser's import, is done: a worker process is never forked in the middle of it)."""
     progress = engine.progress
-    if isinstance(progress, QuietProgress):
-        return parse_files
+    quiet = isinstance(progress, QuietProgress)
 
     def parse(
         function: Callable[[bytes], dict[str, Any]], snapshot: Snapshot, entries: list[FileEntry]
     ) -> Iterable[dict[str, Any]]:
+        if warming is not None:
+            warming.join()
+        if quiet:
+            return parse_files(function, snapshot, entries)
+        return counted(function, snapshot, entries)
+
+    def counted(
+        function: Callable[[bytes], dict[str, Any]], snapshot: Snapshot, entries: list[FileEntry]
+    ) -> Iterator[dict[str, Any]]:
         progress.start("parse", f"parsing {len(entries)} environment file(s)", len(entries))
         try:
-            return list(parse_files(function, snapshot, entries, lambda: progress.advance("parse")))
+            yield from parse_files(function, snapshot, entries, lambda: progress.advance("parse"))
         finally:
             progress.finish("parse")
 

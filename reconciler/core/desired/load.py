@@ -325,7 +325,11 @@ def _build_context(
 
 
 def _resolve_environment(
-    memo: LoadMemo, snapshot: Snapshot, yaml_path: str, record: Mapping[str, Any]
+    memo: LoadMemo,
+    snapshot: Snapshot,
+    yaml_path: str,
+    record: Mapping[str, Any],
+    parsing: _Parsing,
 ) -> tuple[DesiredEnvironment | None, list[str], list[Diagnostic]]:
     env = record["env"]
     lines = record.get("lines", {})
@@ -359,6 +363,7 @@ def _resolve_environment(
                     )
                 ],
             )
+        parsing.until(entry.blob_id)  # a candidate too: its record may be on its way
         conda, problem_diag = _conda_content(memo, snapshot, entry)
         if problem_diag is not None:
             return None, [], [problem_diag]
@@ -416,9 +421,11 @@ Mapper = Callable[
 
 def _parse_missing(
     memo: LoadMemo, snapshot: Snapshot, candidates: list[FileEntry], mapper: Mapper
-) -> None:
-    """Parse every candidate the memo does not know yet, in one batch (``mapper`` reads
-    and parses them, perhaps in parallel; it returns results in order)."""
+) -> _Parsing:
+    """Start parsing every candidate the memo does not know yet, in one batch (``mapper``
+    reads and parses them, perhaps in parallel, and answers in order). The records are
+    taken as they come, so that resolving the first environments overlaps the parse of
+    the last ones."""
     seen: set[str] = set()
     todo: list[FileEntry] = []
     for entry in candidates:
@@ -427,14 +434,47 @@ def _parse_missing(
         seen.add(entry.blob_id)
         todo.append(entry)
     if not todo:
-        return
+        return _Parsing(memo, [], iter(()))
     snapshot.prefetch(todo)
-    for entry, record in zip(todo, mapper(_parse_candidate, snapshot, todo), strict=True):
+    return _Parsing(memo, todo, iter(mapper(_parse_candidate, snapshot, todo)))
+
+
+class _Parsing:
+    """Parse records arriving in the order of their files, put in the memo on demand."""
+
+    def __init__(
+        self, memo: LoadMemo, todo: list[FileEntry], records: Iterator[dict[str, Any]]
+    ) -> None:
+        self.memo = memo
+        self.waiting = {entry.blob_id for entry in todo}
+        self._todo = iter(todo)
+        self._records = records
+
+    def until(self, blob_id: str) -> None:
+        """Take records until the one of ``blob_id`` is in the memo (if it is coming)."""
+        while blob_id in self.waiting:
+            self._take()
+
+    def drain(self) -> None:
+        while self.waiting:
+            self._take()
+        if next(self._records, None) is not None:  # (and a generator runs to its end)
+            raise ValueError("the parser answered more records than there were files")
+
+    def _take(self) -> None:
+        entry = next(self._todo)
+        record = next(self._records, None)  # raises the mapper's error for this file
+        if record is None:
+            raise ValueError("the parser answered fewer records than there were files")
         conda = record.pop("conda", None)
         if conda is not None:
-            memo.conda[entry.blob_id] = conda
-        memo.parsed[entry.blob_id] = record
-        memo.changed = True
+            self.memo.conda[entry.blob_id] = conda
+        self.memo.parsed[entry.blob_id] = record
+        self.memo.changed = True
+        self.waiting.discard(entry.blob_id)
+
+
+_PARSED = _Parsing(LoadMemo(), [], iter(()))  # nothing in progress
 
 
 def _candidates(kept: ResolveMemo, snapshot: Snapshot, selection: Selection) -> list[FileEntry]:
@@ -451,10 +491,14 @@ def _candidates(kept: ResolveMemo, snapshot: Snapshot, selection: Selection) -> 
 
 
 def _resolve_recorded(
-    memo: LoadMemo, snapshot: Snapshot, entry: FileEntry, record: Mapping[str, Any]
+    memo: LoadMemo,
+    snapshot: Snapshot,
+    entry: FileEntry,
+    record: Mapping[str, Any],
+    parsing: _Parsing = _PARSED,
 ) -> Resolved:
     recording = Recording(snapshot)
-    desired, refs, problems = _resolve_environment(memo, recording, entry.path, record)
+    desired, refs, problems = _resolve_environment(memo, recording, entry.path, record, parsing)
     diagnostics = tuple(_diags_at(record, entry.path) + problems)
     others = tuple(r for r in refs if r != entry.path)
     return Resolved(entry, frozenset(recording.reads), desired, others, diagnostics)
@@ -495,7 +539,7 @@ def load_desired(
             if (done := kept.get(entry)) is not None:
                 hits[entry.path] = done
     todo = [e for e in candidates if e.path not in hits] if hits else candidates
-    _parse_missing(memo, snapshot, todo, mapper or serial_parse)
+    parsing = _parse_missing(memo, snapshot, todo, mapper or serial_parse)
     resolved: list[DesiredEnvironment] = []
     referenced: set[str] = set()
     invalid: list[tuple[FileEntry, dict[str, Any]]] = []
@@ -524,6 +568,7 @@ def load_desired(
                 )
             )
             continue
+        parsing.until(entry.blob_id)
         record = _parsed(memo, snapshot, entry)
         kind = record["kind"]
         if kind == "conda":
@@ -535,15 +580,18 @@ def load_desired(
             invalid.append((entry, record))
             continue
         if kept is None:
-            desired, refs, problems = _resolve_environment(memo, snapshot, entry.path, record)
+            desired, refs, problems = _resolve_environment(
+                memo, snapshot, entry.path, record, parsing
+            )
             per_file_diags[entry.path] = _diags_at(record, entry.path) + problems
         else:
-            done = fresh[entry.path] = _resolve_recorded(memo, snapshot, entry, record)
+            done = fresh[entry.path] = _resolve_recorded(memo, snapshot, entry, record, parsing)
             desired, refs = done.desired, list(done.references)
             per_file_diags[entry.path] = list(done.diagnostics)
         referenced.update(r for r in refs if r != entry.path)
         if desired is not None:
             resolved.append(desired)
+    parsing.drain()  # every record in the memo (files skipped above were parsed too)
     # Files that an environment references (its conda file, its build context) are not
     # environments, whatever they look like.
     for entry, record in invalid:
