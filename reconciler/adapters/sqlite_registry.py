@@ -399,14 +399,15 @@ class SqliteRegistry:
                 container = conn.execute(
                     "SELECT archived FROM containers WHERE name=?", (name,)
                 ).fetchone()
+                row = None  # a new container has no versions (they reference it)
                 if container is None:
                     conn.execute("INSERT INTO containers VALUES (?, 0, ?, ?)", (name, now, now))
                     archived = False
                 else:
                     archived = bool(container[0])
-                row = conn.execute(
-                    _VERSION_SELECT + " WHERE name=? AND version=?", (name, version)
-                ).fetchone()
+                    row = conn.execute(
+                        _VERSION_SELECT + " WHERE name=? AND version=?", (name, version)
+                    ).fetchone()
                 if row is not None:
                     existing = _version(row)
                     if existing.digest != digest:
