@@ -63,16 +63,19 @@ def _parse_candidate(content: bytes) -> dict[str, Any]:
 
 def plain_data(value: Any) -> Any:
     """JSON-shaped data with string keys (YAML allows `1: x` beside `a: y`, which canonical
-    JSON cannot sort) and dates and the like as strings."""
-    return json.loads(canonical_json(_string_keys(value)))
-
-
-def _string_keys(value: Any) -> Any:
+    JSON cannot sort), mappings in sorted key order, and dates and the like as strings:
+    what a round trip through canonical JSON gives, built directly (every conda file of
+    a cold run goes through here)."""
     if isinstance(value, dict):
-        return {str(k): _string_keys(v) for k, v in value.items()}
+        keyed = {str(k): v for k, v in value.items()}
+        return {k: plain_data(keyed[k]) for k in sorted(keyed)}
     if isinstance(value, list):
-        return [_string_keys(v) for v in value]
-    return value
+        return [plain_data(v) for v in value]
+    if value is None or isinstance(value, str | int | float):  # bool is an int
+        return value
+    if isinstance(value, tuple):  # never from YAML; exactly as the round trip reads it
+        return json.loads(canonical_json(value))
+    return str(value)  # canonical JSON's default
 
 
 # Keys that make a YAML file an attempt at an environment definition.
