@@ -22,8 +22,8 @@ from bisect import bisect_left
 from pathlib import Path
 from typing import Any
 
+from reconciler.adapters.git_fingerprint import RACY_SECONDS
 from reconciler.adapters.worktree import (
-    RACY_SECONDS,
     SKIP_DIRS,
     WorkTreeSnapshot,
     disk_entry,

@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any
 from reconciler.adapters.report_files import ReportWriteError, write_files
 from reconciler.adapters.state_dir import own_directory
 from reconciler.cli.base import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError, terminal_wanted
-from reconciler.cli.wiring import engine_for, progress, registry, settings_of, state_dir
+from reconciler.cli.wiring import (
+    engine_for,
+    progress,
+    registry,
+    settings_of,
+    sqlite_path,
+    state_dir,
+)
 from reconciler.core.plan.errors import BadPlanFile, StalePlan
 from reconciler.engine import ApplyRefused, Engine
 from reconciler.ports import BuildError, Registry, RegistryError, SourceError
@@ -24,6 +31,7 @@ if TYPE_CHECKING:
     from reconciler.core.build.jobs import BuildOutcome
     from reconciler.core.drift.report import DriftClass
     from reconciler.core.plan.types import ApplyOutcome
+    from reconciler.engine.plan import Validity
     from reconciler.render.terminal import Terminal
 
 EXPECTED_ERRORS = (
@@ -144,6 +152,7 @@ def run_plan(args: Namespace) -> int:
     if args.base is not None and (args.ref or args.out):
         raise CliError("--base/--head plan a pull request: not with --ref or --out")
     engine = _engine(settings, args, builds=True)
+    validity: Validity | None = None
     try:
         if args.base is not None:
             document = engine.pull_request_plan(args.base, args.head)
@@ -158,7 +167,7 @@ def run_plan(args: Namespace) -> int:
                 {Path(args.out).name: json.dumps(saved, indent=1, ensure_ascii=False) + "\n"},
             )
         else:
-            document = engine.plan_document(args.ref)
+            document, validity = engine.checked_plan_document(args.ref)
         _note_read(document, engine.registry)
     finally:
         engine.registry.close()
@@ -172,15 +181,55 @@ def run_plan(args: Namespace) -> int:
         else:
             target = Path(args.markdown).resolve()
             write_files(target.parent, {target.name: markdown})
+    if document["has_errors"]:
+        code = EXIT_ERROR
+    else:
+        code = EXIT_CHANGES if document["has_changes"] else EXIT_OK
+    output: str | None = None
     if args.markdown == "-":
         pass  # stdout is the comment
     elif args.json:
-        _print_json(document)
-    else:
+        output = json.dumps(document, indent=2, ensure_ascii=False, default=str)
+        _print(output)
+    elif _terminal(args) is not None:
         _show_plan(args, document)
-    if document["has_errors"]:
-        return EXIT_ERROR
-    return EXIT_CHANGES if document["has_changes"] else EXIT_OK
+    else:
+        output = text.format_plan(document, PLAIN)
+        _print(output)
+    if output is not None and validity is not None and not args.markdown:
+        _keep_answer(args, settings, document, validity, code, output + "\n")
+    return code
+
+
+def _keep_answer(
+    args: Namespace,
+    settings: Settings,
+    document: dict[str, Any],
+    validity: Validity,
+    code: int,
+    output: str,
+) -> None:
+    """Record this plan's answer for replay (cli/replay.py), when a replay can check all
+    it depends on: the embedded registry, no targets, no image predictions (they depend
+    on an OCI registry's content), the caches on, nothing said on stderr."""
+    replay = getattr(args, "replay", None)
+    if replay is None:
+        return
+    answer, stderr = replay
+    token = document["registry"].get("state_token")
+    database = sqlite_path(settings)
+    if (
+        stderr.written
+        or database is None
+        or token is None
+        or settings.targets
+        or settings.image_registry
+        or not settings.cache
+    ):
+        return
+    answer.record(
+        str(database), token, args.ref, validity.fingerprint, validity.watch, code, output
+    )
 
 
 def _show_plan(args: Namespace, document: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from reconciler.core.plan.types import ApplyOutcome, Plan
     from reconciler.core.spec.diagnostics import Diagnostic
     from reconciler.core.spec.model import RegistryState
+    from reconciler.engine.plan import Validity
 
 
 class Engine(Context):
@@ -42,6 +43,13 @@ class Engine(Context):
         from reconciler.engine.plan import plan_document
 
         return plan_document(self, ref)
+
+    def checked_plan_document(
+        self, ref: str | None = None
+    ) -> tuple[dict[str, Any], Validity | None]:
+        from reconciler.engine.plan import checked_plan_document
+
+        return checked_plan_document(self, ref)
 
     def saved_plan(self, ref: str | None = None) -> dict[str, Any]:
         from reconciler.engine.plan import saved_plan
