@@ -79,6 +79,7 @@ class TreeIndex:
         self.root = root
         self.racy_ns = int(racy_seconds * 1e9)
         self.full_loads = 0  # for tests: how often the whole tree was listed by git
+        self.hinted_loads = 0  # for tests: how often only hinted paths were read again
         self._git_dirs: tuple[str, str] | None = None
         self._control: tuple[Any, ...] | None = None
         self._head: str | None = None
@@ -237,6 +238,7 @@ class TreeIndex:
                 files.append(path)
             elif info is not None:
                 new.append(path)
+        self.hinted_loads += 1
         for path in files:
             self._update(path, fresh_after)
         # The parents keep their old stat data: a later stat check lists them again.

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from watchfiles import Change, DefaultFilter, watch
 
-from reconciler.core.reconcile_pass import CycleResult
+from reconciler.core.reconcile_pass import CycleResult, Outcome
 from reconciler.engine import Engine
 from reconciler.render.cycle import format_cycle
 from reconciler.settings import SettingsError
@@ -96,10 +96,12 @@ class Burst:
 
 
 def _same_news(result: CycleResult, last: CycleResult | None) -> bool:
-    """Nothing to tell after a periodic full check: nothing applied, and the state (in
-    sync, or the same errors) is the one last printed."""
+    """Nothing to tell after a periodic full check: nothing applied, and the state is the
+    one last printed (in sync after a success, or the same errors)."""
     if last is None or result.applied or result.failed:
         return False
+    if result.outcome is Outcome.IN_SYNC and last.ok:
+        return True
     return (result.outcome, result.errors, result.message) == (
         last.outcome,
         last.errors,
