@@ -123,6 +123,11 @@ class Source(Protocol):
         """Keep the working tree's listing between snapshots (a long-running reconciler's;
         the source keeps it equal to a fresh listing)."""
 
+    def hint(self, paths: frozenset[str] | None) -> None:
+        """Repository paths that changed since the last working-tree snapshot, as file
+        events saw them (the kept listing's next snapshot re-reads only those); None:
+        unknown, check everything."""
+
     def list_files(self, snapshot: Snapshot, match: Callable[[str], bool]) -> list[FileEntry]:
         """The snapshot's files whose repository path ``match`` accepts, with blob ids."""
 

@@ -43,6 +43,12 @@ class Settings:
     """Seconds a writer (`apply`, `build`, `watch`, `reconcile`) waits for the registry's lock
     before giving up.
     """
+    watch_full_check: float = 60.0
+    """`watch`: seconds between full checks of the working tree. In between, the paths file
+    events name are all that is read again; a full check also runs at start, after a burst of
+    events too large to trust and whenever the watcher restarts, and finds anything the events
+    missed. `0`: every reconcile is a full check.
+    """
     archive_limit_count: int = 10
     """The archive guard: a plan may archive at most the larger of this many environments and
     `archive_limit_fraction` of the managed ones, unless `--allow-mass-archive` is given.
@@ -116,6 +122,7 @@ _KEYS: dict[str, Any] = {
     "include": tuple,
     "exclude": tuple,
     "lock_timeout": float,
+    "watch_full_check": float,
     "archive_limit_count": int,
     "archive_limit_fraction": float,
     "cache": bool,

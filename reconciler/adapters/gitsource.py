@@ -149,6 +149,12 @@ class GitSource:
 
             self._kept = TreeIndex(self.root)
 
+    def hint(self, paths: frozenset[str] | None) -> None:
+        """The working-tree paths that changed since the last snapshot (from file events),
+        for the kept listing's next snapshot; None: unknown, it checks everything."""
+        if self._kept is not None:
+            self._kept.hint(paths)
+
     def read_blob(self, blob: str) -> bytes:
         """Any blob of the repository's history, by id (files of an older version)."""
         if not self.is_git:

@@ -656,6 +656,8 @@ def run_watch(args: Namespace) -> int:
                 _report_dir(args, settings),
             ],
             settings_files=[settings_file],
+            repo=settings.repo,
+            full_check_seconds=settings.watch_full_check,
         )
 
     with Stopper() as stopper:
