@@ -21,6 +21,10 @@ from typing import Any
 from reconciler.adapters.report_files import write_files
 from reconciler.cli import commands as single
 from reconciler.cli.base import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError
+from reconciler.cli.drift_report import fail_on_classes, report_dir_of
+from reconciler.cli.output import PLAIN, print_json, print_text, terminal
+from reconciler.cli.prepare import command_engine, command_settings
+from reconciler.cli.wiring import registry as open_registry
 from reconciler.engine.promote import Stages, StagesError, TargetResult, chosen_targets
 from reconciler.render import text
 from reconciler.settings import Settings
@@ -36,7 +40,7 @@ def dispatch(args: Namespace) -> int:
     command = args.command
     if command in _NO_SETTINGS:
         return int(getattr(single, "run_" + command)(args))
-    settings = single._settings(args)
+    settings = command_settings(args)
     names = getattr(args, "targets", None)
     if names and not settings.targets:
         raise CliError(f"--target {names[0]}: reconciler.toml has no [targets]")
@@ -67,7 +71,7 @@ def _stages(args: Namespace, settings: Settings, builds: bool) -> Stages:
     def make(name: str) -> Any:
         target_settings = settings.for_target(name)
         with_builds = builds and (args.command != "watch" or bool(target_settings.image_registry))
-        return single._engine(target_settings, args, builds=with_builds)
+        return command_engine(target_settings, args, builds=with_builds)
 
     return Stages(settings, make)
 
@@ -147,23 +151,23 @@ def run_plan(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> in
         soaks = {n: _duration(t.soak) for n, t in settings.targets.items()}
         markdown = format_targets_plan_markdown(sections, predict_landing(sections, soaks))
         if args.markdown == "-":
-            single._print(markdown)
+            print_text(markdown)
         else:
             out = Path(args.markdown).resolve()
             write_files(out.parent, {out.name: markdown})
     if args.markdown == "-":
         pass
     elif args.json:
-        single._print_json(_one_or_all("plan", sections))
+        print_json(_one_or_all("plan", sections))
     else:
-        style = single.PLAIN
+        style = PLAIN
         for result in results:
-            single._print(_header(result))
+            print_text(_header(result))
             if result.document is None:
                 _print_error(result)
             else:
-                single._print(text.format_plan(result.document, style))
-            single._print("")
+                print_text(text.format_plan(result.document, style))
+            print_text("")
     codes = []
     for result in results:
         if result.document is None or result.document["has_errors"]:
@@ -179,16 +183,16 @@ def _save_plan(args: Namespace, stages: Stages, name: str) -> int:
     saved = engine.saved_plan(args.ref)
     document = saved["plan"]
     document["target"] = name
-    style = single.PLAIN
+    style = PLAIN
     if document["has_errors"]:
-        single._print(text.format_plan(document, style))
+        print_text(text.format_plan(document, style))
         raise CliError(f"the plan has errors: {args.out} not written")
     out = Path(args.out).resolve()
     write_files(out.parent, {out.name: json.dumps(saved, indent=1, ensure_ascii=False) + "\n"})
     if args.json:
-        single._print_json(document)
+        print_json(document)
     else:
-        single._print(text.format_plan(document, style))
+        print_text(text.format_plan(document, style))
     return EXIT_CHANGES if document["has_changes"] else EXIT_OK
 
 
@@ -219,7 +223,7 @@ def run_apply(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> i
         args.target_name = chosen[0]
         return single.run_apply(args)
     stages = _stages(args, settings, builds=True)
-    style = single.PLAIN
+    style = PLAIN
     sections: list[dict[str, Any]] = []
     codes: list[int] = []
     try:
@@ -231,9 +235,9 @@ def run_apply(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> i
                     section["diagnostics"] = [d.to_dict() for d in result.refused.plan.diagnostics]
                 sections.append(section)
                 if not args.json:
-                    single._print(_header(result))
+                    print_text(_header(result))
                     for line in text.format_diagnostics(section.get("diagnostics", ()), style):
-                        single._print(line)
+                        print_text(line)
                     _print_error(result)
                 continue
             document = single.apply_document(result.outcome, result.registry, settings.path)
@@ -242,13 +246,13 @@ def run_apply(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> i
             unavailable = args.require_builds and builds is not None and builds["unavailable"]
             codes.append(EXIT_OK if result.outcome.ok and not unavailable else EXIT_ERROR)
             if not args.json:
-                single._print(_header(result))
+                print_text(_header(result))
                 single.print_apply(document, style)
-                single._print("")
+                print_text("")
     finally:
         stages.close()
     if args.json:
-        single._print_json(_one_or_all("apply", sections))
+        print_json(_one_or_all("apply", sections))
     return _exit(codes)
 
 
@@ -263,8 +267,8 @@ def run_drift(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> i
     from reconciler.render.markdown import format_annotations
     from reconciler.render.promotion import format_targets_html, format_targets_markdown
 
-    fail_on = single._fail_on(args)
-    report_dir = single._report_dir(args, settings)
+    fail_on = fail_on_classes(args)
+    report_dir = report_dir_of(args, settings)
     stages = _stages(args, settings, builds=True)
     sections: list[dict[str, Any]] = []
     codes: list[int] = []
@@ -309,24 +313,24 @@ def run_drift(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> i
         for section in sections:
             if "environments" in section:
                 for line in format_annotations(section):
-                    single._print(line)
+                    print_text(line)
     if args.json:
-        single._print_json(combined)
+        print_json(combined)
     else:
-        style = single.PLAIN
+        style = PLAIN
         for section in sections:
             registry = section["registry"]
             url = registry["url"] if isinstance(registry, Mapping) else registry
-            single._print(f"== target {section['target']} ({url}) ==")
+            print_text(f"== target {section['target']} ({url}) ==")
             if "error" in section:
-                single._print(f"error: {section['error']}")
+                print_text(f"error: {section['error']}")
             else:
-                single._print(text.format_drift(section, style))
-        single._print("")
+                print_text(text.format_drift(section, style))
+        print_text("")
         from reconciler.render.promotion import format_status
 
-        single._print(format_status(status))
-        single._print(f"Report: {', '.join(str(p) for p in written)}")
+        print_text(format_status(status))
+        print_text(f"Report: {', '.join(str(p) for p in written)}")
     return _exit(codes)
 
 
@@ -346,9 +350,9 @@ def run_status(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> 
     grid = matrix(views)
     document = status_document(grid, registries)
     if args.json:
-        single._print_json(document)
+        print_json(document)
     else:
-        single._print(format_status(document, rich=single._terminal(args) is not None))
+        print_text(format_status(document, rich=terminal(args) is not None))
     if grid.has_unknown:
         return EXIT_ERROR
     return EXIT_OK if grid.in_sync else EXIT_CHANGES
@@ -372,7 +376,7 @@ def run_evidence(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -
     codes: list[int] = []
     for name in gate_closure(settings, chosen):
         target_settings = settings.for_target(name)
-        registry = single._registry(target_settings)
+        registry = open_registry(target_settings)
         result = TargetResult(name, registry.url)
         try:
             state = registry.read_state()
@@ -422,18 +426,18 @@ def run_evidence(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -
         where = out / relative
         written += write_files(where.parent, {where.name: content})
     if args.json:
-        single._print_json(combined)
+        print_json(combined)
     else:
         for section in sections:
             if "error" in section:
-                single._print(f"error: target {section['target']}: {section['error']}")
+                print_text(f"error: target {section['target']}: {section['error']}")
                 continue
             summary = section["summary"]
-            single._print(
+            print_text(
                 f"Evidence for {section['target']}: {summary['environments']} environment(s), "
                 f"{summary['versions']} version(s), {len(section['promotions'])} promoted"
             )
-        single._print(f"Written: {out}")
+        print_text(f"Written: {out}")
     return _exit(codes)
 
 
@@ -464,12 +468,12 @@ def run_workflows(args: Namespace, settings: Settings) -> int:
     if args.check:
         current = path.read_text(encoding="utf-8") if path.is_file() else None
         if current == content:
-            single._print(f"{WORKFLOW_PATH}: matches reconciler.toml")
+            print_text(f"{WORKFLOW_PATH}: matches reconciler.toml")
             return EXIT_OK
-        single._print(f"{WORKFLOW_PATH}: differs from reconciler.toml; run `reconciler workflows`")
+        print_text(f"{WORKFLOW_PATH}: differs from reconciler.toml; run `reconciler workflows`")
         return EXIT_CHANGES
     write_files(path.parent, {path.name: content})
-    single._print(f"wrote {WORKFLOW_PATH}")
+    print_text(f"wrote {WORKFLOW_PATH}")
     return EXIT_OK
 
 
@@ -495,7 +499,7 @@ def _fan_out(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> in
         result = TargetResult(name, registry)
         if not args.json:
             if len(chosen) > 1:
-                single._print(_header(result))
+                print_text(_header(result))
             try:
                 codes.append(run(args))
             except single.EXPECTED_ERRORS as exc:
@@ -514,7 +518,7 @@ def _fan_out(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> in
             continue
         sections.append(_section(result, json.loads(captured.getvalue())))
     if args.json:
-        single._print_json(_one_or_all(args.command, sections))
+        print_json(_one_or_all(args.command, sections))
     return _exit(codes)
 
 
