@@ -21,8 +21,7 @@ from reconciler.cli.drift_report import (
 from reconciler.cli.output import PLAIN, print_json, print_line, print_text, terminal
 from reconciler.cli.output import close_terminal as close_terminal  # the entry point's
 from reconciler.cli.prepare import command_engine, command_settings
-from reconciler.cli.wiring import progress, state_dir
-from reconciler.cli.wiring import registry as open_registry
+from reconciler.cli.wiring import progress, registry_engine, state_dir
 from reconciler.core.plan.errors import BadPlanFile, StalePlan
 from reconciler.engine import ApplyRefused, Engine
 from reconciler.ports import BuildError, RegistryError, SourceError
@@ -317,12 +316,11 @@ def run_diff(args: Namespace) -> int:
 def run_list(args: Namespace) -> int:
     from reconciler.documents.inspect import list_document
 
-    settings = command_settings(args)
-    registry = open_registry(settings)
+    engine = registry_engine(command_settings(args))
     try:
-        state = registry.read_state()
+        state = engine.containers()
     finally:
-        registry.close()
+        engine.registry.close()
     rows = list_document(state, args.include_archived)
     if args.json:
         print_json(rows)
@@ -330,7 +328,9 @@ def run_list(args: Namespace) -> int:
     table = text.list_rows(rows)
     screen = terminal(args)
     if screen is not None:
-        screen.table(text.LIST_HEADERS, table, title=f"Environments in {registry.url}", states=3)
+        screen.table(
+            text.LIST_HEADERS, table, title=f"Environments in {engine.registry.url}", states=3
+        )
     else:
         print_text(text.format_table(text.LIST_HEADERS, table))
     return EXIT_OK
@@ -339,19 +339,15 @@ def run_list(args: Namespace) -> int:
 def run_show(args: Namespace) -> int:
     from reconciler.documents.inspect import show_document
 
-    settings = command_settings(args)
-    registry = open_registry(settings)
+    engine = registry_engine(command_settings(args))
     name, _, version = args.target.partition(":")
     try:
-        container = registry.get_container(name)
-        build_records = registry.build_records()
+        container, build_records = engine.container(name)
     finally:
-        registry.close()
-    if container is None:
-        raise CliError(f"no environment {name!r} in {registry.url}")
+        engine.registry.close()
     document = show_document(container, build_records, version or None)
     if document is None:
-        raise CliError(f"no version {name}:{version} in {registry.url}")
+        raise CliError(f"no version {name}:{version} in {engine.registry.url}")
     if args.json:
         print_json(document)
     elif (screen := terminal(args)) is not None:
@@ -409,15 +405,11 @@ def _count(value: Any) -> str:
 def run_history(args: Namespace) -> int:
     from reconciler.documents.inspect import history_document
 
-    settings = command_settings(args)
-    registry = open_registry(settings)
+    engine = registry_engine(command_settings(args))
     try:
-        container = registry.get_container(args.name)
-        events = registry.history(args.name)
+        container, events = engine.history(args.name)
     finally:
-        registry.close()
-    if container is None:
-        raise CliError(f"no environment {args.name!r} in {registry.url}")
+        engine.registry.close()
     document = history_document(args.name, container, events)
     if args.json:
         print_json(document)
