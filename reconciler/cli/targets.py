@@ -24,7 +24,6 @@ from reconciler.cli.base import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError
 from reconciler.cli.drift_report import fail_on_classes, report_dir_of
 from reconciler.cli.output import PLAIN, print_json, print_text, terminal
 from reconciler.cli.prepare import command_engine, command_settings
-from reconciler.cli.wiring import registry as open_registry
 from reconciler.engine.promote import Stages, StagesError, TargetResult, chosen_targets
 from reconciler.render import text
 from reconciler.settings import Settings
@@ -364,7 +363,6 @@ def run_status(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> 
 def run_evidence(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> int:
     from datetime import UTC, datetime
 
-    from reconciler.core.governance.evidence import evidence_document
     from reconciler.core.promotion import promotions
     from reconciler.render.evidence import format_evidence_markdown
     from reconciler.render.promotion import format_promotions_markdown
@@ -374,35 +372,30 @@ def run_evidence(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -
     sections: list[dict[str, Any]] = []
     states: dict[str, Any] = {}
     codes: list[int] = []
-    for name in gate_closure(settings, chosen):
-        target_settings = settings.for_target(name)
-        registry = open_registry(target_settings)
-        result = TargetResult(name, registry.url)
-        try:
-            state = registry.read_state()
-            records = registry.build_records()
-            events = {n: registry.history(n) for n in state.containers}
-        except single.EXPECTED_ERRORS as exc:
-            result.error = str(exc)
-            if name in chosen:
-                sections.append(_error_section(result))
-                codes.append(EXIT_ERROR)
-            continue
-        finally:
-            registry.close()
-        states[name] = state
-        if name not in chosen:
-            continue
-        document = evidence_document(
-            state,
-            records,
-            events,
-            target_settings.policy,
-            now.date(),
-            registry.url,
-            now.isoformat(timespec="seconds"),
-        )
-        sections.append(_section(result, document))
+    closure = gate_closure(settings, chosen)
+    stages = _stages(args, settings, builds=False)
+    try:
+        # The working tree's references, read once: git is the same for every target.
+        consumers = stages.engine(closure[0]).desired(None).consumers
+        for name in closure:
+            engine = stages.engine(name)
+            result = TargetResult(name, engine.registry.url)
+            try:
+                # One read of each registry: for its own evidence, and for the promotions
+                # of the targets after it.
+                state = engine.containers()
+                document = engine.evidence(now, consumers, state) if name in chosen else None
+            except single.EXPECTED_ERRORS as exc:
+                result.error = str(exc)
+                if name in chosen:
+                    sections.append(_error_section(result))
+                    codes.append(EXIT_ERROR)
+                continue
+            states[name] = state
+            if document is not None:
+                sections.append(_section(result, document))
+    finally:
+        stages.close()
     for section in sections:
         if "error" in section:
             continue

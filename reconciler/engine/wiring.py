@@ -82,10 +82,15 @@ class Engine(Context):
 
         return history(self, name)
 
-    def evidence(self, now: datetime, consumers: ConsumerIndex | None = None) -> dict[str, Any]:
+    def evidence(
+        self,
+        now: datetime,
+        consumers: ConsumerIndex | None = None,
+        state: RegistryState | None = None,
+    ) -> dict[str, Any]:
         from reconciler.engine.inspect import evidence
 
-        return evidence(self, now, consumers)
+        return evidence(self, now, consumers, state)
 
     # -- apply ----------------------------------------------------------------------
 
