@@ -24,7 +24,7 @@ from reconciler.cli.prepare import command_engine, command_settings
 from reconciler.cli.wiring import progress, registry_engine, state_dir
 from reconciler.core.plan.errors import BadPlanFile, StalePlan
 from reconciler.engine import ApplyRefused, Engine
-from reconciler.ports import BuildError, RegistryError, SourceError
+from reconciler.ports import BuildError, Registry, RegistryError, SourceError
 from reconciler.render import text
 from reconciler.settings import SettingsError
 
@@ -138,16 +138,16 @@ def _show_plan(args: Namespace, document: dict[str, Any]) -> None:
         print_text(text.format_plan(document, PLAIN))
 
 
-def _note_read(document: dict[str, Any], registry: object) -> None:
+def _note_read(document: dict[str, Any], registry: Registry) -> None:
     """Say how the registry was read (Azure ML: a full read or the incremental view)."""
-    report = getattr(registry, "last_read", None)
+    report = registry.last_read
     if report is not None:
         document["registry"]["read"] = report.to_dict()
 
 
-def _note_throttling(registry: object) -> None:
+def _note_throttling(registry: Registry) -> None:
     """Tell how long the service's throttling held the run (Azure ML), on stderr."""
-    throttle = getattr(registry, "throttle", None)
+    throttle = registry.throttle
     if throttle is not None and throttle.throttled:
         progress(
             f"the service throttled {throttle.throttled} call(s); waited {throttle.held:.1f}s "

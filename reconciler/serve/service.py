@@ -212,8 +212,7 @@ class Service:
         registry = self._open_registry()
         try:
             container = registry.get_container(name)
-            history = getattr(registry, "history", None)
-            events = history(name) if history is not None and container is not None else []
+            events = registry.history(name) if container is not None else []
             builds = registry.build_records() if container is not None else {}
         finally:
             registry.close()
