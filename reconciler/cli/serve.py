@@ -170,7 +170,7 @@ def run_notify(args: Namespace) -> int:
     from reconciler.adapters.notify import DeliveryError, deliver
     from reconciler.cli.output import print_json, print_text
     from reconciler.cli.prepare import command_settings
-    from reconciler.core.notify import sample
+    from reconciler.core.loop.notify import sample
 
     settings = command_settings(args)
     if not settings.notify:

@@ -61,7 +61,7 @@ def dispatch(args: Namespace) -> int:
 
 def _one_target(settings: Settings) -> Settings:
     """The single registry of settings without `[targets]`, as a target named `default`."""
-    from reconciler.core.promotion import Target
+    from reconciler.core.promotion.gate import Target
 
     return replace(settings, targets={"default": Target("default", settings.registry)})
 
@@ -144,7 +144,7 @@ def run_plan(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> in
         _section(r, r.document) if r.document is not None else _error_section(r) for r in results
     ]
     if args.markdown:
-        from reconciler.core.promotion import predict_landing
+        from reconciler.core.promotion.gate import predict_landing
         from reconciler.render.promotion import format_targets_plan_markdown
 
         soaks = {n: _duration(t.soak) for n, t in settings.targets.items()}
@@ -261,7 +261,7 @@ def run_apply(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> i
 def run_drift(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> int:
     from datetime import UTC, datetime
 
-    from reconciler.core.status import matrix, status_document
+    from reconciler.core.promotion.status import matrix, status_document
     from reconciler.documents.drift import report_document
     from reconciler.render.markdown import format_annotations
     from reconciler.render.promotion import format_targets_html, format_targets_markdown
@@ -337,7 +337,7 @@ def run_drift(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> i
 
 
 def run_status(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> int:
-    from reconciler.core.status import matrix, status_document
+    from reconciler.core.promotion.status import matrix, status_document
     from reconciler.render.promotion import format_status
 
     stages = _stages(args, settings, builds=True)
@@ -363,7 +363,7 @@ def run_status(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> 
 def run_evidence(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> int:
     from datetime import UTC, datetime
 
-    from reconciler.core.promotion import promotions
+    from reconciler.core.promotion.gate import promotions
     from reconciler.render.evidence import format_evidence_markdown
     from reconciler.render.promotion import format_promotions_markdown
 
@@ -436,7 +436,7 @@ def run_evidence(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -
 
 def gate_closure(settings: Settings, chosen: Iterable[str]) -> tuple[str, ...]:
     """``chosen`` and every target they wait for, in gate order."""
-    from reconciler.core.promotion import gate_order
+    from reconciler.core.promotion.gate import gate_order
 
     wanted = set(chosen)
     grew = True
@@ -451,7 +451,7 @@ def gate_closure(settings: Settings, chosen: Iterable[str]) -> tuple[str, ...]:
 
 
 def run_workflows(args: Namespace, settings: Settings) -> int:
-    from reconciler.core.promotion import gate_order
+    from reconciler.core.promotion.gate import gate_order
     from reconciler.render.workflows import WORKFLOW_PATH, reconcile_workflow
 
     order = gate_order(settings.targets)

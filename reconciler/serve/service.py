@@ -22,8 +22,8 @@ from typing import Any
 from reconciler import __version__
 from reconciler.adapters.notify import Notifier
 from reconciler.core.build.jobs import BuildRecord
-from reconciler.core.notify import Observation, transitions
-from reconciler.core.reconcile_pass import CycleResult
+from reconciler.core.loop.notify import Observation, transitions
+from reconciler.core.loop.reconcile_pass import CycleResult
 from reconciler.ports import Registry, RegistryError
 from reconciler.serve import dashboard, status
 from reconciler.serve.metrics import Metrics
