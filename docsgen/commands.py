@@ -1,4 +1,4 @@
-"""The command reference, read from `reconciler.cli.build_parser()`: whatever the parser
+"""The command reference, read from `reconciler.cli.app.build_parser()`: whatever the parser
 accepts is what the pages say, so a command or flag added later appears by itself."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import argparse
 from dataclasses import dataclass
 from functools import partial
 
-from reconciler.cli import build_parser
+from reconciler.cli.app import build_parser
 
 USAGE_WIDTH = 88
 

@@ -1,6 +1,6 @@
 """The MkDocs hook that generates the reference (wired in mkdocs.yml under `hooks:`).
 
-- every sub-command of `reconciler.cli.build_parser()` gets a page under
+- every sub-command of `reconciler.cli.app.build_parser()` gets a page under
   `reference/commands/`: the hand-written one if it exists, else a generated one, and both
   get their usage and options from the parser (marker `<!-- generated: usage -->`);
 - every shipped JSON Schema gets a page under `reference/documents/` and is published next

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from reconciler.core.desired.consumers import ConsumerSettings
     from reconciler.core.governance.policy import Policy
-    from reconciler.core.notify import NotifyTarget
-    from reconciler.core.promotion import Target
+    from reconciler.core.loop.notify import NotifyTarget
+    from reconciler.core.promotion.gate import Target
 
 SETTINGS_FILE = "reconciler.toml"
 DEFAULT_REGISTRY = "sqlite:///.reconciler/registry.db"
@@ -42,6 +42,12 @@ class Settings:
     lock_timeout: float = 60.0
     """Seconds a writer (`apply`, `build`, `watch`, `reconcile`) waits for the registry's lock
     before giving up.
+    """
+    watch_full_check: float = 60.0
+    """`watch`: seconds between full checks of the working tree. In between, the paths file
+    events name are all that is read again; a full check also runs at start, after a burst of
+    events too large to trust and whenever the watcher restarts, and finds anything the events
+    missed. `0`: every reconcile is a full check.
     """
     archive_limit_count: int = 10
     """The archive guard: a plan may archive at most the larger of this many environments and
@@ -116,6 +122,7 @@ _KEYS: dict[str, Any] = {
     "include": tuple,
     "exclude": tuple,
     "lock_timeout": float,
+    "watch_full_check": float,
     "archive_limit_count": int,
     "archive_limit_fraction": float,
     "cache": bool,
@@ -226,8 +233,8 @@ _PER_TARGET = frozenset(_KEYS) - {
 
 
 def _targets(table: Any, path: Path) -> Mapping[str, Target]:
-    from reconciler.core.durations import parse_duration
-    from reconciler.core.promotion import TARGET_KEYS, TargetError, parse_targets
+    from reconciler.core.promotion.gate import TARGET_KEYS, TargetError, parse_targets
+    from reconciler.core.spec.durations import parse_duration
 
     def setting(key: str, value: Any, where: str) -> Any:
         if key == "policy":
@@ -244,7 +251,7 @@ def _targets(table: Any, path: Path) -> Mapping[str, Target]:
 
 
 def _notify(value: Any, path: Path) -> tuple[NotifyTarget, ...]:
-    from reconciler.core.notify import NotifyError, parse_targets
+    from reconciler.core.loop.notify import NotifyError, parse_targets
 
     try:
         return parse_targets(value)

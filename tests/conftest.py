@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -68,7 +69,8 @@ class GitRepo:
         stamp = time.time() - seconds
         for path in [self.root, *self.root.rglob("*")]:
             if not path.is_symlink():
-                os.utime(path, (stamp, stamp))
+                with contextlib.suppress(FileNotFoundError):  # git's own files come and go
+                    os.utime(path, (stamp, stamp))
 
     @property
     def registry_db(self) -> Path:

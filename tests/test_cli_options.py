@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cli import build_parser
+from reconciler.cli.app import build_parser
 from tests.conftest import Cli, GitRepo, image_env
 from tests.processes import reconciler_env
 

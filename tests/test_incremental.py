@@ -1,6 +1,7 @@
 """What a long-running reconciler keeps between triggers (the working tree's listing,
 resolved environments, per-environment plans) gives exactly what a fresh read gives,
-after any sequence of edits."""
+after any sequence of edits: checked by stat data, or told the changed paths by file
+events (as `watch` tells it)."""
 
 from __future__ import annotations
 
@@ -70,8 +71,23 @@ class Tree:
         self.rng = rng
         self.clock = Clock()
         self.names = [f"e{i}" for i in range(12)]
+        # What file events would name since the last look: each path written, removed or
+        # renamed, and each directory made or removed (git's own files are not watched).
+        self.events: set[str] = set()
+
+    def take_events(self) -> frozenset[str]:
+        events, self.events = frozenset(self.events), set()
+        return events
+
+    def _made(self, path: str) -> None:
+        parent = os.path.dirname(path)
+        while parent and not (self.repo.root / parent).exists():
+            self.events.add(parent)
+            parent = os.path.dirname(parent)
+        self.events.add(path)
 
     def write(self, path: str, text: str) -> None:
+        self._made(path)
         self.repo.write(path, text)
         self.clock.touch(self.repo.root, [path])
 
@@ -79,7 +95,17 @@ class Tree:
         full = self.repo.root / path
         if full.is_symlink() or full.is_file():
             full.unlink()
+            self.events.add(path)
         self.clock.touch(self.repo.root, [os.path.dirname(path)])
+
+    def rename(self, old: str, new: str) -> None:
+        if not (self.repo.root / old).exists():
+            return
+        self._made(new)
+        self.events.add(old)
+        (self.repo.root / new).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.repo.root / old, self.repo.root / new)
+        self.clock.touch(self.repo.root, [new, os.path.dirname(old)])
 
     def setup(self) -> None:
         self.write("shared/conda.yml", CONDA)
@@ -121,6 +147,10 @@ class Tree:
                 "stage",
                 "root-file",
                 "remove-dir",
+                "rename-env",
+                "rename-conda",
+                "rename-context",
+                "rename-dir",
             ]
         )
         if action == "add" or not present:
@@ -156,17 +186,40 @@ class Tree:
             path = self.repo.root / base / "ctx" / "Dockerfile"
             if path.exists():
                 path.chmod(0o755 if rng.random() < 0.5 else 0o644)
+                self.events.add(f"{base}/ctx/Dockerfile")
         elif action == "symlink":
             link = self.repo.root / base / "linked.yml"
             if link.is_symlink():
                 self.remove(f"{base}/linked.yml")
             else:
                 link.symlink_to("environment.yml")
+                self.events.add(f"{base}/linked.yml")
                 self.clock.touch(self.repo.root, [base])
+        elif action == "rename-env":  # away and back, or to a second name
+            if rng.random() < 0.5:
+                self.rename(f"{base}/environment.yml", f"{base}/renamed.yml")
+            else:
+                self.rename(f"{base}/renamed.yml", f"{base}/environment.yml")
+        elif action == "rename-conda":  # the environment's conda file goes missing, or back
+            if rng.random() < 0.5:
+                self.rename(f"{base}/conda.yml", f"{base}/conda-old.yml")
+            else:
+                self.rename(f"{base}/conda-old.yml", f"{base}/conda.yml")
+        elif action == "rename-context":
+            self.rename(f"{base}/ctx/app.py", f"{base}/ctx/sub/app{rng.randint(0, 1)}.py")
+        elif action == "rename-dir":
+            self.rename(f"{base}/ctx", f"{base}/ctx-{rng.randint(0, 1)}")
         elif action == "root-file":
             self.write(f"notes{rng.randint(0, 2)}*.txt", str(rng.random()))
         elif action == "remove-dir":
-            shutil.rmtree(self.repo.root / base / rng.choice(["ctx", "."]))
+            gone = self.repo.root / base / rng.choice(["ctx", "."])
+            if gone.exists():
+                top = os.path.normpath(os.path.relpath(gone, self.repo.root))
+                self.events.add(top)
+                self.events.update(
+                    os.path.relpath(p, self.repo.root) for p in gone.rglob("*") if p.is_file()
+                )
+                shutil.rmtree(gone)
             self.clock.touch(self.repo.root, [ENVS])
         elif action == "commit":
             self.repo.commit(f"step {rng.random()}")
@@ -196,8 +249,11 @@ def listing(engine: Engine) -> list[tuple[str, str, str]]:
     return [(e.path, e.blob_id, e.mode) for e in snapshot.files_under("")]
 
 
-def compare(kept: Engine, fresh: Engine, what: str) -> None:
+def compare(kept: Engine, fresh: Engine, what: str, events: frozenset[str] | None = None) -> None:
+    """``events``: the kept engine is told the changed paths (None: it checks by stat)."""
+    kept.source.hint(events)
     assert listing(kept) == listing(fresh), what
+    kept.source.hint(None if events is None else frozenset())  # nothing changed since
     ours, _ = read(kept, None)
     theirs, _ = read(fresh, None)
     assert ours.environments == theirs.environments, what
@@ -207,25 +263,34 @@ def compare(kept: Engine, fresh: Engine, what: str) -> None:
     assert make(kept, ours, state, None) == make(fresh, theirs, state, None), what
 
 
+@pytest.mark.parametrize("hinted", [False, True], ids=["stat", "events"])
 @pytest.mark.parametrize("seed", range(6))
-def test_kept_state_equals_a_fresh_read_after_random_edits(repo: GitRepo, seed: int) -> None:
+def test_kept_state_equals_a_fresh_read_after_random_edits(
+    repo: GitRepo, seed: int, hinted: bool
+) -> None:
     rng = random.Random(seed)
     tree = Tree(repo, rng)
     tree.setup()
     kept, fresh = engines(repo, racy=0.0)
     compare(kept, fresh, "start")
+    tree.take_events()
     done = []
     assert isinstance(kept.source, GitSource) and isinstance(kept.source._kept, TreeIndex)
     for number in range(40):
         done.append(tree.step())
         if rng.random() < 0.3:
             done.append(tree.step())  # two edits before one look
-        compare(kept, fresh, f"step {number}: {done}")
+        events = tree.take_events() if hinted else None
+        compare(kept, fresh, f"step {number}: {done}", events)
         if rng.random() < 0.3:
+            kept.source.hint(None if events is None else frozenset())
             with contextlib.suppress(ApplyRefused):  # a plan with errors: nothing applied
                 kept.apply()  # the registry moves too (patched in memory)
-            compare(kept, fresh, f"after apply at step {number}: {done}")
+            after = None if events is None else frozenset()
+            compare(kept, fresh, f"after apply at step {number}: {done}", after)
     assert kept.source._kept.full_loads < 30  # the kept listing was used, not only git's
+    if hinted:  # most looks read only the named files, without a stat check of the tree
+        assert kept.source._kept.hinted_loads > 40, kept.source._kept.hinted_loads
 
 
 def test_quick_edits_are_seen_with_the_real_clock(repo: GitRepo) -> None:

@@ -8,7 +8,7 @@ import time
 from reconciler.adapters.locking import file_lock
 from reconciler.adapters.sqlite_registry import SqliteRegistry
 from reconciler.core.spec.model import RegisteredVersion
-from tests.conftest import GitRepo, image_env
+from tests.conftest import CONDA, GitRepo, image_env
 from tests.processes import Running, wait_for
 
 
@@ -178,3 +178,29 @@ def test_a_settings_change_reloads_them(repo: GitRepo, started: list[Running]) -
     repo.write("reconciler.toml", '[reconciler]\npath = "other"\n')
     process.wait_line("(settings changed)", "z:1 create")
     assert_clean_exit(process, process.stop())
+
+
+def test_a_change_the_events_missed_is_found_by_the_periodic_full_check(
+    repo: GitRepo, started: list[Running]
+) -> None:
+    """Events only hint at what to read again: a change no event names (here a conda file
+    outside the watched directory) is applied by the next full check, and full checks
+    that find nothing print nothing."""
+    repo.write("reconciler.toml", "[reconciler]\nwatch_full_check = 1\n")
+    repo.write("shared/conda.yml", CONDA)
+    repo.write("environments/a.yml", image_env("a", conda_file="../shared/conda.yml"))
+    repo.commit("seed")
+    process = watch(repo, started, "--debounce", "50")
+    assert "applied 1 (a:1 create)" in process.reconciles()[0]
+    time.sleep(2.5)  # two full checks or more, in sync: quiet
+    assert len(process.reconciles()) == 1, process.output()
+
+    repo.write("shared/conda.yml", CONDA.replace("numpy==1.26.4", "numpy==2.0.0"))
+    process.wait_line("reconcile 2 (full check): applied 1 (a:2 new_version)", timeout=10)
+    assert version(repo, "a", "2") is not None
+
+    repo.write(
+        "environments/a.yml", image_env("a", conda_file="../shared/conda.yml", description="x")
+    )
+    process.wait_line("reconcile 3 (1 file event)", "update_metadata")  # events still hint
+    assert_clean_exit(process, process.stop(signal.SIGINT))

@@ -7,17 +7,15 @@ A ref is read through gitpython straight from the object database.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import posixpath
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from reconciler.adapters.git_fingerprint import worktree_fingerprint
 from reconciler.adapters.worktree import (
-    RACY_SECONDS,
     SKIP_DIRS,
     DiskReads,
     Listing,
@@ -26,7 +24,6 @@ from reconciler.adapters.worktree import (
     head,
     normalize_remote,
     run_git,
-    run_git_many,
 )
 from reconciler.core.desired.snapshot import FileEntry
 from reconciler.ports import SourceError
@@ -187,6 +184,12 @@ class GitSource:
 
             self._kept = TreeIndex(self.root)
 
+    def hint(self, paths: frozenset[str] | None) -> None:
+        """The working-tree paths that changed since the last snapshot (from file events),
+        for the kept listing's next snapshot; None: unknown, it checks everything."""
+        if self._kept is not None:
+            self._kept.hint(paths)
+
     def read_blob(self, blob: str) -> bytes:
         """Any blob of the repository's history, by id (files of an older version)."""
         if not self.is_git:
@@ -226,47 +229,15 @@ class GitSource:
     def fingerprint(self, ref: str | None, watch: list[str] | None = None) -> str | None:
         """A cheap identity of the files at ``ref``: equal fingerprints, equal files.
 
-        For the working tree: HEAD, git's index, the tracked files git sees modified (by
-        their stat data), and the stat data of ``watch`` (the directories of the selection,
-        whose mtimes change when files appear or vanish, and its untracked files). None
-        when it cannot be trusted: no watch list yet, or a file changed a moment ago.
+        For the working tree: see git_fingerprint.worktree_fingerprint (HEAD, git's index,
+        the tracked files git sees modified, and the stat data of ``watch``). None when it
+        cannot be trusted: no watch list yet, or a file changed a moment ago.
         """
         if ref is not None:
             return "commit:" + self.resolve(ref)
         if not self.is_git or watch is None:
             return None
-        try:
-            head, changed = run_git_many(
-                self.root,
-                ("rev-parse", "--absolute-git-dir", "HEAD"),
-                ("diff-files", "--name-only", "-z"),
-            )
-        except SourceError:
-            return None  # e.g. no commit yet
-        git_dir, _, head_sha = head.decode().strip().partition("\n")
-        digest = hashlib.sha256(head_sha.encode())
-        fresh_after = (time.time() - RACY_SECONDS) * 1e9
-        root = str(self.root)
-        join, lstat = os.path.join, os.lstat  # 10,000s of paths: plain strings, no Path
-        paths = [join(git_dir, "index"), join(git_dir, "info", "exclude")]
-        paths += [
-            join(root, p) for p in changed.decode("utf-8", "surrogateescape").split("\0") if p
-        ]
-        paths += [join(root, p) if p else root for p in watch]
-        seen: list[tuple[str, int, int, int, int, int] | str] = []
-        for path in paths:
-            try:
-                info = lstat(path)
-            except OSError:
-                seen.append(path)  # missing
-                continue
-            if info.st_mtime_ns > fresh_after:
-                return None
-            seen.append(
-                (path, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_mode, info.st_ino)
-            )
-        digest.update(repr(seen).encode("utf-8", "surrogateescape"))
-        return "worktree:" + digest.hexdigest()
+        return worktree_fingerprint(str(self.root), watch)
 
     def watch_list(
         self,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconciler.adapters.locking import file_lock
+from reconciler.adapters.sqlite_token import EMPTY, token_of
 from reconciler.core.spec.digest import canonical_json, json_digest
 
 if TYPE_CHECKING:
@@ -139,6 +140,10 @@ def _now() -> str:
 
 
 class SqliteRegistry:
+    write_concurrency = 1  # one writer at a time: SQLite's own rule
+    last_read = None  # every read is a full one: nothing to report
+    throttle = None
+
     def __init__(self, path: Path, url: str | None = None, busy_timeout: float = 10.0) -> None:
         self.path = path
         self.url = url or f"sqlite:///{path}"
@@ -253,19 +258,14 @@ class SqliteRegistry:
 
     def state_token(self) -> str | None:
         if not self.path.exists():
-            return "empty"
-        rows = dict(
-            self.conn.execute(
-                "SELECT key, value FROM meta WHERE key IN ('registry_id', 'generation')"
-            )
-        )
-        return f"{rows.get('registry_id')}:{rows.get('generation')}"
+            return EMPTY
+        return token_of(self.conn)
 
     def read_state(self) -> RegistryState:
         from reconciler.core.spec.model import RegisteredContainer, RegistryState
 
         if not self.path.exists():
-            return RegistryState({}, "empty")
+            return RegistryState({}, EMPTY)
         try:
             token = self.state_token()
             containers = self.conn.execute(

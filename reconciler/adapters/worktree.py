@@ -57,11 +57,6 @@ def run_git_many(root: Path, *commands: tuple[str, ...]) -> list[bytes]:
     return outputs
 
 
-# A file changed less than this long ago may change again within the same timestamp tick
-# (git's "racy clean" problem): a fingerprint that includes one is not trusted.
-RACY_SECONDS = 2.0
-
-
 def normalize_remote(url: str) -> str:
     """`https://user:token@Host/org/repo.git` and `git@host:org/repo` -> `host/org/repo`."""
     text = url.strip()

@@ -10,6 +10,11 @@ git counts (its index, HEAD, refs, config, excludes, a .gitignore or .gitattribu
 the next snapshot a full listing. Stat data taken less than RACY_SECONDS after the change
 it records is not trusted (a later write in the same clock tick would look the same): such
 files and directories are read again every time until they are old enough.
+
+A file watcher may instead name the paths that changed (``hint``), as git's fsmonitor
+does: the next snapshot then reads only those files again and stats nothing else. A hint
+that names a directory or a rule file cannot be mapped to files and falls back to the
+stat check; git's control files are compared on every snapshot all the same.
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ from bisect import bisect_left
 from pathlib import Path
 from typing import Any
 
+from reconciler.adapters.git_fingerprint import RACY_SECONDS
 from reconciler.adapters.worktree import (
-    RACY_SECONDS,
     SKIP_DIRS,
     WorkTreeSnapshot,
     disk_entry,
@@ -74,6 +79,7 @@ class TreeIndex:
         self.root = root
         self.racy_ns = int(racy_seconds * 1e9)
         self.full_loads = 0  # for tests: how often the whole tree was listed by git
+        self.hinted_loads = 0  # for tests: how often only hinted paths were read again
         self._git_dirs: tuple[str, str] | None = None
         self._control: tuple[Any, ...] | None = None
         self._head: str | None = None
@@ -84,6 +90,8 @@ class TreeIndex:
         self._untracked: set[str] = set()
         self._hasher: Any = None
         self._sorted: list[FileEntry] | None = None
+        self._hints: frozenset[str] | None = None  # for the next snapshot only
+        self._hinted = False
 
     # -- what git's answer depends on besides the files ----------------------------------
 
@@ -131,12 +139,32 @@ class TreeIndex:
 
     # -- listing ---------------------------------------------------------------------
 
+    def hint(self, paths: frozenset[str] | None) -> None:
+        """The only paths (relative to the root) that changed since the last snapshot, as
+        a file watcher saw them; None: unknown, the next snapshot checks everything. Hints
+        not taken yet (a reconcile that failed before its snapshot) are added to."""
+        if self._hinted and (paths is None or self._hints is None):
+            paths = None
+        elif self._hinted and self._hints is not None and paths is not None:
+            paths = self._hints | paths
+        self._hints, self._hinted = paths, True
+
     def snapshot(self) -> KeptSnapshot:
         fresh_after = time.time_ns() - self.racy_ns
+        hints = self._hints if self._hinted else None
+        self._hints, self._hinted = None, False
         control = self._signature(fresh_after)
-        if control is None or control != self._control or not self._refresh(fresh_after):
-            self._full_load(fresh_after)
-            self._control = control
+        try:
+            if (
+                control is None
+                or control != self._control
+                or not self._refresh_some(hints, fresh_after)
+            ):
+                self._full_load(fresh_after)
+                self._control = control
+        except BaseException:
+            self._control = None  # left half updated: the next snapshot lists everything
+            raise
         if self._sorted is None:
             self._sorted = [self._entries[p] for p in sorted(self._entries)]
         return KeptSnapshot(self.root, self._head, self._sorted, set(self._untracked))
@@ -187,6 +215,34 @@ class TreeIndex:
                     pending.append(path)
                 else:
                     found.append(path)
+
+    def _refresh_some(self, hints: frozenset[str] | None, fresh_after: int) -> bool:
+        """The hinted files read again, or everything checked by stat data without hints;
+        False: a full listing is needed."""
+        if hints is None:
+            return self._refresh(fresh_after)
+        files: list[str] = []
+        new: list[str] = []
+        for path in hints:
+            if path.split("/", 1)[0] in SKIP_DIRS:
+                continue
+            if posixpath.basename(path) in _GIT_RULE_FILES or path in self._dirs:
+                return self._refresh(fresh_after)
+            try:
+                info = os.lstat(self.root / path)
+            except OSError:
+                info = None
+            if info is not None and stat.S_ISDIR(info.st_mode):
+                return self._refresh(fresh_after)  # a new or renamed directory
+            if path in self._files:
+                files.append(path)
+            elif info is not None:
+                new.append(path)
+        self.hinted_loads += 1
+        for path in files:
+            self._update(path, fresh_after)
+        # The parents keep their old stat data: a later stat check lists them again.
+        return self._add(new, fresh_after)
 
     def _refresh(self, fresh_after: int) -> bool:
         """Bring the kept listing up to date by stat data; False: a full listing is needed."""

@@ -78,23 +78,29 @@ def full_read(args: Namespace) -> bool:
     )
 
 
+def sqlite_path(settings: Settings) -> Path | None:
+    """The embedded registry's file (None: the registry is not the embedded one)."""
+    url = registry_url(settings)
+    if url.kind != "sqlite" or url.path is None:
+        return None
+    path = Path(url.path)
+    return path if path.is_absolute() else settings.repo / path
+
+
 def registry(settings: Settings, read_blob: Any = None, refresh: bool = False) -> Registry:
     """The backend of the registry URL; ``read_blob`` supplies build contexts to upload;
     ``refresh``: read everything, not the incremental view (Azure ML)."""
-    url = registry_url(settings)
-    if url.kind == "sqlite":
+    path = sqlite_path(settings)
+    if path is not None:
         from reconciler.adapters.sqlite_registry import SqliteRegistry
-
-        assert url.path is not None
-        path = Path(url.path)
-        path = path if path.is_absolute() else settings.repo / path
         from reconciler.adapters.state_dir import own_directory
 
         own_directory(path.parent)
-        return SqliteRegistry(path, url.text)
+        return SqliteRegistry(path, settings.registry)
     from reconciler.adapters.azureml import AzureMLRegistry  # needs the `azure` extra
     from reconciler.adapters.azureml_errors import RetryPolicy
 
+    url = registry_url(settings)
     state = state_dir(settings)
     return AzureMLRegistry(
         url,
@@ -221,8 +227,8 @@ def staged(engine: Engine, settings: Settings, args: Namespace, name: str) -> No
 
 
 def registry_engine(settings: Settings) -> Engine:
-    """An Engine for the commands that only read the registry (list, show, history,
-    evidence): no source is read."""
+    """An Engine for the commands that only read the registry (list, show, history): no
+    source is read."""
     from reconciler.adapters.gitsource import GitSource
 
     selection = Selection(settings.path, settings.include, settings.exclude)

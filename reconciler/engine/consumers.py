@@ -37,9 +37,17 @@ def scan_consumers(
     settings = engine.consumers
     assert settings is not None
     selection, used = engine.selection, state.references
+    kept = engine.cache.kept_memos()
+    # A long-running reconciler remembers what each path's name alone decides (globs).
+    known = kept[0].consumer_matches((settings, selection)) if kept is not None else {}
 
     def wanted(path: str) -> bool:
-        return path not in used and settings.matches(path) and not selection.owns(path)
+        if path in used:  # cheap, and true of every conda file: decided first
+            return False
+        named = known.get(path)
+        if named is None:
+            named = known[path] = settings.matches(path) and not selection.owns(path)
+        return named
 
     scanned: list[tuple[str, dict[str, Any]]] = []
     todo: list[tuple[FileEntry, str]] = []

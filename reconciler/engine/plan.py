@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from reconciler import __version__
@@ -97,6 +98,13 @@ def _settings_key(engine: Context, token: str | None) -> str | None:
 def plan_document(engine: Context, ref: str | None = None) -> dict[str, Any]:
     """The plan as a document; answered from the cache when neither git nor the
     registry changed since the last plan of the same ref (no parsing, no registry read)."""
+    return checked_plan_document(engine, ref)[0]
+
+
+def checked_plan_document(
+    engine: Context, ref: str | None = None
+) -> tuple[dict[str, Any], Validity | None]:
+    """The plan document, and what it stays valid for (None: it may not be reused)."""
     slot = "working-tree" if ref is None else f"ref:{ref}"
     token = engine.registry.state_token()
     key = _settings_key(engine, token)
@@ -106,7 +114,7 @@ def plan_document(engine: Context, ref: str | None = None) -> dict[str, Any]:
             fingerprint = engine.source.fingerprint(ref, entry.get("watch"))
             if fingerprint is not None and fingerprint == entry.get("fingerprint"):
                 document: dict[str, Any] = entry["document"]
-                return document
+                return document, Validity(fingerprint, entry.get("watch"))
     from reconciler.documents.plan import plan_document as document_of
 
     # The watch list only serves a plan that may be cached.
@@ -123,7 +131,17 @@ def plan_document(engine: Context, ref: str | None = None) -> dict[str, Any]:
                 slot,
                 {"key": key, "fingerprint": fingerprint, "watch": watch, "document": document},
             )
-    return document
+            return document, Validity(fingerprint, watch)
+    return document, None
+
+
+@dataclass(frozen=True)
+class Validity:
+    """What a plan document stays valid for: the files' fingerprint (a commit, or the
+    working tree's stat data over ``watch``) and the registry's state token it names."""
+
+    fingerprint: str
+    watch: list[str] | None
 
 
 def predict(engine: Context, result: Plan) -> dict[str, str] | None:

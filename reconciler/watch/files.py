@@ -1,8 +1,12 @@
 """`reconciler watch`: reconcile the working tree whenever its environment files change.
 
 A burst of file events (an editor saving, a checkout) is one trigger: the loop waits until
-the files have been quiet for the debounce time. A trigger carries no data; the reconcile
-re-reads the whole desired state (the parse cache makes unchanged files cheap).
+the files have been quiet for the debounce time. The paths the events name are hints, as
+git's fsmonitor takes them: the reconcile reads only those files again and keeps its view
+of everything else. A full check (every file of the working tree checked again) runs at
+start, whenever the watcher restarts, when a burst is too large to trust or names a path
+outside the repository, and periodically, so a change the events missed (a kernel queue
+that overflowed: watchfiles does not report it) is found within that period.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pathlib import Path
 
 from watchfiles import Change, DefaultFilter, watch
 
-from reconciler.core.reconcile_pass import CycleResult
+from reconciler.core.loop.reconcile_pass import CycleResult, Outcome
 from reconciler.engine import Engine
 from reconciler.render.cycle import format_cycle
 from reconciler.settings import SettingsError
@@ -29,6 +33,10 @@ DEFAULT_DEBOUNCE_MS = 300
 # a reconcile this often.
 MAX_WAIT_FACTOR = 10
 MIN_MAX_WAIT_MS = 2000
+DEFAULT_FULL_CHECK_SECONDS = 60.0
+# A burst naming more paths than this (a checkout, a generator) is checked in full: one pass
+# over the tree costs less than that many hints, and the kernel's queue may have overflowed.
+MAX_HINTED_PATHS = 1000
 
 
 @dataclass
@@ -39,6 +47,10 @@ class WatchTarget:
     paths: list[Path]  # watched recursively
     ignored: list[Path] = field(default_factory=list)  # never triggers (state, reports)
     settings_files: list[Path] = field(default_factory=list)  # a change rebuilds the target
+    # The repository the engine reads: event paths become hints relative to it (None: no
+    # hints, every reconcile is a full check).
+    repo: Path | None = None
+    full_check_seconds: float = DEFAULT_FULL_CHECK_SECONDS  # <= 0: always a full check
 
     def close(self) -> None:
         flush(self.engine)
@@ -58,6 +70,43 @@ class _EventFilter:
         if path in self._ignored or path.startswith(self._prefixes):
             return False
         return self._default(change, path)
+
+
+class Burst:
+    """The file events of one burst: how many, and the repository paths they name (None
+    once they cannot stand for the change: too many, or outside the repository)."""
+
+    def __init__(self, repo: Path | None) -> None:
+        self.root = os.path.abspath(repo) + os.sep if repo is not None else None
+        self.events = 0
+        self.paths: set[str] | None = set() if repo is not None else None
+
+    def add(self, path: str) -> None:
+        self.events += 1
+        if self.paths is None or self.root is None:
+            return
+        full = os.path.abspath(path)
+        if not full.startswith(self.root) or len(self.paths) >= MAX_HINTED_PATHS:
+            self.paths = None
+            return
+        self.paths.add(full[len(self.root) :].replace(os.sep, "/"))
+
+    def hints(self) -> frozenset[str] | None:
+        return None if self.paths is None else frozenset(self.paths)
+
+
+def _same_news(result: CycleResult, last: CycleResult | None) -> bool:
+    """Nothing to tell after a periodic full check: nothing applied, and the state is the
+    one last printed (in sync after a success, or the same errors)."""
+    if last is None or result.applied or result.failed:
+        return False
+    if result.outcome is Outcome.IN_SYNC and last.ok:
+        return True
+    return (result.outcome, result.errors, result.message) == (
+        last.outcome,
+        last.errors,
+        last.message,
+    )
 
 
 class FileWatch:
@@ -103,9 +152,17 @@ class FileWatch:
         finally:
             target.close()
 
-    def _reconcile(self, target: WatchTarget, trigger: str) -> None:
-        self.number += 1
-        result = reconcile(target.engine, None, self.number, trigger)
+    def _reconcile(
+        self,
+        target: WatchTarget,
+        trigger: str,
+        hints: frozenset[str] | None = None,
+        quiet: bool = False,
+    ) -> None:
+        """One reconcile; ``hints``: the only paths that changed (None: a full check).
+        ``quiet``: not printed when it has nothing new to tell (a periodic full check)."""
+        target.engine.source.hint(hints)
+        result = reconcile(target.engine, None, self.number + 1, trigger)
         if result.transient:
             delay = self.backoff.next_delay()
             self.retry_at = time.monotonic() + delay
@@ -113,8 +170,10 @@ class FileWatch:
         else:
             self.backoff.reset()
             self.retry_at = None
-        self.last = result
-        self.out(format_cycle(result))
+        if not (quiet and _same_news(result, self.last)):
+            self.number += 1
+            self.last = result
+            self.out(format_cycle(result))
         if not self.settled:
             settle()
             self.settled = True
@@ -126,10 +185,15 @@ class FileWatch:
         debounce = self.debounce_ms
         max_wait = max(MIN_MAX_WAIT_MS, MAX_WAIT_FACTOR * debounce) / 1000
         settings = {str(p) for p in target.settings_files}
-        pending = 0
+        hinting = target.repo is not None and target.full_check_seconds > 0
+        every = target.full_check_seconds if hinting else float("inf")
+        burst = Burst(target.repo if hinting else None)
         first: float | None = None
         reload = False
         initial: str | None = first_trigger
+        # The first reconcile of every watcher is a full check: events from before it are
+        # not known, so nothing kept may be trusted until then.
+        full_at = float("inf")
         # rust_timeout = the debounce: a call that sees no event for that long yields an
         # empty set, which ends a burst (and lets a retry after backoff come due).
         for changes in watch(
@@ -144,22 +208,32 @@ class FileWatch:
         ):
             if initial is not None:  # the watcher is up: what changes from here is seen
                 self._reconcile(target, initial)
+                full_at = time.monotonic() + every
                 initial = None
                 continue
             now = time.monotonic()
             if changes:
-                pending += len(changes)
+                for _, path in changes:
+                    burst.add(path)
                 first = now if first is None else first
                 reload = reload or any(path in settings for _, path in changes)
                 if now - first < max_wait:
                     continue
             if reload:
                 return True
-            if pending:
-                self._reconcile(target, f"{pending} file event{'s' if pending > 1 else ''}")
-                pending, first = 0, None
+            if burst.events:
+                pending = burst.events
+                hints = burst.hints() if now < full_at else None
+                self._reconcile(target, f"{pending} file event{'s' if pending > 1 else ''}", hints)
+                if hints is None:
+                    full_at = time.monotonic() + every
+                burst, first = Burst(target.repo if hinting else None), None
             elif self.retry_at is not None and now >= self.retry_at:
                 self._reconcile(target, "retry")
+                full_at = time.monotonic() + every
+            elif now >= full_at:
+                self._reconcile(target, "full check", quiet=True)
+                full_at = time.monotonic() + every
         return False
 
 

@@ -72,6 +72,15 @@ class ResolveMemo:
     # changed paths, and their directories as ``directory/`` (see Recording)
     touched: set[str] = field(default_factory=set)
     _next: dict[str, FileEntry] = field(default_factory=dict)
+    # path -> a consumer file by its path alone (engine/consumers.py), under these settings
+    consumer_key: Any = None
+    consumer_paths: dict[str, bool] = field(default_factory=dict)
+
+    def consumer_matches(self, key: Any) -> dict[str, bool]:
+        """Which paths the consumer settings ``key`` accept, as far as asked before."""
+        if key != self.consumer_key:
+            self.consumer_key, self.consumer_paths = key, {}
+        return self.consumer_paths
 
     def begin(self, key: Any, entries: list[FileEntry]) -> None:
         """Compare the snapshot's whole listing with the previous one."""

@@ -1,0 +1,169 @@
+"""Cheap identities of a repository's files, for caches that must never answer for files
+that changed: the commit a ref names, or the working tree's state by stat data.
+
+Kept free of heavy imports: a replayed `plan` (cli/replay.py) loads this module and
+little else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from array import array
+
+# A file changed less than this long ago may change again within the same timestamp tick
+# (git's "racy clean" problem): a fingerprint that includes one is not trusted.
+RACY_SECONDS = 2.0
+MISSING = (0, 0, 0, 0, 0)  # a real file never has mode 0
+
+
+class _Git:
+    """A read-only git command started at once and read later. posix_spawn, not
+    subprocess: importing subprocess costs more than this whole module's work."""
+
+    def __init__(self, root: str, *args: str) -> None:
+        out, self._write = os.pipe()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            self.pid = os.posix_spawnp(
+                "git",
+                ["git", "-C", root, *args],
+                os.environ,
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, self._write, 1),
+                    (os.POSIX_SPAWN_DUP2, devnull, 2),
+                ],
+            )
+        except OSError:
+            os.close(out)
+            raise
+        finally:
+            os.close(self._write)
+            os.close(devnull)
+        self._out = out
+
+    def output(self) -> bytes | None:
+        """What it printed (None: it failed)."""
+        chunks = []
+        try:
+            while chunk := os.read(self._out, 1 << 16):
+                chunks.append(chunk)
+        finally:
+            os.close(self._out)
+        _, status = os.waitpid(self.pid, 0)
+        return b"".join(chunks) if os.waitstatus_to_exitcode(status) == 0 else None
+
+
+def git_output(root: str, *args: str) -> bytes | None:
+    """The output of a read-only git command in ``root`` (None: it failed)."""
+    try:
+        return _Git(root, *args).output()
+    except OSError:
+        return None
+
+
+def commit_of(root: str, ref: str) -> str | None:
+    """The commit ``ref`` names in the repository at ``root`` (None: no such commit)."""
+    out = git_output(root, "rev-parse", "--verify", "-q", ref + "^{commit}")
+    return None if out is None else out.decode().strip()
+
+
+def git_dirs(root: str) -> tuple[str, str] | None:
+    """The repository's git directory and common directory (they differ in a linked
+    worktree), read from ``.git`` as git does; git itself answers when the environment
+    points elsewhere (GIT_DIR and the like)."""
+    if any(name.startswith("GIT_") and "DIR" in name for name in os.environ):
+        return _asked_git_dirs(root)
+    dot_git = os.path.join(root, ".git")
+    try:
+        if os.path.isdir(dot_git):
+            git_dir = dot_git
+        else:
+            with open(dot_git, "rb") as handle:
+                text = handle.read().decode("utf-8", "surrogateescape").strip()
+            if not text.startswith("gitdir: "):
+                return None
+            git_dir = os.path.join(root, text[len("gitdir: ") :])
+        try:
+            with open(os.path.join(git_dir, "commondir"), "rb") as handle:
+                common = handle.read().decode("utf-8", "surrogateescape").strip()
+            return git_dir, os.path.normpath(os.path.join(git_dir, common))
+        except FileNotFoundError:
+            return git_dir, git_dir
+    except OSError:
+        return None
+
+
+def _asked_git_dirs(root: str) -> tuple[str, str] | None:
+    out = git_output(root, "rev-parse", "--absolute-git-dir", "--git-common-dir")
+    if out is None:
+        return None
+    git_dir, _, common = out.decode("utf-8", "surrogateescape").strip().partition("\n")
+    return git_dir, os.path.join(root, common)  # relative to root when git prints it so
+
+
+def worktree_fingerprint(root: str, watch: list[str]) -> str | None:
+    """Equal fingerprints, equal files: HEAD and the ref it names, git's index, excludes
+    and config, the tracked files git sees modified (by their stat data), and the stat data
+    of ``watch`` (paths relative to ``root``: the directories whose mtimes change when a
+    file appears or vanishes, .gitignore files, untracked files). None when it cannot be
+    trusted: not a git repository, or a file changed a moment ago.
+
+    Git lists the modified files while this process stats the watch list, so the two
+    halves run on two cores."""
+    try:
+        modified = _Git(root, "diff-files", "--name-only", "-z")
+        top = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        # Relative to an open directory: tens of thousands of paths, no joining.
+        seen = _stat_all([p or "." for p in watch], top)
+    finally:
+        os.close(top)
+        changed = modified.output()
+    dirs = git_dirs(root)
+    if seen is None or changed is None or dirs is None:
+        return None
+    git_dir, common = dirs
+    join = os.path.join
+    try:
+        with open(join(git_dir, "HEAD"), "rb") as handle:
+            head = handle.read()
+    except OSError:
+        return None
+    control = [join(git_dir, "index"), join(common, "info", "exclude"), join(common, "config")]
+    if head.startswith(b"ref: "):
+        name = head[5:].strip().decode("utf-8", "surrogateescape")
+        control += [join(git_dir, name), join(common, name), join(common, "packed-refs")]
+        control.append(join(common, "reftable", "tables.list"))
+    files = [p for p in changed.decode("utf-8", "surrogateescape").split("\0") if p]
+    more = _stat_all(control + [join(root, p) for p in files], None)
+    if more is None:
+        return None
+    digest = hashlib.sha256(head)
+    digest.update("\0".join(control + files).encode("utf-8", "surrogateescape"))
+    for numbers in (seen, more):
+        try:
+            digest.update(array("q", numbers).tobytes())
+        except OverflowError:  # an inode number beyond 2**63
+            digest.update(repr(numbers).encode())
+    return "worktree:" + digest.hexdigest()
+
+
+def _stat_all(paths: list[str], directory: int | None) -> list[int] | None:
+    """Stat data of every path, flattened (None: one changed a moment ago)."""
+    fresh_after = (time.time() - RACY_SECONDS) * 1e9
+    numbers: list[int] = []
+    add, stat = numbers.extend, os.stat
+    for path in paths:
+        try:
+            info = stat(path, dir_fd=directory, follow_symlinks=False)
+        except OSError:
+            add(MISSING)
+            continue
+        if info.st_mtime_ns > fresh_after:
+            return None
+        add((info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_mode, info.st_ino))
+    return numbers
