@@ -294,6 +294,7 @@ def test_kept_state_equals_a_fresh_read_after_random_edits(
     # Many loads patched the last one (edits that leave the candidates and names as they
     # were), and every one of them was compared with a fresh read above.
     assert memos[0].patches > 15, memos[0].patches
+    assert memos[1].patches > 15, memos[1].patches  # plans likewise
     if hinted:  # most looks read only the named files, without a stat check of the tree
         assert kept.source._kept.hinted_loads > 40, kept.source._kept.hinted_loads
 
