@@ -41,6 +41,12 @@ def settle() -> None:
     gc.freeze()
 
 
+def flush_when_due(engine: Engine) -> None:
+    """Called while the loop is idle: write what the memories keep, if it is time."""
+    if isinstance(engine.cache, KeptCache):
+        engine.cache.flush_due()
+
+
 def flush(engine: Engine) -> None:
     if isinstance(engine.cache, KeptCache):
         engine.cache.flush()
