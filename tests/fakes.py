@@ -290,7 +290,7 @@ class MemoryRegistry:
             return _version(existing)
         if name not in self._containers:
             self._containers[name] = False
-            self._versions[name] = {}
+            self._versions[name] = NeverDeleted("versions")
         row = {
             "name": name,
             "version": version,
@@ -401,11 +401,15 @@ class MemoryRegistry:
 
     def _restore(self, saved: tuple[Any, ...]) -> None:
         containers, versions, builds, events, generation = saved
-        # dict.update only: the stores refuse deletion, and a rollback only removes
-        # what the batch itself added.
-        for store, old in ((self._containers, containers), (self._versions, versions)):
-            dict.clear(store)
-            dict.update(store, old)
+        # The stores refuse deletion; a rollback goes around that (dict's own methods)
+        # to take back only what the batch itself wrote.
+        dict.clear(self._containers)
+        dict.update(self._containers, containers)
+        dict.clear(self._versions)
+        for name, rows in versions.items():
+            kept = NeverDeleted("versions")
+            kept.update(rows)
+            dict.__setitem__(self._versions, name, kept)
         dict.clear(self._builds)
         dict.update(self._builds, builds)
         self._events[:] = events
