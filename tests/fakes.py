@@ -205,9 +205,7 @@ class MemoryRegistry:
         self._events: list[tuple[str, dict[str, Any]]] = []  # (name, event), oldest first
         self._lock = threading.Lock()
         self._in_batch = False
-        self.batches = 0  # how many outermost batches were opened
         self.failures: dict[tuple[str, str | None], list[RegistryError]] = {}
-        self.closed = False
 
     # -- for tests: faults and hand edits ---------------------------------------------
 
@@ -360,7 +358,6 @@ class MemoryRegistry:
             return
         saved = self._copy()
         self._in_batch = True
-        self.batches += 1
         try:
             yield
         except BaseException:
@@ -370,7 +367,7 @@ class MemoryRegistry:
             self._in_batch = False
 
     def close(self) -> None:
-        self.closed = True
+        return None  # nothing held open
 
     # -- inside -----------------------------------------------------------------------
 
