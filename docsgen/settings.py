@@ -108,11 +108,11 @@ def policy_keys() -> list[Key]:
 
 
 def target_keys() -> list[Key]:
-    """The keys of a `[targets.NAME]` table (reconciler.core.promotion.Target)."""
-    from reconciler.core import promotion
+    """The keys of a `[targets.NAME]` table (reconciler.core.promotion.gate.Target)."""
+    from reconciler.core.promotion.gate import Target
 
-    names = [f.name for f in dataclasses.fields(promotion.Target)]
-    return _documented(promotion.Target, [n for n in names if n != "name"], "[targets.NAME]")
+    names = [f.name for f in dataclasses.fields(Target)]
+    return _documented(Target, [n for n in names if n != "name"], "[targets.NAME]")
 
 
 def exception_keys() -> list[Key]:

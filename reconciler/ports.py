@@ -135,8 +135,39 @@ class Source(Protocol):
         """Size in bytes of each file by blob id, without reading the files."""
 
 
+class ReadReport(Protocol):
+    """How a registry's last read_state observed it (Azure ML: the full listing or the
+    incremental view), for the plan document to say."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class ThrottleReport(Protocol):
+    """How much the service's throttling held a registry's calls so far."""
+
+    @property
+    def throttled(self) -> int:
+        """Answers that asked to wait."""
+
+    @property
+    def held(self) -> float:
+        """Seconds during which calls were held (wall clock)."""
+
+
 class Registry(Protocol):
     url: str
+
+    @property
+    def write_concurrency(self) -> int:
+        """Environments the engine may write at once (1: one after another)."""
+
+    @property
+    def last_read(self) -> ReadReport | None:
+        """How the last read_state observed the registry; None: nothing to report."""
+
+    @property
+    def throttle(self) -> ThrottleReport | None:
+        """The service's throttling of this registry's calls; None: the backend has none."""
 
     def read_state(self) -> RegistryState:
         """Every container and version, archived ones included."""

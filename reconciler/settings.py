@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from reconciler.core.desired.consumers import ConsumerSettings
     from reconciler.core.governance.policy import Policy
-    from reconciler.core.notify import NotifyTarget
-    from reconciler.core.promotion import Target
+    from reconciler.core.loop.notify import NotifyTarget
+    from reconciler.core.promotion.gate import Target
 
 SETTINGS_FILE = "reconciler.toml"
 DEFAULT_REGISTRY = "sqlite:///.reconciler/registry.db"
@@ -233,8 +233,8 @@ _PER_TARGET = frozenset(_KEYS) - {
 
 
 def _targets(table: Any, path: Path) -> Mapping[str, Target]:
-    from reconciler.core.durations import parse_duration
-    from reconciler.core.promotion import TARGET_KEYS, TargetError, parse_targets
+    from reconciler.core.promotion.gate import TARGET_KEYS, TargetError, parse_targets
+    from reconciler.core.spec.durations import parse_duration
 
     def setting(key: str, value: Any, where: str) -> Any:
         if key == "policy":
@@ -251,7 +251,7 @@ def _targets(table: Any, path: Path) -> Mapping[str, Target]:
 
 
 def _notify(value: Any, path: Path) -> tuple[NotifyTarget, ...]:
-    from reconciler.core.notify import NotifyError, parse_targets
+    from reconciler.core.loop.notify import NotifyError, parse_targets
 
     try:
         return parse_targets(value)

@@ -193,7 +193,9 @@ class MemoryRegistry:
     """The Registry port over dicts. Stored content is kept as canonical JSON and decoded
     on each read, as the SQLite adapter does, so callers never share mutable state."""
 
-    write_concurrency = 1
+    write_concurrency = 1  # one writer at a time, like SQLite
+    last_read = None  # every read is a full one: nothing to report
+    throttle = None  # no service to throttle it
 
     def __init__(self, url: str = "memory://registry") -> None:
         self.url = url

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.core.promotion import (
+from reconciler.core.promotion.gate import (
     Deferral,
     Landed,
     Target,
@@ -17,7 +17,7 @@ from reconciler.core.promotion import (
     check,
     gate_order,
 )
-from reconciler.core.status import Cell, CellState, TargetView, matrix
+from reconciler.core.promotion.status import Cell, CellState, TargetView, matrix
 from reconciler.settings import SettingsError, load_settings
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -251,7 +251,7 @@ def test_status_document_matches_its_schema() -> None:
 
     import jsonschema
 
-    from reconciler.core.status import status_document
+    from reconciler.core.promotion.status import status_document
 
     down = _view("prod", reachable=False, error="connection refused")
     doc = status_document(matrix([_view("dev", versions={"ml": "1"}), down]), {"dev": "x"})

@@ -13,6 +13,7 @@ import pytest
 
 from reconciler.adapters.azureml import AzureMLRegistry
 from reconciler.adapters.azureml_errors import RetryPolicy
+from reconciler.adapters.cache import KeptState
 from reconciler.adapters.sqlite_registry import SqliteRegistry
 from reconciler.core.build.jobs import BuildRecord, BuildStatus
 from reconciler.core.spec.digest import build_content, content_digest
@@ -220,3 +221,21 @@ def test_lock_is_exclusive(registry: Registry) -> None:
         other: Callable[..., Any] = registry.lock
         with other(0.05):
             pass
+
+
+def test_reports_what_the_engine_reads_of_a_backend(registry: Registry) -> None:
+    registry.put_version("pydata", "1", write())
+    registry.read_state()
+    kept = KeptState(registry)  # a long-running reconciler's: its memory takes one write at a time
+    assert kept.write_concurrency == 1
+    assert (kept.last_read, kept.throttle) == (registry.last_read, registry.throttle)
+    report = registry.last_read
+    throttle = registry.throttle
+    if isinstance(registry, SqliteRegistry | MemoryRegistry):  # one writer, full reads, no service
+        assert registry.write_concurrency == 1
+        assert report is None and throttle is None
+        return
+    assert registry.write_concurrency > 1  # environments written at once
+    assert report is not None and report.to_dict()["view"] in ("full", "incremental")
+    assert report.to_dict()["containers"] == 1
+    assert throttle is not None and (throttle.throttled, throttle.held) == (0, 0.0)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.adapters.notify import payload
-from reconciler.core.notify import (
+from reconciler.core.loop.notify import (
     Event,
     Format,
     NotifyError,

@@ -270,6 +270,30 @@ def test_evidence_states_where_each_prod_version_came_from(repo: GitRepo, cli: C
     assert json.loads((out / "prod" / "evidence.json").read_text())["target"] == "prod"
 
 
+def test_evidence_of_several_targets_lists_each_versions_consumers(repo: GitRepo, cli: Cli) -> None:
+    seed(repo)
+    assert cli("apply")[0] == 0
+    repo.write("jobs/pinned.yml", "environment: azureml:train:1\n")
+    repo.write("jobs/floating.yml", "environment: azureml:train@latest\n")
+    repo.commit("consumers")
+    out = repo.root.parent / "evidence"
+    code, document = cli.json("evidence", "--out", str(out), "--target", "test", "--target", "prod")
+    assert code == 0
+    by_target = sections(document)
+    assert list(by_target) == ["test", "prod"]  # dev is read for the promotions only
+    for name, section in by_target.items():
+        jsonschema.validate(section, schema("evidence"))
+        train = {e["name"]: e for e in section["environments"]}["train"]
+        assert {v["version"]: v["consumers"] for v in train["versions"]} == {
+            "1": ["jobs/pinned.yml:1"]
+        }, name
+        assert train["latest_consumers"] == ["jobs/floating.yml:1"], name
+        markdown = (out / name / "evidence.md").read_text()
+        assert "Following @latest: 1 consumer(s)." in markdown
+    [promoted] = [p for p in by_target["test"]["promotions"] if p["name"] == "train"]
+    assert promoted["from"]["target"] == "dev" and promoted["from"]["found"]
+
+
 def test_drift_report_has_a_section_per_target_and_the_matrix(repo: GitRepo, cli: Cli) -> None:
     seed(repo)
     assert cli("apply", "--target", "dev")[0] == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.adapters.sqlite_registry import SqliteRegistry
-from reconciler.core.reconcile_pass import CycleResult, Outcome
+from reconciler.core.loop.reconcile_pass import CycleResult, Outcome
 from reconciler.core.spec.model import RegistryState, VersionWrite
 from reconciler.render.cycle import format_cycle
 from reconciler.watch.control import Backoff, parse_duration

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
         RegistryState,
         VersionWrite,
     )
-    from reconciler.ports import Cache, Registry
+    from reconciler.ports import Cache, ReadReport, Registry, ThrottleReport
 
 MEMO_SAVE_SECONDS = 30.0
 
@@ -177,10 +177,21 @@ class KeptState:
     """A Registry that answers read_state from memory while the state token is unchanged,
     and patches that memory with what its own writes return."""
 
+    # Its memory is patched by each write in turn: writes through it go one at a time.
+    write_concurrency = 1
+
     def __init__(self, registry: Registry) -> None:
         self.inner = registry
         self.url = registry.url
         self._state: RegistryState | None = None
+
+    @property
+    def last_read(self) -> ReadReport | None:
+        return self.inner.last_read
+
+    @property
+    def throttle(self) -> ThrottleReport | None:
+        return self.inner.throttle
 
     def read_state(self) -> RegistryState:
         token = self.inner.state_token()

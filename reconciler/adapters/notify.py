@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reconciler import __version__
-from reconciler.core.notify import Format, Notification, NotifyTarget
+from reconciler.core.loop.notify import Format, Notification, NotifyTarget
 
 ATTEMPTS = 4
 FIRST_DELAY = 1.0  # seconds; doubles after each failed attempt

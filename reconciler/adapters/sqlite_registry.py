@@ -140,6 +140,10 @@ def _now() -> str:
 
 
 class SqliteRegistry:
+    write_concurrency = 1  # one writer at a time: SQLite's own rule
+    last_read = None  # every read is a full one: nothing to report
+    throttle = None
+
     def __init__(self, path: Path, url: str | None = None, busy_timeout: float = 10.0) -> None:
         self.path = path
         self.url = url or f"sqlite:///{path}"

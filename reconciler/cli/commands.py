@@ -12,27 +12,34 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.adapters.report_files import ReportWriteError, write_files
 from reconciler.adapters.state_dir import own_directory
-from reconciler.cli.base import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError, terminal_wanted
-from reconciler.cli.wiring import (
-    engine_for,
-    progress,
-    registry,
-    settings_of,
-    sqlite_path,
-    state_dir,
+from reconciler.cli.base import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError
+from reconciler.cli.drift_report import (
+    fail_on_classes,
+    report_dir_of,
+    write_drift_report,
 )
+from reconciler.cli.output import (
+    PLAIN,
+    json_text,
+    print_json,
+    print_line,
+    print_text,
+    terminal,
+)
+from reconciler.cli.output import close_terminal as close_terminal  # the entry point's
+from reconciler.cli.prepare import command_engine, command_settings
+from reconciler.cli.wiring import progress, registry_engine, sqlite_path, state_dir
 from reconciler.core.plan.errors import BadPlanFile, StalePlan
 from reconciler.engine import ApplyRefused, Engine
 from reconciler.ports import BuildError, Registry, RegistryError, SourceError
 from reconciler.render import text
-from reconciler.settings import Settings, SettingsError
+from reconciler.settings import SettingsError
 
 if TYPE_CHECKING:
     from reconciler.core.build.jobs import BuildOutcome
-    from reconciler.core.drift.report import DriftClass
     from reconciler.core.plan.types import ApplyOutcome
     from reconciler.engine.plan import Validity
-    from reconciler.render.terminal import Terminal
+    from reconciler.settings import Settings
 
 EXPECTED_ERRORS = (
     CliError,
@@ -47,71 +54,12 @@ EXPECTED_ERRORS = (
 )
 
 
-# -- wiring -------------------------------------------------------------------------------
-
-PLAIN = text.Style(False)  # plain output has no escape sequences at all
-# Long-running commands print one line per cycle, the same in a terminal as in a log.
-_LINE_COMMANDS = frozenset({"watch", "reconcile", "emulator"})
-
-
-def _terminal(args: Namespace) -> Terminal | None:
-    """The terminal renderer when a person is watching (imported only then); None: plain
-    text. Its progress display goes to stderr, when stderr is a terminal too."""
-    if not terminal_wanted(args) or args.command in _LINE_COMMANDS:
-        return None
-    screen: Terminal | None = getattr(args, "terminal", None)
-    if screen is None:
-        from reconciler.render.terminal import Terminal
-
-        screen = Terminal(progress=sys.stderr.isatty())
-        args.terminal = screen
-    return screen
-
-
-def close_terminal(args: Namespace) -> None:
-    screen = getattr(args, "terminal", None)
-    if screen is not None:
-        screen.close()
-
-
-def _settings(args: Namespace) -> Settings:
-    settings = settings_of(args)
-    screen = _terminal(args)
-    if screen is not None:
-        screen.root = settings.repo  # file:line links point into the repository
-    target = getattr(args, "target_name", None)  # one of several targets (see cli/targets.py)
-    return settings if target is None else settings.for_target(target)
-
-
-def _state_dir(settings: Settings) -> Path:
-    return state_dir(settings)
-
-
-def _registry(settings: Settings, refresh: bool = False) -> Registry:
-    """The registry of the settings alone (commands that only read it)."""
-    return registry(settings, refresh=refresh)
-
-
-def _engine(settings: Settings, args: Namespace, builds: bool = False) -> Engine:
-    screen = _terminal(args)
-    display = screen.progress if screen is not None else None
-    return engine_for(settings, args, builds, display)
-
-
-def _print(value: str) -> None:
-    sys.stdout.write(value + "\n")
-
-
-def _print_json(value: Any) -> None:
-    _print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
-
-
 # -- commands -----------------------------------------------------------------------------
 
 
 def run_validate(args: Namespace) -> int:
-    settings = _settings(args)
-    engine = _engine(settings, args)
+    settings = command_settings(args)
+    engine = command_engine(settings, args)
     only = None
     if args.files:
         only = []
@@ -126,7 +74,7 @@ def run_validate(args: Namespace) -> int:
     diagnostics = [d.to_dict() for d in state.diagnostics]
     valid = sorted(state.environments)
     if args.json:
-        _print_json(
+        print_json(
             {"valid": not state.has_errors, "environments": valid, "diagnostics": diagnostics}
         )
     else:
@@ -135,23 +83,23 @@ def run_validate(args: Namespace) -> int:
             f"{len(valid)} environment(s) valid, {errors} error(s) in {state.candidates} "
             "file(s) checked."
         )
-        screen = _terminal(args)
+        screen = terminal(args)
         if screen is not None:
             screen.validation(diagnostics, summary)
         else:
             for line in text.format_diagnostics(diagnostics, PLAIN):
-                _print(line)
-            _print(summary)
+                print_text(line)
+            print_text(summary)
     return EXIT_ERROR if state.has_errors else EXIT_OK
 
 
 def run_plan(args: Namespace) -> int:
-    settings = _settings(args)
+    settings = command_settings(args)
     if (args.base is None) != (args.head is None):
         raise CliError("--base and --head go together (pull request mode)")
     if args.base is not None and (args.ref or args.out):
         raise CliError("--base/--head plan a pull request: not with --ref or --out")
-    engine = _engine(settings, args, builds=True)
+    engine = command_engine(settings, args, builds=True)
     validity: Validity | None = None
     try:
         if args.base is not None:
@@ -177,7 +125,7 @@ def run_plan(args: Namespace) -> int:
 
         markdown = format_plan_markdown(document)
         if args.markdown == "-":
-            _print(markdown)
+            print_text(markdown)
         else:
             target = Path(args.markdown).resolve()
             write_files(target.parent, {target.name: markdown})
@@ -189,13 +137,13 @@ def run_plan(args: Namespace) -> int:
     if args.markdown == "-":
         pass  # stdout is the comment
     elif args.json:
-        output = json.dumps(document, indent=2, ensure_ascii=False, default=str)
-        _print(output)
-    elif _terminal(args) is not None:
+        output = json_text(document)
+        print_text(output)
+    elif terminal(args) is not None:
         _show_plan(args, document)
     else:
         output = text.format_plan(document, PLAIN)
-        _print(output)
+        print_text(output)
     if output is not None and validity is not None and not args.markdown:
         _keep_answer(args, settings, document, validity, code, output + "\n")
     return code
@@ -233,23 +181,23 @@ def _keep_answer(
 
 
 def _show_plan(args: Namespace, document: dict[str, Any]) -> None:
-    screen = _terminal(args)
+    screen = terminal(args)
     if screen is not None:
         screen.plan(document)
     else:
-        _print(text.format_plan(document, PLAIN))
+        print_text(text.format_plan(document, PLAIN))
 
 
-def _note_read(document: dict[str, Any], registry: object) -> None:
+def _note_read(document: dict[str, Any], registry: Registry) -> None:
     """Say how the registry was read (Azure ML: a full read or the incremental view)."""
-    report = getattr(registry, "last_read", None)
+    report = registry.last_read
     if report is not None:
         document["registry"]["read"] = report.to_dict()
 
 
-def _note_throttling(registry: object) -> None:
+def _note_throttling(registry: Registry) -> None:
     """Tell how long the service's throttling held the run (Azure ML), on stderr."""
-    throttle = getattr(registry, "throttle", None)
+    throttle = registry.throttle
     if throttle is not None and throttle.throttled:
         progress(
             f"the service throttled {throttle.throttled} call(s); waited {throttle.held:.1f}s "
@@ -258,13 +206,13 @@ def _note_throttling(registry: object) -> None:
 
 
 def run_apply(args: Namespace) -> int:
-    settings = _settings(args)
+    settings = command_settings(args)
     if args.plan_file and (args.ref or args.self_heal or args.allow_mass_archive):
         raise CliError(
             "a saved plan is applied as it is: no --ref, --self-heal or "
             "--allow-mass-archive (give them to `plan --out`)"
         )
-    engine = _engine(settings, args, builds=True)
+    engine = command_engine(settings, args, builds=True)
     try:
         if args.plan_file:
             outcome = engine.apply_saved(_read_plan_file(args.plan_file), args.plan_file)
@@ -278,7 +226,7 @@ def run_apply(args: Namespace) -> int:
 
         document = plan_document(refused.plan, engine.registry.url, settings.path)
         if args.json:  # one JSON document on stdout, the error in it
-            _print_json({"applied": [], "failed": [], "plan": document, "error": str(refused)})
+            print_json({"applied": [], "failed": [], "plan": document, "error": str(refused)})
         else:
             _show_plan(args, document)
         sys.stderr.write(f"error: {refused}\n")
@@ -311,13 +259,13 @@ def apply_document(outcome: ApplyOutcome, registry_url: str, path: str) -> dict[
 
 def print_apply(document: dict[str, Any], style: text.Style) -> None:
     for line in text.format_diagnostics(document["diagnostics"], style):
-        _print(line)
+        print_text(line)
     failed = [(_without(c, "error"), c["error"]) for c in document["failed"]]
-    _print(text.format_apply(document["applied"], failed, style))
+    print_text(text.format_apply(document["applied"], failed, style))
     for change in document.get("deferred", ()):
-        _print(f"  deferred {change['action']} {change['name']}: {change['deferred']}")
+        print_text(f"  deferred {change['action']} {change['name']}: {change['deferred']}")
     if document["builds"] is not None:
-        _print(text.format_builds(document["builds"]))
+        print_text(text.format_builds(document["builds"]))
 
 
 def _report_apply(outcome: ApplyOutcome, args: Namespace) -> int:
@@ -326,12 +274,12 @@ def _report_apply(outcome: ApplyOutcome, args: Namespace) -> int:
     document = apply_document(outcome)
     builds = document["builds"]
     if args.json:
-        _print_json(document)
-    elif (screen := _terminal(args)) is not None:
+        print_json(document)
+    elif (screen := terminal(args)) is not None:
         failed = [(_without(c, "error"), c["error"]) for c in document["failed"]]
         screen.apply(document["diagnostics"], document["applied"], failed, builds)
         for change in document.get("deferred", ()):
-            _print(f"  deferred {change['action']} {change['name']}: {change['deferred']}")
+            print_text(f"  deferred {change['action']} {change['name']}: {change['deferred']}")
     else:
         print_apply(document, PLAIN)
     if not outcome.ok:
@@ -347,75 +295,33 @@ def _builds_document(outcome: BuildOutcome | None) -> dict[str, Any] | None:
     return builds_document(outcome)
 
 
-def _fail_on(args: Namespace) -> frozenset[DriftClass]:
-    from reconciler.core.drift.report import DEFAULT_FAIL_ON, parse_classes
-
-    try:
-        return DEFAULT_FAIL_ON if args.fail_on is None else parse_classes(args.fail_on)
-    except ValueError as exc:
-        raise CliError(f"--fail-on: {exc}") from None
-
-
-def _report_dir(args: Namespace, settings: Settings) -> Path:
-    given = getattr(args, "report_dir", None)
-    return Path(given) if given else settings.repo / settings.report_dir
-
-
-def _write_drift_report(
-    engine: Engine,
-    settings: Settings,
-    ref: str | None,
-    report_dir: Path,
-    fail_on: frozenset[DriftClass],
-) -> tuple[dict[str, Any], list[Path]]:
-    """Make the drift report and write its three files, each atomically."""
-    from datetime import UTC, datetime
-
-    from reconciler.documents.drift import report_document
-    from reconciler.render.html import format_html
-    from reconciler.render.markdown import format_markdown
-
-    try:
-        report = engine.drift(ref, fail_on)
-    finally:
-        engine.registry.close()
-    generated = datetime.now(UTC).isoformat(timespec="seconds")
-    document = report_document(report, engine.registry.url, settings.path, ref, generated)
-    files = {
-        "drift-report.json": json.dumps(document, indent=2, ensure_ascii=False) + "\n",
-        "drift-report.md": format_markdown(document),
-        "drift-report.html": format_html(document),
-    }
-    return document, write_files(report_dir, files)
-
-
 def run_drift(args: Namespace) -> int:
     from reconciler.render.markdown import format_annotations
 
-    settings = _settings(args)
-    fail_on = _fail_on(args)
-    engine = _engine(settings, args, builds=True)
-    document, written = _write_drift_report(
-        engine, settings, args.ref, _report_dir(args, settings), fail_on
+    settings = command_settings(args)
+    fail_on = fail_on_classes(args)
+    engine = command_engine(settings, args, builds=True)
+    document, written = write_drift_report(
+        engine, settings, args.ref, report_dir_of(args, settings), fail_on
     )
     if args.github_annotations:
         for line in format_annotations(document):
-            _print(line)
+            print_text(line)
     if args.json:
-        _print_json(document)
-    elif (screen := _terminal(args)) is not None:
+        print_json(document)
+    elif (screen := terminal(args)) is not None:
         screen.drift(document, written)
     else:
-        _print(text.format_drift(document, PLAIN))
-        _print(f"Report: {', '.join(str(p) for p in written)}")
+        print_text(text.format_drift(document, PLAIN))
+        print_text(f"Report: {', '.join(str(p) for p in written)}")
     if document["has_errors"]:
         return EXIT_ERROR
     return EXIT_CHANGES if document["drift_found"] else EXIT_OK
 
 
 def run_build(args: Namespace) -> int:
-    settings = _settings(args)
-    engine = _engine(settings, args, builds=True)
+    settings = command_settings(args)
+    engine = command_engine(settings, args, builds=True)
     name, _, version = args.target.partition(":")
     try:
         outcome = engine.build(name, version or None, args.ref)
@@ -424,11 +330,11 @@ def run_build(args: Namespace) -> int:
     builds = _builds_document(outcome)
     assert builds is not None
     if args.json:
-        _print_json(builds)
-    elif (screen := _terminal(args)) is not None:
+        print_json(builds)
+    elif (screen := terminal(args)) is not None:
         screen.builds(builds)
     else:
-        _print(text.format_builds(builds))
+        print_text(text.format_builds(builds))
     return EXIT_OK if outcome.ok else EXIT_ERROR
 
 
@@ -444,63 +350,60 @@ def run_diff(args: Namespace) -> int:
     right = _name_version(args.right) if args.right else None
     if right is not None and args.ref:
         raise CliError("--ref compares with git: give one NAME:VERSION, not two")
-    settings = _settings(args)
-    engine = _engine(settings, args)
+    settings = command_settings(args)
+    engine = command_engine(settings, args)
     try:
         document = engine.version_diff(left, right, args.ref)
     finally:
         engine.registry.close()
     if args.json:
-        _print_json(document)
+        print_json(document)
     else:
-        _print(text.format_version_diff(document))
+        print_text(text.format_version_diff(document))
     return EXIT_OK if document["identical"] else EXIT_CHANGES
 
 
 def run_list(args: Namespace) -> int:
     from reconciler.documents.inspect import list_document
 
-    settings = _settings(args)
-    registry = _registry(settings)
+    engine = registry_engine(command_settings(args))
     try:
-        state = registry.read_state()
+        state = engine.containers()
     finally:
-        registry.close()
+        engine.registry.close()
     rows = list_document(state, args.include_archived)
     if args.json:
-        _print_json(rows)
+        print_json(rows)
         return EXIT_OK
     table = text.list_rows(rows)
-    screen = _terminal(args)
+    screen = terminal(args)
     if screen is not None:
-        screen.table(text.LIST_HEADERS, table, title=f"Environments in {registry.url}", states=3)
+        screen.table(
+            text.LIST_HEADERS, table, title=f"Environments in {engine.registry.url}", states=3
+        )
     else:
-        _print(text.format_table(text.LIST_HEADERS, table))
+        print_text(text.format_table(text.LIST_HEADERS, table))
     return EXIT_OK
 
 
 def run_show(args: Namespace) -> int:
     from reconciler.documents.inspect import show_document
 
-    settings = _settings(args)
-    registry = _registry(settings)
+    engine = registry_engine(command_settings(args))
     name, _, version = args.target.partition(":")
     try:
-        container = registry.get_container(name)
-        build_records = registry.build_records()
+        container, build_records = engine.container(name)
     finally:
-        registry.close()
-    if container is None:
-        raise CliError(f"no environment {name!r} in {registry.url}")
+        engine.registry.close()
     document = show_document(container, build_records, version or None)
     if document is None:
-        raise CliError(f"no version {name}:{version} in {registry.url}")
+        raise CliError(f"no version {name}:{version} in {engine.registry.url}")
     if args.json:
-        _print_json(document)
-    elif (screen := _terminal(args)) is not None:
+        print_json(document)
+    elif (screen := terminal(args)) is not None:
         screen.mapping(document, title=args.target)
     else:
-        _print(text.format_mapping(document))
+        print_text(text.format_mapping(document))
     return EXIT_OK
 
 
@@ -509,8 +412,8 @@ def run_evidence(args: Namespace) -> int:
 
     from reconciler.render.evidence import format_evidence_markdown
 
-    settings = _settings(args)
-    engine = _engine(settings, args)  # `evidence` reads the whole registry, never a view
+    settings = command_settings(args)
+    engine = command_engine(settings, args)  # `evidence` reads the whole registry, never a view
     try:
         consumers = engine.desired(None).consumers  # the working tree's references
         document = engine.evidence(datetime.now(UTC), consumers)
@@ -525,8 +428,8 @@ def run_evidence(args: Namespace) -> int:
         },
     )
     if args.json:
-        _print_json(document)
-    elif (screen := _terminal(args)) is not None:
+        print_json(document)
+    elif (screen := terminal(args)) is not None:
         summary = document["summary"]
         screen.table(
             ["ITEM", "COUNT"],
@@ -536,7 +439,7 @@ def run_evidence(args: Namespace) -> int:
         screen.files("Written", written)
     else:
         summary = document["summary"]
-        _print(
+        print_text(
             f"Evidence: {summary['environments']} environment(s), {summary['versions']} "
             f"version(s): {', '.join(str(p) for p in written)}"
         )
@@ -552,22 +455,18 @@ def _count(value: Any) -> str:
 def run_history(args: Namespace) -> int:
     from reconciler.documents.inspect import history_document
 
-    settings = _settings(args)
-    registry = _registry(settings)
+    engine = registry_engine(command_settings(args))
     try:
-        container = registry.get_container(args.name)
-        events = registry.history(args.name)
+        container, events = engine.history(args.name)
     finally:
-        registry.close()
-    if container is None:
-        raise CliError(f"no environment {args.name!r} in {registry.url}")
+        engine.registry.close()
     document = history_document(args.name, container, events)
     if args.json:
-        _print_json(document)
+        print_json(document)
         return EXIT_OK
-    screen = _terminal(args)
+    screen = terminal(args)
     if screen is None:
-        _print(text.format_history(document))
+        print_text(text.format_history(document))
         return EXIT_OK
     versions, event_rows = text.history_rows(document)
     screen.table(text.HISTORY_HEADERS, versions, title=f"{args.name}: versions", states=2)
@@ -605,15 +504,15 @@ def run_emulator(args: Namespace) -> int:
     for fault in faults:
         running.emulator.faults.add(fault)
     settings = client_settings(running)
-    _print(f"Azure ML emulator on {running.endpoint} (registry {args.db})")
+    print_text(f"Azure ML emulator on {running.endpoint} (registry {args.db})")
     if args.latency_ms or args.rate_limit:
         limit = f"{args.rate_limit:g} requests/s" if args.rate_limit else "none"
-        _print(f"Added latency: {args.latency_ms:g} ms; rate limit: {limit}")
-    _print(f"CA bundle: {running.tls.ca}")
-    _print("Point a client at it with:")
+        print_text(f"Added latency: {args.latency_ms:g} ms; rate limit: {limit}")
+    print_text(f"CA bundle: {running.tls.ca}")
+    print_text("Point a client at it with:")
     for name, value in settings.items():
-        _print(f"export {name}={shlex.quote(value)}")
-    _print("Registry URL example: azureml://subscriptions/s/resourceGroups/r/workspaces/w")
+        print_text(f"export {name}={shlex.quote(value)}")
+    print_text("Registry URL example: azureml://subscriptions/s/resourceGroups/r/workspaces/w")
     sys.stdout.flush()
     try:
         running.server.serve_forever()
@@ -628,20 +527,15 @@ def run_emulator(args: Namespace) -> int:
 # -- long-running reconcilers ---------------------------------------------------------------
 
 
-def _line(value: str) -> None:
-    sys.stdout.write(value + "\n")
-    sys.stdout.flush()  # one line per reconcile, visible at once in a pipe or a log
-
-
 def run_watch(args: Namespace) -> int:
     from reconciler.settings import SETTINGS_FILE
     from reconciler.watch.control import Stopper
     from reconciler.watch.files import FileWatch, WatchTarget
 
     def setup() -> WatchTarget:
-        settings = _settings(args)
+        settings = command_settings(args)
         # Builds as in apply, when an image registry is configured (else: registering only).
-        engine = _engine(settings, args, builds=bool(settings.image_registry))
+        engine = command_engine(settings, args, builds=bool(settings.image_registry))
         root = settings.repo / engine.selection.root
         settings_file = settings.repo / SETTINGS_FILE
         paths = [root if root.is_dir() else settings.repo]
@@ -653,7 +547,7 @@ def run_watch(args: Namespace) -> int:
             ignored=[
                 settings.repo / ".git",
                 settings.repo / ".reconciler",
-                _report_dir(args, settings),
+                report_dir_of(args, settings),
             ],
             settings_files=[settings_file],
             repo=settings.repo,
@@ -661,9 +555,9 @@ def run_watch(args: Namespace) -> int:
         )
 
     with Stopper() as stopper:
-        _line(f"watching (debounce {args.debounce} ms); stop with Ctrl-C or SIGTERM")
-        FileWatch(setup, stopper, _line, args.debounce).run()
-    _line("stopped")
+        print_line(f"watching (debounce {args.debounce} ms); stop with Ctrl-C or SIGTERM")
+        FileWatch(setup, stopper, print_line, args.debounce).run()
+    print_line("stopped")
     return EXIT_OK
 
 
@@ -673,14 +567,14 @@ def run_reconcile(args: Namespace) -> int:
 
     if args.interval is None and not args.once:
         raise CliError("give --interval DURATION (e.g. 10m), or --once for a single cycle")
-    settings = _settings(args)
-    fail_on = _fail_on(args)
-    report_dir = _report_dir(args, settings)
-    engine = _engine(settings, args, builds=bool(settings.image_registry))
-    status_path = args.status_file or _state_dir(settings) / "status.json"
+    settings = command_settings(args)
+    fail_on = fail_on_classes(args)
+    report_dir = report_dir_of(args, settings)
+    engine = command_engine(settings, args, builds=bool(settings.image_registry))
+    status_path = args.status_file or state_dir(settings) / "status.json"
 
     def report(engine: Engine, ref: str | None) -> int:
-        document, _ = _write_drift_report(engine, settings, ref, report_dir, fail_on)
+        document, _ = write_drift_report(engine, settings, ref, report_dir, fail_on)
         drift: int = document["summary"]["drift"] if document["drift_found"] else 0
         return drift
 
@@ -695,13 +589,13 @@ def run_reconcile(args: Namespace) -> int:
         },
     )
     with Stopper() as stopper:
-        loop = IntervalLoop(engine, report, status, stopper, _line, interval, args.ref)
+        loop = IntervalLoop(engine, report, status, stopper, print_line, interval, args.ref)
         try:
             last = loop.run(once=args.once)
         finally:
             engine.registry.close()
     if not args.once:
-        _line("stopped")
+        print_line("stopped")
         return EXIT_OK
     if last is None or not last.ok:
         return EXIT_ERROR
@@ -732,5 +626,5 @@ def run_completion(args: Namespace) -> int:
                 action.complete = shtab.DIRECTORY  # type: ignore[attr-defined]
             elif action.dest in _FILE_ARGS or (action.dest == "out" and each.prog.endswith("plan")):
                 action.complete = shtab.FILE  # type: ignore[attr-defined]
-    _print(shtab.complete(parser, shell=args.shell))
+    print_text(shtab.complete(parser, shell=args.shell))
     return EXIT_OK

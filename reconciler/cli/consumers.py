@@ -33,11 +33,11 @@ def add_consumer_commands(sub: Any) -> None:
 
 def _planned(args: argparse.Namespace, ref: str | None) -> tuple[Any, Any, Any, Any, Any, Any]:
     """(engine, settings, plan, desired state, registry state, the registry's scope)."""
-    from reconciler.cli.commands import _engine, _settings
+    from reconciler.cli.prepare import command_engine, command_settings
     from reconciler.core.governance.pins import Scope
 
-    settings = _settings(args)
-    engine = _engine(settings, args)
+    settings = command_settings(args)
+    engine = command_engine(settings, args)
     try:
         plan, desired, state = engine.plan_with_state(ref)
     finally:
@@ -61,7 +61,7 @@ def _created(plan: Any) -> dict[str, str]:
 
 
 def run_refs(args: argparse.Namespace) -> int:
-    from reconciler.cli.commands import _print, _print_json
+    from reconciler.cli.output import print_json, print_text
     from reconciler.core.governance.documents import refs_document
 
     only = None
@@ -73,9 +73,9 @@ def run_refs(args: argparse.Namespace) -> int:
         desired.consumers, desired, state, _created(plan), scope, engine.registry.url, only
     )
     if args.json:
-        _print_json(document)
+        print_json(document)
     else:
-        _print(format_refs(document))
+        print_text(format_refs(document))
     return EXIT_OK
 
 
@@ -131,7 +131,7 @@ def format_refs(document: dict[str, Any]) -> str:
 
 def run_bump(args: argparse.Namespace) -> int:
     from reconciler.cli.base import CliError
-    from reconciler.cli.commands import _print, _print_json
+    from reconciler.cli.output import print_json, print_text
     from reconciler.core.governance.pins import latest_versions, plan_bumps
 
     engine, settings, plan, desired, state, _ = _planned(args, None)
@@ -177,17 +177,17 @@ def run_bump(args: argparse.Namespace) -> int:
         "errors": [{"path": path, "error": error} for path, error in sorted(errors.items())],
     }
     if args.json:
-        _print_json(document)
+        print_json(document)
     else:
         if args.dry_run:
             for diff in results:
-                _print(diff.rstrip("\n"))
+                print_text(diff.rstrip("\n"))
         verb = "would move" if args.dry_run else "moved"
-        _print(f"{verb} {len(document['bumped'])} pin(s) in {len(results)} file(s)")
+        print_text(f"{verb} {len(document['bumped'])} pin(s) in {len(results)} file(s)")
         for s in document["skipped"]:
-            _print(f"skipped {s['path']}:{s['line']}: {s['reason']}")
+            print_text(f"skipped {s['path']}:{s['line']}: {s['reason']}")
         for e in document["errors"]:
-            _print(f"error: {e['path']}: {e['error']}")
+            print_text(f"error: {e['path']}: {e['error']}")
     if errors:
         return EXIT_ERROR
     return EXIT_CHANGES if document["bumped"] else EXIT_OK

@@ -86,7 +86,10 @@ def _config(args: Namespace, settings: Settings, registry_url: str) -> Any:
 
 def run_serve(args: Namespace) -> int:
     from reconciler.adapters.git_remote import RemoteSync
-    from reconciler.cli import commands
+    from reconciler.cli.drift_report import fail_on_classes, report_dir_of, write_drift_report
+    from reconciler.cli.output import print_line
+    from reconciler.cli.prepare import command_engine, command_settings
+    from reconciler.cli.wiring import registry
     from reconciler.engine import Engine
     from reconciler.serve.http import ListenError
     from reconciler.serve.run import Wiring, serve
@@ -95,14 +98,14 @@ def run_serve(args: Namespace) -> int:
 
     if args.branch is not None:
         args.branch = args.branch.removeprefix("refs/heads/")
-    settings = commands._settings(args)
-    fail_on = commands._fail_on(args)
-    report_dir = commands._report_dir(args, settings)
-    engine = commands._engine(settings, args, builds=bool(settings.image_registry))
+    settings = command_settings(args)
+    fail_on = fail_on_classes(args)
+    report_dir = report_dir_of(args, settings)
+    engine = command_engine(settings, args, builds=bool(settings.image_registry))
     config = _config(args, settings, engine.registry.url)
 
     def report(engine: Engine, ref: str | None) -> tuple[int, dict[str, Any]]:
-        document, _ = commands._write_drift_report(engine, settings, ref, report_dir, fail_on)
+        document, _ = write_drift_report(engine, settings, ref, report_dir, fail_on)
         drift: int = document["summary"]["drift"] if document["drift_found"] else 0
         return drift, document
 
@@ -135,7 +138,7 @@ def run_serve(args: Namespace) -> int:
         engine,
         report,
         status,
-        open_registry=lambda: commands._registry(settings),
+        open_registry=lambda: registry(settings),
         prepare=prepare,
         targets=settings.notify,
         watch_paths=[root if root.is_dir() else settings.repo],
@@ -146,7 +149,7 @@ def run_serve(args: Namespace) -> int:
 
     def started(url: str) -> None:
         webhook = "on" if config.webhook_secret else f"off (no ${WEBHOOK_SECRET_VARIABLE})"
-        commands._line(
+        print_line(
             f"serving on {url} (interval {config.interval:g}s, branch {config.branch}, "
             f"webhook {webhook}{', watching files' if config.watch else ''}); "
             "stop with Ctrl-C or SIGTERM"
@@ -154,21 +157,22 @@ def run_serve(args: Namespace) -> int:
 
     with Stopper() as stopper:
         try:
-            serve(config, wiring, stopper, commands._line, started)
+            serve(config, wiring, stopper, print_line, started)
         except ListenError as exc:
             raise CliError(str(exc)) from None
         finally:
             engine.registry.close()
-    commands._line("stopped")
+    print_line("stopped")
     return EXIT_OK
 
 
 def run_notify(args: Namespace) -> int:
     from reconciler.adapters.notify import DeliveryError, deliver
-    from reconciler.cli import commands
-    from reconciler.core.notify import sample
+    from reconciler.cli.output import print_json, print_text
+    from reconciler.cli.prepare import command_settings
+    from reconciler.core.loop.notify import sample
 
-    settings = commands._settings(args)
+    settings = command_settings(args)
     if not settings.notify:
         raise CliError(f"no [[notify]] endpoints in {settings.repo / SETTINGS_FILE}")
     note = sample(settings.report_url)
@@ -194,9 +198,9 @@ def run_notify(args: Namespace) -> int:
                 }
             )
     if args.json:
-        commands._print_json(results)
+        print_json(results)
     else:
         for r in results:
             said = "sent" if r["ok"] else r["error"]
-            commands._print(f"{r['format']:6} {r['target']}: {said}")
+            print_text(f"{r['format']:6} {r['target']}: {said}")
     return EXIT_OK if all(r["ok"] for r in results) else EXIT_ERROR

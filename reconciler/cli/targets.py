@@ -21,6 +21,9 @@ from typing import Any
 from reconciler.adapters.report_files import write_files
 from reconciler.cli import commands as single
 from reconciler.cli.base import EXIT_CHANGES, EXIT_ERROR, EXIT_OK, CliError
+from reconciler.cli.drift_report import fail_on_classes, report_dir_of
+from reconciler.cli.output import PLAIN, print_json, print_text, terminal
+from reconciler.cli.prepare import command_engine, command_settings
 from reconciler.engine.promote import Stages, StagesError, TargetResult, chosen_targets
 from reconciler.render import text
 from reconciler.settings import Settings
@@ -36,7 +39,7 @@ def dispatch(args: Namespace) -> int:
     command = args.command
     if command in _NO_SETTINGS:
         return int(getattr(single, "run_" + command)(args))
-    settings = single._settings(args)
+    settings = command_settings(args)
     names = getattr(args, "targets", None)
     if names and not settings.targets:
         raise CliError(f"--target {names[0]}: reconciler.toml has no [targets]")
@@ -58,7 +61,7 @@ def dispatch(args: Namespace) -> int:
 
 def _one_target(settings: Settings) -> Settings:
     """The single registry of settings without `[targets]`, as a target named `default`."""
-    from reconciler.core.promotion import Target
+    from reconciler.core.promotion.gate import Target
 
     return replace(settings, targets={"default": Target("default", settings.registry)})
 
@@ -67,7 +70,7 @@ def _stages(args: Namespace, settings: Settings, builds: bool) -> Stages:
     def make(name: str) -> Any:
         target_settings = settings.for_target(name)
         with_builds = builds and (args.command != "watch" or bool(target_settings.image_registry))
-        return single._engine(target_settings, args, builds=with_builds)
+        return command_engine(target_settings, args, builds=with_builds)
 
     return Stages(settings, make)
 
@@ -141,29 +144,29 @@ def run_plan(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> in
         _section(r, r.document) if r.document is not None else _error_section(r) for r in results
     ]
     if args.markdown:
-        from reconciler.core.promotion import predict_landing
+        from reconciler.core.promotion.gate import predict_landing
         from reconciler.render.promotion import format_targets_plan_markdown
 
         soaks = {n: _duration(t.soak) for n, t in settings.targets.items()}
         markdown = format_targets_plan_markdown(sections, predict_landing(sections, soaks))
         if args.markdown == "-":
-            single._print(markdown)
+            print_text(markdown)
         else:
             out = Path(args.markdown).resolve()
             write_files(out.parent, {out.name: markdown})
     if args.markdown == "-":
         pass
     elif args.json:
-        single._print_json(_one_or_all("plan", sections))
+        print_json(_one_or_all("plan", sections))
     else:
-        style = single.PLAIN
+        style = PLAIN
         for result in results:
-            single._print(_header(result))
+            print_text(_header(result))
             if result.document is None:
                 _print_error(result)
             else:
-                single._print(text.format_plan(result.document, style))
-            single._print("")
+                print_text(text.format_plan(result.document, style))
+            print_text("")
     codes = []
     for result in results:
         if result.document is None or result.document["has_errors"]:
@@ -179,16 +182,16 @@ def _save_plan(args: Namespace, stages: Stages, name: str) -> int:
     saved = engine.saved_plan(args.ref)
     document = saved["plan"]
     document["target"] = name
-    style = single.PLAIN
+    style = PLAIN
     if document["has_errors"]:
-        single._print(text.format_plan(document, style))
+        print_text(text.format_plan(document, style))
         raise CliError(f"the plan has errors: {args.out} not written")
     out = Path(args.out).resolve()
     write_files(out.parent, {out.name: json.dumps(saved, indent=1, ensure_ascii=False) + "\n"})
     if args.json:
-        single._print_json(document)
+        print_json(document)
     else:
-        single._print(text.format_plan(document, style))
+        print_text(text.format_plan(document, style))
     return EXIT_CHANGES if document["has_changes"] else EXIT_OK
 
 
@@ -219,7 +222,7 @@ def run_apply(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> i
         args.target_name = chosen[0]
         return single.run_apply(args)
     stages = _stages(args, settings, builds=True)
-    style = single.PLAIN
+    style = PLAIN
     sections: list[dict[str, Any]] = []
     codes: list[int] = []
     try:
@@ -231,9 +234,9 @@ def run_apply(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> i
                     section["diagnostics"] = [d.to_dict() for d in result.refused.plan.diagnostics]
                 sections.append(section)
                 if not args.json:
-                    single._print(_header(result))
+                    print_text(_header(result))
                     for line in text.format_diagnostics(section.get("diagnostics", ()), style):
-                        single._print(line)
+                        print_text(line)
                     _print_error(result)
                 continue
             document = single.apply_document(result.outcome, result.registry, settings.path)
@@ -242,13 +245,13 @@ def run_apply(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> i
             unavailable = args.require_builds and builds is not None and builds["unavailable"]
             codes.append(EXIT_OK if result.outcome.ok and not unavailable else EXIT_ERROR)
             if not args.json:
-                single._print(_header(result))
+                print_text(_header(result))
                 single.print_apply(document, style)
-                single._print("")
+                print_text("")
     finally:
         stages.close()
     if args.json:
-        single._print_json(_one_or_all("apply", sections))
+        print_json(_one_or_all("apply", sections))
     return _exit(codes)
 
 
@@ -258,13 +261,13 @@ def run_apply(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> i
 def run_drift(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> int:
     from datetime import UTC, datetime
 
-    from reconciler.core.status import matrix, status_document
+    from reconciler.core.promotion.status import matrix, status_document
     from reconciler.documents.drift import report_document
     from reconciler.render.markdown import format_annotations
     from reconciler.render.promotion import format_targets_html, format_targets_markdown
 
-    fail_on = single._fail_on(args)
-    report_dir = single._report_dir(args, settings)
+    fail_on = fail_on_classes(args)
+    report_dir = report_dir_of(args, settings)
     stages = _stages(args, settings, builds=True)
     sections: list[dict[str, Any]] = []
     codes: list[int] = []
@@ -309,24 +312,24 @@ def run_drift(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> i
         for section in sections:
             if "environments" in section:
                 for line in format_annotations(section):
-                    single._print(line)
+                    print_text(line)
     if args.json:
-        single._print_json(combined)
+        print_json(combined)
     else:
-        style = single.PLAIN
+        style = PLAIN
         for section in sections:
             registry = section["registry"]
             url = registry["url"] if isinstance(registry, Mapping) else registry
-            single._print(f"== target {section['target']} ({url}) ==")
+            print_text(f"== target {section['target']} ({url}) ==")
             if "error" in section:
-                single._print(f"error: {section['error']}")
+                print_text(f"error: {section['error']}")
             else:
-                single._print(text.format_drift(section, style))
-        single._print("")
+                print_text(text.format_drift(section, style))
+        print_text("")
         from reconciler.render.promotion import format_status
 
-        single._print(format_status(status))
-        single._print(f"Report: {', '.join(str(p) for p in written)}")
+        print_text(format_status(status))
+        print_text(f"Report: {', '.join(str(p) for p in written)}")
     return _exit(codes)
 
 
@@ -334,7 +337,7 @@ def run_drift(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> i
 
 
 def run_status(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> int:
-    from reconciler.core.status import matrix, status_document
+    from reconciler.core.promotion.status import matrix, status_document
     from reconciler.render.promotion import format_status
 
     stages = _stages(args, settings, builds=True)
@@ -346,9 +349,9 @@ def run_status(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> 
     grid = matrix(views)
     document = status_document(grid, registries)
     if args.json:
-        single._print_json(document)
+        print_json(document)
     else:
-        single._print(format_status(document, rich=single._terminal(args) is not None))
+        print_text(format_status(document, rich=terminal(args) is not None))
     if grid.has_unknown:
         return EXIT_ERROR
     return EXIT_OK if grid.in_sync else EXIT_CHANGES
@@ -360,8 +363,7 @@ def run_status(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> 
 def run_evidence(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> int:
     from datetime import UTC, datetime
 
-    from reconciler.core.governance.evidence import evidence_document
-    from reconciler.core.promotion import promotions
+    from reconciler.core.promotion.gate import promotions
     from reconciler.render.evidence import format_evidence_markdown
     from reconciler.render.promotion import format_promotions_markdown
 
@@ -370,35 +372,30 @@ def run_evidence(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -
     sections: list[dict[str, Any]] = []
     states: dict[str, Any] = {}
     codes: list[int] = []
-    for name in gate_closure(settings, chosen):
-        target_settings = settings.for_target(name)
-        registry = single._registry(target_settings)
-        result = TargetResult(name, registry.url)
-        try:
-            state = registry.read_state()
-            records = registry.build_records()
-            events = {n: registry.history(n) for n in state.containers}
-        except single.EXPECTED_ERRORS as exc:
-            result.error = str(exc)
-            if name in chosen:
-                sections.append(_error_section(result))
-                codes.append(EXIT_ERROR)
-            continue
-        finally:
-            registry.close()
-        states[name] = state
-        if name not in chosen:
-            continue
-        document = evidence_document(
-            state,
-            records,
-            events,
-            target_settings.policy,
-            now.date(),
-            registry.url,
-            now.isoformat(timespec="seconds"),
-        )
-        sections.append(_section(result, document))
+    closure = gate_closure(settings, chosen)
+    stages = _stages(args, settings, builds=False)
+    try:
+        # The working tree's references, read once: git is the same for every target.
+        consumers = stages.engine(closure[0]).desired(None).consumers
+        for name in closure:
+            engine = stages.engine(name)
+            result = TargetResult(name, engine.registry.url)
+            try:
+                # One read of each registry: for its own evidence, and for the promotions
+                # of the targets after it.
+                state = engine.containers()
+                document = engine.evidence(now, consumers, state) if name in chosen else None
+            except single.EXPECTED_ERRORS as exc:
+                result.error = str(exc)
+                if name in chosen:
+                    sections.append(_error_section(result))
+                    codes.append(EXIT_ERROR)
+                continue
+            states[name] = state
+            if document is not None:
+                sections.append(_section(result, document))
+    finally:
+        stages.close()
     for section in sections:
         if "error" in section:
             continue
@@ -422,24 +419,24 @@ def run_evidence(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -
         where = out / relative
         written += write_files(where.parent, {where.name: content})
     if args.json:
-        single._print_json(combined)
+        print_json(combined)
     else:
         for section in sections:
             if "error" in section:
-                single._print(f"error: target {section['target']}: {section['error']}")
+                print_text(f"error: target {section['target']}: {section['error']}")
                 continue
             summary = section["summary"]
-            single._print(
+            print_text(
                 f"Evidence for {section['target']}: {summary['environments']} environment(s), "
                 f"{summary['versions']} version(s), {len(section['promotions'])} promoted"
             )
-        single._print(f"Written: {out}")
+        print_text(f"Written: {out}")
     return _exit(codes)
 
 
 def gate_closure(settings: Settings, chosen: Iterable[str]) -> tuple[str, ...]:
     """``chosen`` and every target they wait for, in gate order."""
-    from reconciler.core.promotion import gate_order
+    from reconciler.core.promotion.gate import gate_order
 
     wanted = set(chosen)
     grew = True
@@ -454,7 +451,7 @@ def gate_closure(settings: Settings, chosen: Iterable[str]) -> tuple[str, ...]:
 
 
 def run_workflows(args: Namespace, settings: Settings) -> int:
-    from reconciler.core.promotion import gate_order
+    from reconciler.core.promotion.gate import gate_order
     from reconciler.render.workflows import WORKFLOW_PATH, reconcile_workflow
 
     order = gate_order(settings.targets)
@@ -464,12 +461,12 @@ def run_workflows(args: Namespace, settings: Settings) -> int:
     if args.check:
         current = path.read_text(encoding="utf-8") if path.is_file() else None
         if current == content:
-            single._print(f"{WORKFLOW_PATH}: matches reconciler.toml")
+            print_text(f"{WORKFLOW_PATH}: matches reconciler.toml")
             return EXIT_OK
-        single._print(f"{WORKFLOW_PATH}: differs from reconciler.toml; run `reconciler workflows`")
+        print_text(f"{WORKFLOW_PATH}: differs from reconciler.toml; run `reconciler workflows`")
         return EXIT_CHANGES
     write_files(path.parent, {path.name: content})
-    single._print(f"wrote {WORKFLOW_PATH}")
+    print_text(f"wrote {WORKFLOW_PATH}")
     return EXIT_OK
 
 
@@ -495,7 +492,7 @@ def _fan_out(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> in
         result = TargetResult(name, registry)
         if not args.json:
             if len(chosen) > 1:
-                single._print(_header(result))
+                print_text(_header(result))
             try:
                 codes.append(run(args))
             except single.EXPECTED_ERRORS as exc:
@@ -514,7 +511,7 @@ def _fan_out(args: Namespace, settings: Settings, chosen: tuple[str, ...]) -> in
             continue
         sections.append(_section(result, json.loads(captured.getvalue())))
     if args.json:
-        single._print_json(_one_or_all(args.command, sections))
+        print_json(_one_or_all(args.command, sections))
     return _exit(codes)
 
 

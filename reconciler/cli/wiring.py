@@ -227,8 +227,8 @@ def staged(engine: Engine, settings: Settings, args: Namespace, name: str) -> No
 
 
 def registry_engine(settings: Settings) -> Engine:
-    """An Engine for the commands that only read the registry (list, show, history,
-    evidence): no source is read."""
+    """An Engine for the commands that only read the registry (list, show, history): no
+    source is read."""
     from reconciler.adapters.gitsource import GitSource
 
     selection = Selection(settings.path, settings.include, settings.exclude)

@@ -101,7 +101,7 @@ def apply_plan(engine: Context, plan: Plan) -> ApplyOutcome:
     registry, progress = engine.registry, engine.progress
     # Environments are independent: a backend that takes concurrent calls (Azure ML)
     # gets several environments' changes at once; one environment's stay in order.
-    workers = max(1, int(getattr(registry, "write_concurrency", 1)))
+    workers = max(1, registry.write_concurrency)
     groups: dict[str, list[Change]] = {}
     for change in plan.changes:
         if change.deferred is not None:  # held by the promotion gate

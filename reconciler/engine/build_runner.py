@@ -348,7 +348,7 @@ class BuildRunner:
 
     @property
     def _concurrency(self) -> int:
-        return max(1, int(getattr(self.registry, "write_concurrency", 1)))
+        return max(1, self.registry.write_concurrency)
 
     def _save_all(self, records: list[BuildRecord]) -> None:
         if self._concurrency < 2 or len(records) < 2:

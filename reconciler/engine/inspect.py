@@ -44,14 +44,19 @@ def history(engine: Context, name: str) -> tuple[RegisteredContainer, list[dict[
 
 
 def evidence(
-    engine: Context, now: datetime, consumers: ConsumerIndex | None = None
+    engine: Context,
+    now: datetime,
+    consumers: ConsumerIndex | None = None,
+    state: RegistryState | None = None,
 ) -> dict[str, Any]:
     """The audit evidence document of every environment and version, as of ``now``, with
-    the repository's ``consumers`` under the versions they pin."""
+    the repository's ``consumers`` under the versions they pin. ``state``: the registry as
+    already read by the caller (read here when None)."""
     from reconciler.core.governance.evidence import evidence_document
 
     registry = engine.registry
-    state = registry.read_state()
+    if state is None:
+        state = registry.read_state()
     records = registry.build_records()
     events = {name: registry.history(name) for name in state.containers}
     return evidence_document(

@@ -23,9 +23,9 @@ from reconciler.ports import RegistryError, SourceError
 if TYPE_CHECKING:
     from reconciler.core.desired.types import DesiredState
     from reconciler.core.plan.types import Plan
-    from reconciler.core.promotion import Target, Upstream
+    from reconciler.core.promotion.gate import Target, Upstream
+    from reconciler.core.promotion.status import TargetView
     from reconciler.core.spec.model import RegistryState
-    from reconciler.core.status import TargetView
     from reconciler.settings import Settings
 
 # Errors of one target that must not stop the others.
@@ -38,7 +38,7 @@ class StagesError(Exception):
 
 def chosen_targets(settings: Settings, names: Iterable[str] | None) -> tuple[str, ...]:
     """The targets a command acts on, in gate order: ``names`` (``--target``), else all."""
-    from reconciler.core.promotion import gate_order
+    from reconciler.core.promotion.gate import gate_order
 
     order = gate_order(settings.targets)
     wanted = list(names or ())
@@ -105,7 +105,7 @@ class Stages:
     # -- what the gate needs of the targets before one -------------------------------------
 
     def upstream(self, name: str) -> Upstream:
-        from reconciler.core.promotion import Upstream, upstream_view
+        from reconciler.core.promotion.gate import Upstream, upstream_view
 
         seen = self._seen.setdefault(name, _Seen())
         if seen.upstream is not None:
@@ -165,7 +165,7 @@ class Stages:
 
     def view(self, name: str, ref: str | None = None) -> TargetView:
         """One column of the promotion matrix: the target's plan, its registry and builds."""
-        from reconciler.core.status import TargetView
+        from reconciler.core.promotion.status import TargetView
 
         engine = self.engine(name)
         target = self.targets[name]
@@ -222,7 +222,7 @@ class _TargetStage:
         return replace(desired, environments=environments, diagnostics=list(desired.diagnostics))
 
     def gate(self, plan: Plan, state: RegistryState) -> Plan:
-        from reconciler.core.promotion import gate_plan
+        from reconciler.core.promotion.gate import gate_plan
 
         if self.stages.per_run:
             self.stages._seen[self.target.name] = _Seen(state=state)
@@ -244,7 +244,7 @@ def _target_view(
     records: Mapping[tuple[str, str], Any],
 ) -> TargetView:
     from reconciler.core.build.jobs import BuildStatus
-    from reconciler.core.status import TargetView
+    from reconciler.core.promotion.status import TargetView
 
     versions: dict[str, str] = {}
     failed: dict[str, str] = {}

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 from reconciler.engine.context import Context
 
 if TYPE_CHECKING:
-    from reconciler.core.build.jobs import BuildOutcome
+    from reconciler.core.build.jobs import BuildOutcome, BuildRecord
     from reconciler.core.desired.consumers import ConsumerIndex
     from reconciler.core.desired.types import DesiredState
     from reconciler.core.drift.report import DriftClass, DriftReport
     from reconciler.core.plan.types import ApplyOutcome, Plan
     from reconciler.core.spec.diagnostics import Diagnostic
-    from reconciler.core.spec.model import RegistryState
+    from reconciler.core.spec.model import RegisteredContainer, RegistryState
     from reconciler.engine.plan import Validity
 
 
@@ -73,10 +73,32 @@ class Engine(Context):
 
     # -- inspect --------------------------------------------------------------------
 
-    def evidence(self, now: datetime, consumers: ConsumerIndex | None = None) -> dict[str, Any]:
+    def containers(self) -> RegistryState:
+        from reconciler.engine.inspect import containers
+
+        return containers(self)
+
+    def container(
+        self, name: str
+    ) -> tuple[RegisteredContainer, dict[tuple[str, str], BuildRecord]]:
+        from reconciler.engine.inspect import container
+
+        return container(self, name)
+
+    def history(self, name: str) -> tuple[RegisteredContainer, list[dict[str, Any]]]:
+        from reconciler.engine.inspect import history
+
+        return history(self, name)
+
+    def evidence(
+        self,
+        now: datetime,
+        consumers: ConsumerIndex | None = None,
+        state: RegistryState | None = None,
+    ) -> dict[str, Any]:
         from reconciler.engine.inspect import evidence
 
-        return evidence(self, now, consumers)
+        return evidence(self, now, consumers, state)
 
     # -- apply ----------------------------------------------------------------------
 

@@ -3,7 +3,7 @@ a log (`HH:MM:SS reconcile N (trigger): result in T ms`)."""
 
 from __future__ import annotations
 
-from reconciler.core.reconcile_pass import CycleResult, Outcome
+from reconciler.core.loop.reconcile_pass import CycleResult, Outcome
 
 SHOWN = 3  # items named in a line; the rest are counted
 

@@ -16,7 +16,7 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from reconciler.core.drift.report import DriftClass
-from reconciler.core.reconcile_pass import CycleResult
+from reconciler.core.loop.reconcile_pass import CycleResult
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 RESULTS = ("in_sync", "applied", "drift", "error")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from reconciler.adapters.azureml_client import observe_responses
 from reconciler.adapters.notify import Notifier
-from reconciler.core.notify import NotifyTarget
+from reconciler.core.loop.notify import NotifyTarget
 from reconciler.engine import Engine
 from reconciler.ports import Registry
 from reconciler.serve.http import HttpServer

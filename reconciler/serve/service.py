@@ -22,8 +22,8 @@ from typing import Any
 from reconciler import __version__
 from reconciler.adapters.notify import Notifier
 from reconciler.core.build.jobs import BuildRecord
-from reconciler.core.notify import Observation, transitions
-from reconciler.core.reconcile_pass import CycleResult
+from reconciler.core.loop.notify import Observation, transitions
+from reconciler.core.loop.reconcile_pass import CycleResult
 from reconciler.ports import Registry, RegistryError
 from reconciler.serve import dashboard, status
 from reconciler.serve.metrics import Metrics
@@ -212,8 +212,7 @@ class Service:
         registry = self._open_registry()
         try:
             container = registry.get_container(name)
-            history = getattr(registry, "history", None)
-            events = history(name) if history is not None and container is not None else []
+            events = registry.history(name) if container is not None else []
             builds = registry.build_records() if container is not None else {}
         finally:
             registry.close()

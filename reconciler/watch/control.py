@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Any
 
-from reconciler.core.durations import parse_duration
+from reconciler.core.spec.durations import parse_duration
 
 __all__ = ["parse_duration"]
 

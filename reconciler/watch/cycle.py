@@ -7,7 +7,7 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from reconciler.core.reconcile_pass import CycleResult, Outcome
+from reconciler.core.loop.reconcile_pass import CycleResult, Outcome
 from reconciler.core.spec.diagnostics import Severity
 from reconciler.engine import ApplyOutcome, ApplyRefused, Engine
 from reconciler.ports import BuildError, LockTimeout, RegistryError, SourceError

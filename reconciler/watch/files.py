@@ -20,7 +20,7 @@ from pathlib import Path
 
 from watchfiles import Change, DefaultFilter, watch
 
-from reconciler.core.reconcile_pass import CycleResult, Outcome
+from reconciler.core.loop.reconcile_pass import CycleResult, Outcome
 from reconciler.engine import Engine
 from reconciler.render.cycle import format_cycle
 from reconciler.settings import SettingsError

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.adapters.report_files import ReportWriteError, write_files
-from reconciler.core.reconcile_pass import CycleResult, Outcome
+from reconciler.core.loop.reconcile_pass import CycleResult, Outcome
 from reconciler.engine import Engine
 from reconciler.ports import RegistryError, SourceError
 from reconciler.render.cycle import format_cycle

@@ -132,7 +132,7 @@ class Change:
     # Package-level view of a content change (see plan/packages.py); None: not computed.
     packages: PackageDiff | None = None
     # What a create or new version waits for in the targets before this one (the gate,
-    # see core/promotion.py); a deferred change stays in the plan and apply skips it.
+    # see core/promotion/gate.py); a deferred change stays in the plan and apply skips it.
     deferred: str | None = None
 
     @property
