@@ -289,6 +289,12 @@ def test_kept_state_equals_a_fresh_read_after_random_edits(
             after = None if events is None else frozenset()
             compare(kept, fresh, f"after apply at step {number}: {done}", after)
     assert kept.source._kept.full_loads < 30  # the kept listing was used, not only git's
+    memos = kept.cache.kept_memos()
+    assert memos is not None
+    # Many loads patched the last one (edits that leave the candidates and names as they
+    # were), and every one of them was compared with a fresh read above.
+    assert memos[0].patches > 15, memos[0].patches
+    assert memos[1].patches > 15, memos[1].patches  # plans likewise
     if hinted:  # most looks read only the named files, without a stat check of the tree
         assert kept.source._kept.hinted_loads > 40, kept.source._kept.hinted_loads
 

@@ -1,5 +1,6 @@
 """One contract, two backends: the embedded SQLite registry, and Azure ML through the real
-azure-ai-ml SDK over HTTPS to the emulator. Every scenario runs against both."""
+azure-ai-ml SDK over HTTPS to the emulator. Every scenario runs against both, and against
+the in-memory registry of the engine verb tests (tests/fakes.py)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from reconciler.core.spec.model import (
 )
 from reconciler.ports import NotFound, Registry, RegistryError, VersionConflict
 from tests.azure_support import Workspace
+from tests.fakes import MemoryRegistry
 
 BLOBS: dict[str, bytes] = {}
 
@@ -67,10 +69,12 @@ def context(dockerfile: str = "FROM busybox:1.36\n") -> dict[str, Any]:
     return {"dockerfile_path": "Dockerfile", "files": files}
 
 
-@pytest.fixture(params=["sqlite", "azure"])
+@pytest.fixture(params=["sqlite", "azure", "memory"])
 def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Registry:
     if request.param == "sqlite":
         return SqliteRegistry(tmp_path / "registry.db")
+    if request.param == "memory":  # the fake the engine verb tests use must keep it too
+        return MemoryRegistry()
     workspace: Workspace = request.getfixturevalue("workspace")
     return AzureMLRegistry(
         workspace.url, tmp_path / "locks", BLOBS.__getitem__, RetryPolicy(3, 0.01)
@@ -227,7 +231,7 @@ def test_reports_what_the_engine_reads_of_a_backend(registry: Registry) -> None:
     assert (kept.last_read, kept.throttle) == (registry.last_read, registry.throttle)
     report = registry.last_read
     throttle = registry.throttle
-    if isinstance(registry, SqliteRegistry):  # one writer, full reads, no service
+    if isinstance(registry, SqliteRegistry | MemoryRegistry):  # one writer, full reads, no service
         assert registry.write_concurrency == 1
         assert report is None and throttle is None
         return

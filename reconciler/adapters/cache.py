@@ -137,7 +137,8 @@ class DiskCache:
 class KeptCache:
     """A long-running reconciler's Cache: the parse memo held in memory, written to the
     disk cache now and then and on close, not after every reconcile (rewriting every
-    entry of a big repository costs more than the reconcile itself)."""
+    entry of a big repository costs more than the reconcile itself), and only when its
+    loop is idle (``flush_due``), never inside a reconcile someone is waiting for."""
 
     def __init__(self, disk: Cache) -> None:
         from reconciler.core.desired.memo import ResolveMemo
@@ -157,7 +158,11 @@ class KeptCache:
         return self._memo
 
     def save_memo(self, memo: LoadMemo) -> None:
-        if memo.changed and time.monotonic() - self._saved >= MEMO_SAVE_SECONDS:
+        pass  # kept in memory; written by flush_due or flush
+
+    def flush_due(self) -> None:
+        """Write the parse memo when it changed and was last written a while ago."""
+        if time.monotonic() - self._saved >= MEMO_SAVE_SECONDS:
             self.flush()
 
     def load_plan(self, slot: str) -> dict[str, Any] | None:

@@ -26,7 +26,7 @@ from reconciler.render.cycle import format_cycle
 from reconciler.settings import SettingsError
 from reconciler.watch.control import Backoff, Stopper
 from reconciler.watch.cycle import reconcile
-from reconciler.watch.memory import flush, keep_in_memory, settle
+from reconciler.watch.memory import flush, flush_when_due, keep_in_memory, settle
 
 DEFAULT_DEBOUNCE_MS = 300
 # A stream of events that never goes quiet (a script rewriting files in a loop) still gets
@@ -234,6 +234,8 @@ class FileWatch:
             elif now >= full_at:
                 self._reconcile(target, "full check", quiet=True)
                 full_at = time.monotonic() + every
+            elif not changes and first is None:  # quiet: nothing pending
+                flush_when_due(target.engine)
         return False
 
 

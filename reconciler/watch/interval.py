@@ -23,7 +23,7 @@ from reconciler.ports import RegistryError, SourceError
 from reconciler.render.cycle import format_cycle
 from reconciler.watch.control import Backoff, Stopper, Wakeup, jittered
 from reconciler.watch.cycle import is_transient, reconcile
-from reconciler.watch.memory import flush, keep_in_memory
+from reconciler.watch.memory import flush, flush_when_due, keep_in_memory
 
 STATUS_FORMAT_VERSION = 1
 
@@ -150,6 +150,7 @@ class IntervalLoop:
             number += 1
             self.status.update(state="running", cycles=number, next_run_at=None)
             result = self.cycle(number, trigger, woken)
+            flush_when_due(self.engine)  # between cycles, not inside one
             if result.transient:
                 delay = backoff.next_delay()
                 result = replace(result, retry_in=None if once else delay)

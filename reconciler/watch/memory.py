@@ -31,9 +31,20 @@ def settle() -> None:
     """After a first reconcile has filled the memories: move everything alive out of the
     cyclic garbage collector's view. Its full collections would otherwise walk every kept
     object now and then (some 100 ms with 10,000 environments, in the middle of a
-    reconcile); what is kept is released by reference counting as before."""
+    reconcile); what is kept is released by reference counting as before. The parser is
+    imported here too: a start that found every file in the parse memo has not needed it
+    yet, and importing it then would delay the first edit by some 200 ms."""
+    import reconciler.core.spec.environment
+    import reconciler.core.spec.yamldoc  # noqa: F401
+
     gc.collect()
     gc.freeze()
+
+
+def flush_when_due(engine: Engine) -> None:
+    """Called while the loop is idle: write what the memories keep, if it is time."""
+    if isinstance(engine.cache, KeptCache):
+        engine.cache.flush_due()
 
 
 def flush(engine: Engine) -> None:

@@ -523,6 +523,9 @@ def load_desired(
         kept = None
     if kept is not None:
         kept.begin(selection, snapshot.files_under(""))
+        patched = _patch(kept, memo, snapshot, selection)
+        if patched is not None:
+            return patched
         candidates = _candidates(kept, snapshot, selection)
     elif only is None:
         candidates = [e for e in snapshot.files_under(selection.root) if selection.matches(e.path)]
@@ -633,8 +636,6 @@ def load_desired(
         environments[desired.name] = desired
     for name in duplicates:
         environments.pop(name, None)
-    if kept is not None:
-        kept.finish(fresh)
     for path in sorted(per_file_diags):
         found.extend(per_file_diags[path])
     for path in conda_files:
@@ -646,7 +647,7 @@ def load_desired(
                     path,
                 )
             )
-    return DesiredState(
+    state = DesiredState(
         environments=dict(sorted(environments.items())),
         diagnostics=found,
         commit=snapshot.commit,
@@ -654,3 +655,75 @@ def load_desired(
         candidates=len(candidates),
         references=frozenset(referenced),
     )
+    if kept is not None:
+        kept.finish(fresh, state, frozenset(e.path for e in candidates))
+    return state
+
+
+def _patch(
+    kept: ResolveMemo, memo: LoadMemo, snapshot: Snapshot, selection: Selection
+) -> DesiredState | None:
+    """The last load's state with the few environments a change touched resolved again,
+    when that is all the change can alter: the same candidates, each touched one the same
+    kind of result under the same name, with the same references and diagnostics (so
+    duplicates, references, conda files and the order of diagnostics stay as they were).
+    None: load in full."""
+    last = kept.last
+    if last is None or len(kept.changed) > MAX_PATCHED_PATHS:
+        return None
+    candidates, root = kept.candidates, selection.root
+    for path in kept.changed:
+        listed = kept.current(path) is not None
+        if path in candidates:
+            if not listed:
+                return None  # a candidate removed
+        elif listed and _inside(root, path) and selection.matches(path):
+            return None  # a candidate added
+    affected = {p for p in kept.changed if p in candidates} | kept.readers(kept.touched)
+    if len(affected) > MAX_PATCHED_PATHS:
+        return None
+    environments = dict(last.environments)
+    results: list[Resolved] = []
+    for path in sorted(affected):
+        old = kept.resolved.get(path)
+        entry = kept.current(path)
+        if old is None or entry is None or entry.is_symlink or _undecodable(path):
+            return None
+        record = _parsed(memo, snapshot, entry)
+        if record["kind"] == "conda":
+            done = Resolved(entry, frozenset(), None, (), (), conda=True)
+        elif record["kind"] == "invalid":
+            return None
+        else:
+            done = _resolve_recorded(memo, snapshot, entry, record)
+        if (
+            done.conda != old.conda
+            or done.references != old.references
+            or done.diagnostics != old.diagnostics
+            or (done.desired is None) != (old.desired is None)
+        ):
+            return None
+        if done.desired is not None and old.desired is not None:
+            name = old.desired.name
+            if done.desired.name != name or environments.get(name) is not old.desired:
+                return None  # renamed, or one of a duplicate pair
+            environments[name] = done.desired
+        results.append(done)
+    state = DesiredState(
+        environments=environments,
+        diagnostics=list(kept.last_diagnostics),
+        commit=snapshot.commit,
+        source=snapshot.label,
+        candidates=last.candidates,
+        references=last.references,
+    )
+    kept.patched(results, state)
+    return state
+
+
+# A change touching more environments than this loads in full (one pass costs less).
+MAX_PATCHED_PATHS = 200
+
+
+def _inside(root: str, path: str) -> bool:
+    return not root or path.startswith(root + "/")

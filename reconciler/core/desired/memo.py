@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from reconciler.core.desired.snapshot import FileEntry, Snapshot
 
 if TYPE_CHECKING:
-    from reconciler.core.desired.types import DesiredEnvironment
+    from reconciler.core.desired.types import DesiredEnvironment, DesiredState
     from reconciler.core.spec.diagnostics import Diagnostic
 
 
@@ -71,7 +71,15 @@ class ResolveMemo:
     matches: dict[str, bool] = field(default_factory=dict)  # path -> a candidate?
     # changed paths, and their directories as ``directory/`` (see Recording)
     touched: set[str] = field(default_factory=set)
+    changed: set[str] = field(default_factory=set)  # the changed paths alone
     _next: dict[str, FileEntry] = field(default_factory=dict)
+    # The last complete load, for patching: its state (diagnostics as they were before
+    # anyone added to them), every candidate path, and which results read each path.
+    last: DesiredState | None = None
+    last_diagnostics: tuple[Diagnostic, ...] = ()
+    candidates: frozenset[str] = frozenset()
+    _readers: dict[str, set[str]] | None = None
+    patches: int = 0  # for tests: how many loads were patched from the last one
     # path -> a consumer file by its path alone (engine/consumers.py), under these settings
     consumer_key: Any = None
     consumer_paths: dict[str, bool] = field(default_factory=dict)
@@ -87,6 +95,7 @@ class ResolveMemo:
         if key != self.key:
             self.key = key
             self.listing, self.resolved, self.matches = {}, {}, {}
+            self.last = None
         old = self.listing
         new: dict[str, FileEntry] = {}
         changed: set[str] = set()
@@ -103,12 +112,56 @@ class ResolveMemo:
                 path = posixpath.dirname(path)
                 touched.add(path + "/")
         self.touched = touched
+        self.changed = changed
         self._next = new
 
-    def finish(self, resolved: dict[str, Resolved]) -> None:
+    def finish(
+        self,
+        resolved: dict[str, Resolved],
+        state: DesiredState | None = None,
+        candidates: frozenset[str] = frozenset(),
+    ) -> None:
         """The load is complete: its listing and results are what the next one compares
         with (a load that failed half way leaves the previous pair, still consistent)."""
         self.listing, self.resolved = self._next, resolved
+        self.last, self.candidates, self._readers = state, candidates, None
+        self.last_diagnostics = tuple(state.diagnostics) if state is not None else ()
+
+    def current(self, path: str) -> FileEntry | None:
+        """The file at ``path`` in the listing being loaded (see begin)."""
+        return self._next.get(path)
+
+    def readers(self, touched: set[str]) -> set[str]:
+        """The kept results that read any of ``touched`` (the index is built on first use
+        after a complete load, then patched)."""
+        if self._readers is None:
+            index: dict[str, set[str]] = {}
+            for path, done in self.resolved.items():
+                for read in done.reads:
+                    index.setdefault(read, set()).add(path)
+            self._readers = index
+        out: set[str] = set()
+        for key in touched:
+            found = self._readers.get(key)
+            if found:
+                out |= found
+        return out
+
+    def patched(self, results: list[Resolved], state: DesiredState) -> None:
+        """A load patched from the last one: these results replace theirs."""
+        index = self._readers
+        for done in results:
+            path = done.entry.path
+            old = self.resolved.get(path)
+            if index is not None:
+                for read in old.reads if old is not None else ():
+                    index[read].discard(path)
+                for read in done.reads:
+                    index.setdefault(read, set()).add(path)
+            self.resolved[path] = done
+        self.listing = self._next
+        self.last = state
+        self.patches += 1
 
     def get(self, entry: FileEntry) -> Resolved | None:
         found = self.resolved.get(entry.path)

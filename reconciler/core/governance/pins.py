@@ -6,7 +6,7 @@ stale pins to the version git makes latest. Pure: values in, values out.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -95,30 +95,65 @@ def latest_versions(
     """The version git makes latest per environment: the one this plan creates, else the
     registered version with git's content (or the version git pins), else for names only
     in the registry its newest active version."""
-    created = created or {}
-    out: dict[str, str] = {}
-    for name, env in desired.environments.items():
-        if name in created:
-            out[name] = created[name]
-            continue
+    return dict(LatestVersions(desired, state, created or {}).items())
+
+
+class LatestVersions(Mapping[str, str]):
+    """latest_versions, worked out per name when asked: a plan's findings ask only for the
+    environments that consumers reference, not for every environment."""
+
+    def __init__(
+        self, desired: DesiredState, state: RegistryState | None, created: Mapping[str, str]
+    ) -> None:
+        self.desired, self.state, self.created = desired, state, created
+        self._known: dict[str, str | None] = {}
+
+    def _of(self, name: str) -> str | None:
+        if name in self._known:
+            return self._known[name]
+        found = self._known[name] = self._work_out(name)
+        return found
+
+    def _work_out(self, name: str) -> str | None:
+        if name in self.created:
+            return self.created[name]
+        env = self.desired.environments.get(name)
+        state = self.state
         container = state.containers.get(name) if state is not None else None
-        if env.version is not None:
-            out[name] = env.version
-        elif container is not None:
-            match = next(
-                (v for v in reversed(container.versions) if v.effective_digest == env.digest),
-                None,
-            )
-            if match is not None:
-                out[name] = match.version
-    if state is not None:
-        for name, container in state.containers.items():
-            if name in out or container.archived:
-                continue
+        if env is not None:
+            if env.version is not None:
+                return env.version
+            if container is not None:
+                match = next(
+                    (v for v in reversed(container.versions) if v.effective_digest == env.digest),
+                    None,
+                )
+                if match is not None:
+                    return match.version
+        if container is not None and not container.archived:
             active = [v for v in container.versions if not v.archived]
             if active:
-                out[name] = active[-1].version
-    return out
+                return active[-1].version
+        return None
+
+    def __getitem__(self, name: str) -> str:
+        found = self._of(name)
+        if found is None:
+            raise KeyError(name)
+        return found
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._of(name) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        # git's environments first, then the names only in the registry
+        names = dict.fromkeys(self.desired.environments)
+        if self.state is not None:
+            names.update(dict.fromkeys(self.state.containers))
+        return (name for name in names if self._of(name) is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 # ---------------------------------------------------------------------------- findings
@@ -147,7 +182,7 @@ def reference_findings(
     levels = levels or Levels()
     scope = scope or Scope()
     created = created or {}
-    latest = latest_versions(desired, state, created)
+    latest = LatestVersions(desired, state, created)
     out: list[Diagnostic | None] = []
     for bad in index.unreadable:
         out.append(

@@ -49,11 +49,14 @@ class _Planner:
         self.diagnostics: list[Diagnostic] = list(desired.diagnostics)
         # version-level archives planned by retention, with the version's creation time
         self.retention: list[tuple[str, Change]] = []
+        self.changed: set[str] | None = None  # names whose inputs changed since the memo's plan
 
     def run(self) -> Plan:
         self._plan_environments()
         self._plan_archives()
         self._reference_findings()
+        if self.memo is not None:
+            self.memo.completed(self.desired.environments, self.actual.containers)
         changes = sorted(self.changes, key=lambda c: (APPLY_ORDER[c.action], c.name))
         summary = {action.value: 0 for action in Action}
         for change in changes:
@@ -72,27 +75,66 @@ class _Planner:
         )
 
     def _plan_environments(self) -> None:
-        """The fold: each environment's plan, looked up by its inputs when a memo is kept."""
+        """The fold: each environment's plan, looked up by its inputs when a memo is kept;
+        with a memo of the last plan, only the names whose inputs changed are visited."""
         commit, options, memo = self.desired.commit, self.options, self.memo
+        environments, containers = self.desired.environments, self.actual.containers
         if memo is not None:
             memo.start((commit, options))
+            self.changed = memo.changed(environments, containers)
+            if self.changed is not None:
+                self._patch_environments(memo, self.changed)
+                return
         kept: dict[str, EnvironmentPlan] = {}
-        containers = self.actual.containers
-        for name, desired in self.desired.environments.items():
+        for name, desired in environments.items():
             container = containers.get(name)
             found = memo.hit(name, desired, container) if memo is not None else None
             if found is None:
                 found = plan_environment(desired, container, commit, options)
-            if found.changes or found.drift or found.diagnostics or found.retention:
-                self.changes.extend(found.changes)
-                self.drift.extend(found.drift)
-                self.diagnostics.extend(found.diagnostics)
-                self.retention.extend(found.retention)
+            if _notable(found):
+                self._gather(found)
             self.noops.extend(found.noops)
             if memo is not None:
                 kept[name] = found
         if memo is not None:
             memo.environments = kept
+            memo.notable = [name for name, found in kept.items() if _notable(found)]
+            memo.noops = list(self.noops)
+
+    def _patch_environments(self, memo: PlanMemo, changed: set[str]) -> None:
+        """The last plan's fold, with the changed names planned again (the same names in
+        the same order, so what they gather keeps its place)."""
+        commit, options = self.desired.commit, self.options
+        environments, containers = self.desired.environments, self.actual.containers
+        memo.patches += 1
+        notable_moved = noops_moved = False
+        for name in changed:
+            desired = environments.get(name)
+            if desired is None:
+                continue  # a container alone: archives look at it
+            container = containers.get(name)
+            found = memo.hit(name, desired, container)
+            if found is None:
+                found = plan_environment(desired, container, commit, options)
+            old = memo.environments.get(name)
+            memo.environments[name] = found
+            if old is None or _notable(old) != _notable(found):
+                notable_moved = True
+            if old is None or old.noops != found.noops:
+                noops_moved = True
+        if notable_moved:
+            memo.notable = [n for n, found in memo.environments.items() if _notable(found)]
+        if noops_moved:
+            memo.noops = [c for found in memo.environments.values() for c in found.noops]
+        for name in memo.notable:
+            self._gather(memo.environments[name])
+        self.noops = list(memo.noops)
+
+    def _gather(self, found: EnvironmentPlan) -> None:
+        self.changes.extend(found.changes)
+        self.drift.extend(found.drift)
+        self.diagnostics.extend(found.diagnostics)
+        self.retention.extend(found.retention)
 
     def _managed_active(self, name: str, container: RegisteredContainer) -> bool:
         if self.memo is None:
@@ -101,16 +143,43 @@ class _Planner:
 
     # -- environments gone from git ---------------------------------------------------
 
-    def _plan_archives(self) -> None:
-        archives: list[Change] = []
-        managed_active = 0
-        commit = self.desired.commit
-        for name, container in self.actual.containers.items():
+    def _gone_from_git(self) -> tuple[int, list[str]]:
+        """How many containers are managed and active, and which of them git no longer
+        holds (in the registry's order); from the memo's last answer when only some
+        containers changed and no name came or went."""
+        memo, changed = self.memo, self.changed
+        environments, containers = self.desired.environments, self.actual.containers
+        if memo is not None and changed is not None and memo.archive_scan is not None:
+            count, gone = memo.archive_scan
+            for name in changed:
+                container = containers.get(name)
+                if container is None:
+                    continue
+                before = memo.active.get(name)
+                now = self._managed_active(name, container)
+                if before is None or (before[1] != now and name not in environments):
+                    break  # the list of names gone from git moves: scan again
+                count += now - before[1]
+            else:
+                memo.archive_scan = (count, gone)
+                return count, gone
+        count, gone = 0, []
+        for name, container in containers.items():
             if not self._managed_active(name, container):
                 continue
-            managed_active += 1
-            if name in self.desired.environments:
-                continue
+            count += 1
+            if name not in environments:
+                gone.append(name)
+        if memo is not None:
+            memo.archive_scan = (count, gone)
+        return count, gone
+
+    def _plan_archives(self) -> None:
+        archives: list[Change] = []
+        commit = self.desired.commit
+        managed_active, gone = self._gone_from_git()
+        for name in gone:
+            container = self.actual.containers[name]
             owner = container.owner_path()
             if owner is None or not self.selection.owns(owner):
                 continue  # managed from another directory or repository selection
@@ -235,6 +304,10 @@ class _Planner:
                 Scope(self.options.registry_scope),
             )
         )
+
+
+def _notable(found: EnvironmentPlan) -> bool:
+    return bool(found.changes or found.drift or found.diagnostics or found.retention)
 
 
 def make_plan(
