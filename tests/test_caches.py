@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from reconciler.adapters.gitsource import walk_directories
 from reconciler.core.desired import load as desired_module
 from reconciler.engine import plan as plan_verb
 from tests.conftest import CONDA, Cli, GitRepo, conda_env, image_env
@@ -136,3 +139,33 @@ def test_new_file_in_an_outside_build_context_invalidates(repo: GitRepo, cli: Cl
     repo.write("docker/ctx/sub/new.txt", "x\n")
     repo.age(30)
     assert [c["action"] for c in cli.json("plan")[1]["changes"]] == ["new_version"]
+
+
+def _walked(root: Path, top: str) -> set[tuple[str, bool]]:
+    """What os.walk sees: the reference the watch list's own walk must agree with."""
+    out = set()
+    for dirpath, dirnames, filenames in os.walk(root / top if top else root):
+        dirnames[:] = [d for d in dirnames if d not in (".git", ".reconciler")]
+        rel = os.path.relpath(dirpath, root)
+        out.add(("" if rel == "." else rel.replace(os.sep, "/"), ".gitignore" in filenames))
+    return out
+
+
+@pytest.mark.parametrize("top", ["", "environments", "missing"])
+def test_the_watch_list_walks_the_directories_os_walk_would(
+    repo: GitRepo, tmp_path: Path, top: str
+) -> None:
+    seed(repo)
+    (repo.root / "environments/b/empty/deeper").mkdir(parents=True)
+    repo.write("environments/b/.gitignore", "*.tmp\n")
+    (repo.root / "environments/odd/.gitignore").mkdir(parents=True)  # a folder of that name
+    outside = tmp_path / "outside"
+    (outside / "inner").mkdir(parents=True)
+    (repo.root / "environments/link").symlink_to(outside)  # never followed
+    (repo.root / "environments/.reconciler/cache").mkdir(parents=True)  # the tool's own
+    found = set(walk_directories(str(repo.root), top))
+    assert found == _walked(repo.root, top)
+    if top != "missing":
+        assert ("environments/b", True) in found and ("environments/odd", False) in found
+        assert ("environments/b/empty/deeper", False) in found
+        assert not any(rel.startswith(("environments/link", ".git")) for rel, _ in found)

@@ -64,3 +64,40 @@ def test_digest_changes_with_each_build_relevant_field(repo: GitRepo) -> None:
     )
     found = digests(repo)
     assert found["ctx1"] == found["ctx3"]
+
+
+def test_conda_data_is_what_a_canonical_json_round_trip_gives() -> None:
+    # Conda data enters the digest as plain data; plain_data builds it directly, and it
+    # must be exactly what the round trip through canonical JSON reads back.
+    import datetime
+    import json
+    import random
+
+    from reconciler.core.desired.load import plain_data
+    from reconciler.core.spec.digest import canonical_json
+
+    def string_keys(value: object) -> object:
+        if isinstance(value, dict):
+            return {str(k): string_keys(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [string_keys(v) for v in value]
+        return value
+
+    leaves: list[object] = [None, True, False, 0, -3, 2**70, 1.5, -0.0, float("inf"), "", "ü"]
+    leaves += [datetime.date(2024, 1, 2), datetime.datetime(2024, 1, 2, 3, 4), b"x", {1, 2}]
+    keys: list[object] = [1, "1", "a", "b", True, None, 2.5, datetime.date(2020, 1, 1), "é"]
+    rng = random.Random(14)
+
+    def value(depth: int = 0) -> object:
+        roll = rng.random()
+        if depth > 4 or roll < 0.35:
+            return rng.choice(leaves)
+        if roll < 0.65:
+            return [value(depth + 1) for _ in range(rng.randint(0, 4))]
+        return {rng.choice(keys): value(depth + 1) for _ in range(rng.randint(0, 5))}
+
+    for _ in range(3000):
+        data = value()
+        expected = json.loads(canonical_json(string_keys(data)))
+        got = plain_data(data)
+        assert got == expected and json.dumps(got) == json.dumps(expected), data

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconciler.adapters.locking import file_lock
 from reconciler.adapters.sqlite_token import EMPTY, token_of
-from reconciler.core.spec.digest import canonical_json, content_digest
+from reconciler.core.spec.digest import canonical_json, json_digest
 
 if TYPE_CHECKING:
     from reconciler.core.build.jobs import BuildRecord
@@ -390,7 +390,8 @@ class SqliteRegistry:
     # -- writes -----------------------------------------------------------------------
 
     def put_version(self, name: str, version: str, write: VersionWrite) -> RegisteredVersion:
-        digest = content_digest(dict(write.content))
+        content_json = canonical_json(dict(write.content))
+        digest = json_digest(content_json)
         tags_json = canonical_json(dict(write.tags))
         now = _now()
         try:
@@ -398,14 +399,15 @@ class SqliteRegistry:
                 container = conn.execute(
                     "SELECT archived FROM containers WHERE name=?", (name,)
                 ).fetchone()
+                row = None  # a new container has no versions (they reference it)
                 if container is None:
                     conn.execute("INSERT INTO containers VALUES (?, 0, ?, ?)", (name, now, now))
                     archived = False
                 else:
                     archived = bool(container[0])
-                row = conn.execute(
-                    _VERSION_SELECT + " WHERE name=? AND version=?", (name, version)
-                ).fetchone()
+                    row = conn.execute(
+                        _VERSION_SELECT + " WHERE name=? AND version=?", (name, version)
+                    ).fetchone()
                 if row is not None:
                     existing = _version(row)
                     if existing.digest != digest:
@@ -438,7 +440,7 @@ class SqliteRegistry:
                         (
                             name,
                             version,
-                            canonical_json(dict(write.content)),
+                            content_json,
                             digest,
                             write.description,
                             tags_json,
@@ -455,6 +457,20 @@ class SqliteRegistry:
                         version,
                         "create",
                         {"digest": digest, "tags": dict(write.tags)},
+                    )
+                    # the row as written (what reading it back would give)
+                    return _version(
+                        (
+                            name,
+                            version,
+                            content_json,
+                            digest,
+                            write.description,
+                            tags_json,
+                            archived,
+                            now,
+                            write.datastore,
+                        )
                     )
                 row = conn.execute(
                     _VERSION_SELECT + " WHERE name=? AND version=?", (name, version)

@@ -127,16 +127,20 @@ def disk_entry(root: Path, path: str, hasher: Any = None) -> FileEntry | None:
 
 class DiskReads:
     root: Path
+    # Files are read straight from disk, through no shared handle: a process forked from
+    # this one may read them itself (the parse workers do).
+    reads_from_disk = True
 
     def prefetch(self, entries: list[FileEntry]) -> None:
         return None  # reading a file from disk on demand is as fast as it gets
 
     def read(self, entry: FileEntry) -> bytes:
-        full = self.root / entry.path
+        full = os.path.join(self.root, entry.path)  # plain strings: 20,000 reads on a cold run
         try:
             if entry.is_symlink:
                 return os.readlink(full).encode()
-            return full.read_bytes()
+            with open(full, "rb") as handle:
+                return handle.read()
         except OSError as exc:
             raise SourceError(f"cannot read {entry.path}: {exc.strerror}") from exc
 
@@ -219,9 +223,13 @@ class WorkTreeSnapshot(DiskReads):
         return entry
 
     def files_under(self, directory: str) -> list[FileEntry]:
+        paths = self._load().paths_under(directory)
+        known, dirty = self._known, self._dirty
         out = []
-        for path in self._load().paths_under(directory):
-            entry = self._entry(path)
+        for path in paths:
+            entry = known.get(path)
+            if entry is None and path in dirty:
+                entry = self._entry(path)
             if entry is not None:
                 out.append(entry)
         return out

@@ -18,7 +18,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from reconciler.core.plan.types import ApplyOutcome
-from reconciler.engine.read import blob_reader, close, load, read_state
+from reconciler.engine.read import alongside, blob_reader, close, load, read_state
 from reconciler.engine.refusal import ApplyRefused
 from reconciler.ports import RegistryError
 
@@ -38,8 +38,10 @@ def apply(engine: Context, ref: str | None = None) -> ApplyOutcome:
     with engine.registry.lock(engine.lock_timeout):
         snapshot = engine.source.snapshot(ref)
         try:
-            desired, _ = load(engine, snapshot, watch_list=False)
-            result = make(engine, desired, read_state(engine), ref, snapshot)
+            desired, state = alongside(
+                lambda: load(engine, snapshot, watch_list=False)[0], lambda: read_state(engine)
+            )
+            result = make(engine, desired, state, ref, snapshot)
             outcome = apply_plan(engine, result)
             if engine.builds is None and engine.inventory is None:
                 return outcome

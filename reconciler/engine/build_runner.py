@@ -352,8 +352,9 @@ class BuildRunner:
 
     def _save_all(self, records: list[BuildRecord]) -> None:
         if self._concurrency < 2 or len(records) < 2:
-            for record in records:
-                self._save(record)
+            with self.registry.batch():  # one transaction, not one per record
+                for record in records:
+                    self._save(record)
             return
         with ThreadPoolExecutor(min(self._concurrency, len(records))) as pool:
             list(pool.map(self._save, records))

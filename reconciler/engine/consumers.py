@@ -42,10 +42,12 @@ def scan_consumers(
     known = kept[0].consumer_matches((settings, selection)) if kept is not None else {}
 
     def wanted(path: str) -> bool:
+        if path in used:  # cheap, and true of every conda file: decided first
+            return False
         named = known.get(path)
         if named is None:
             named = known[path] = settings.matches(path) and not selection.owns(path)
-        return named and path not in used
+        return named
 
     scanned: list[tuple[str, dict[str, Any]]] = []
     todo: list[tuple[FileEntry, str]] = []

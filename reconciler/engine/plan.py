@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from reconciler import __version__
-from reconciler.engine.read import close, read, read_state, texts
+from reconciler.engine.read import alongside, close, read, read_state, texts
 
 if TYPE_CHECKING:
     from reconciler.core.desired.types import DesiredState
@@ -44,8 +44,9 @@ def planned(
     engine: Context, ref: str | None, options: PlanOptions | None = None, watch_list: bool = True
 ) -> tuple[Plan, DesiredState, RegistryState, list[str] | None]:
     """Read ``ref``, plan it against the registry, with package diffs."""
-    desired, watch = read(engine, ref, watch_list=watch_list)
-    state = read_state(engine)
+    (desired, watch), state = alongside(
+        lambda: read(engine, ref, watch_list=watch_list), lambda: read_state(engine)
+    )
     return make(engine, desired, state, ref, None, options), desired, state, watch
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from reconciler.ports import FileEntry, QuietProgress, Snapshot, SourceError
 
@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from reconciler.core.spec.diagnostics import Diagnostic
     from reconciler.core.spec.model import RegistryState
     from reconciler.engine.context import Context
+
+A = TypeVar("A")
+B = TypeVar("B")
 
 PARALLEL_PARSE_MIN = 2000  # below this, starting worker processes costs more than it saves
 
@@ -54,16 +57,23 @@ def load(
     memo = engine.cache.load_memo()
     kept = engine.cache.kept_memos()
     resolved = kept[0] if kept is not None else None
-    parse = _counting_map(engine)
+    # Nothing parsed before (a cold run): the parser is imported while git lists the
+    # files, once, here, and not by every worker process.
+    warming = _import_parser() if not memo.parsed else None
+    parse = _counting_map(engine, warming)
 
     def read_all() -> DesiredState:
         return load_desired(snapshot, engine.selection, memo, only, parse, resolved)
 
-    if engine.stage is None:
-        state = read_all()
-    else:  # targets share one read of git; each then takes the environments it holds
-        key = (snapshot.commit, snapshot.label, tuple(only) if only is not None else None)
-        state = engine.stage.select(engine.stage.load(key, read_all))
+    try:
+        if engine.stage is None:
+            state = read_all()
+        else:  # targets share one read of git; each then takes the environments it holds
+            key = (snapshot.commit, snapshot.label, tuple(only) if only is not None else None)
+            state = engine.stage.select(engine.stage.load(key, read_all))
+    finally:
+        if warming is not None:
+            warming.join()  # no process is forked while a thread imports
     if engine.policy is not None:
         state.diagnostics.extend(policy_diagnostics(engine, state, snapshot, engine.policy))
     scanning = engine.consumers is not None and engine.consumers.enabled and only is None
@@ -87,18 +97,115 @@ def parallel_map(
 ) -> Iterable[dict[str, Any]]:
     """Parse on every core when there is a lot to parse (a cold plan of a big repository);
     ``done`` is told after each item."""
-    workers = min(os.cpu_count() or 1, 8)
+    workers = _workers()
     if workers < 2 or len(items) < PARALLEL_PARSE_MIN:
         if done is None:
             return map(function, items)
         return [_counted(function(item), done) for item in items]
+    with _pool(workers) as pool:
+        results = pool.map(function, items, chunksize=64)
+        return [_counted(result, done) for result in results] if done else list(results)
+
+
+def parse_files(
+    function: Callable[[bytes], dict[str, Any]],
+    snapshot: Snapshot,
+    entries: list[FileEntry],
+    done: Callable[[], None] | None = None,
+) -> Iterable[dict[str, Any]]:
+    """Read and parse files of a snapshot, results in order; on every core when there are
+    many. Files on disk are read by the workers themselves (paths in, records out): the
+    main process neither reads them one by one nor ships their content."""
+    workers = _workers()
+    if workers < 2 or len(entries) < PARALLEL_PARSE_MIN:
+        results = (function(snapshot.read(entry)) for entry in entries)
+        return results if done is None else (_counted(r, done) for r in results)
+    if not getattr(snapshot, "reads_from_disk", False):
+        return _read_here(function, snapshot, entries, done)
+    return _parse_in_workers(function, snapshot, entries, workers, done)
+
+
+def _parse_in_workers(
+    function: Callable[[bytes], dict[str, Any]],
+    snapshot: Snapshot,
+    entries: list[FileEntry],
+    workers: int,
+    done: Callable[[], None] | None,
+) -> Iterator[dict[str, Any]]:
+    """The workers are forked with the snapshot and the list of files (nothing of them is
+    pickled), take ranges of that list and read each file through the snapshot, so a file
+    that cannot be read fails as it would here. Records are handed on as they arrive."""
+    ranges = [(i, min(i + PARSE_CHUNK, len(entries))) for i in range(0, len(entries), PARSE_CHUNK)]
+    pool = _pool(workers, initializer=_adopt, initargs=(function, snapshot, entries))
+    try:
+        for records in pool.map(_read_and_parse, ranges):
+            for record in records:
+                if done is not None:
+                    done()
+                yield record
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # stopped early: the rest is dropped
+
+
+PARSE_CHUNK = 128  # files per task: few round trips, yet both workers busy to the end
+
+
+def _workers() -> int:
+    return min(os.cpu_count() or 1, 8)
+
+
+def _pool(workers: int, **options: Any) -> Any:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     # fork: the workers inherit the imported parser instead of importing it again
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        results = pool.map(function, items, chunksize=64)
-        return [_counted(result, done) for result in results] if done else list(results)
+    context = multiprocessing.get_context("fork")
+    return ProcessPoolExecutor(workers, mp_context=context, **options)
+
+
+def _read_here(
+    function: Callable[[bytes], dict[str, Any]],
+    snapshot: Snapshot,
+    entries: list[FileEntry],
+    done: Callable[[], None] | None,
+) -> list[dict[str, Any]]:
+    """Read every file here (a ref's blobs come from git in one batch), parse in workers."""
+    from reconciler.core.spec.yamldoc import MAX_FILE_BYTES
+
+    refused: dict[int, dict[str, Any]] = {}
+    contents = []
+    for index, entry in enumerate(entries):
+        content = snapshot.read(entry)
+        if len(content) > MAX_FILE_BYTES:
+            # refused at once, so that many oversized files are never held together
+            refused[index] = function(content)
+            if done is not None:
+                done()
+            continue
+        contents.append(content)
+    parsed = iter(parallel_map(function, contents, done))
+    return [refused[i] if i in refused else next(parsed) for i in range(len(entries))]
+
+
+_adopted: tuple[Callable[[bytes], dict[str, Any]], Snapshot, list[FileEntry]] | None = None
+
+
+def _adopt(
+    function: Callable[[bytes], dict[str, Any]], snapshot: Snapshot, entries: list[FileEntry]
+) -> None:
+    """In a worker: the parser, the snapshot and the files to parse (ranges of them)."""
+    import gc
+
+    # What the worker inherited stays as it is: no collection walks (and so copies) it.
+    gc.freeze()
+    global _adopted
+    _adopted = (function, snapshot, entries)
+
+
+def _read_and_parse(span: tuple[int, int]) -> list[dict[str, Any]]:
+    assert _adopted is not None, "a parse worker runs only in a pool made by parse_files"
+    function, snapshot, entries = _adopted
+    return [function(snapshot.read(entry)) for entry in entries[span[0] : span[1]]]
 
 
 def _counted(result: dict[str, Any], done: Callable[[], None]) -> dict[str, Any]:
@@ -106,24 +213,68 @@ def _counted(result: dict[str, Any], done: Callable[[], None]) -> dict[str, Any]
     return result
 
 
+def _import_parser() -> threading.Thread:
+    def run() -> None:
+        import reconciler.core.spec.environment  # noqa: F401  (pydantic: the slow import)
+
+    thread = threading.Thread(target=run, name="reconciler-import", daemon=True)
+    thread.start()
+    return thread
+
+
 def _counting_map(
-    engine: Context,
-) -> Callable[[Callable[[bytes], dict[str, Any]], list[bytes]], Iterable[dict[str, Any]]]:
-    """parallel_map, counting parsed files on the progress display."""
+    engine: Context, warming: threading.Thread | None
+) -> Callable[
+    [Callable[[bytes], dict[str, Any]], Snapshot, list[FileEntry]], Iterable[dict[str, Any]]
+]:
+    """parse_files, counting parsed files on the progress display (once ``warming``, the
+    parser's import, is done: a worker process is never forked in the middle of it)."""
     progress = engine.progress
-    if isinstance(progress, QuietProgress):
-        return parallel_map
+    quiet = isinstance(progress, QuietProgress)
 
     def parse(
-        function: Callable[[bytes], dict[str, Any]], items: list[bytes]
+        function: Callable[[bytes], dict[str, Any]], snapshot: Snapshot, entries: list[FileEntry]
     ) -> Iterable[dict[str, Any]]:
-        progress.start("parse", f"parsing {len(items)} environment file(s)", len(items))
+        if warming is not None:
+            warming.join()
+        if quiet:
+            return parse_files(function, snapshot, entries)
+        return counted(function, snapshot, entries)
+
+    def counted(
+        function: Callable[[bytes], dict[str, Any]], snapshot: Snapshot, entries: list[FileEntry]
+    ) -> Iterator[dict[str, Any]]:
+        progress.start("parse", f"parsing {len(entries)} environment file(s)", len(entries))
         try:
-            return parallel_map(function, items, lambda: progress.advance("parse"))
+            yield from parse_files(function, snapshot, entries, lambda: progress.advance("parse"))
         finally:
             progress.finish("parse")
 
     return parse
+
+
+def alongside(first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
+    """Both results, ``second`` computed in a thread while ``first`` runs here (the
+    registry's state is read while git's files are parsed in worker processes). An error
+    of ``first`` wins, as if ``second`` had never run."""
+    found: list[B] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            found.append(second())
+        except BaseException as exc:  # re-raised in the caller's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name="reconciler-read", daemon=True)
+    thread.start()
+    try:
+        result = first()
+    finally:
+        thread.join()
+    if failed:
+        raise failed[0]
+    return result, found[0]
 
 
 def read_state(engine: Context) -> RegistryState:

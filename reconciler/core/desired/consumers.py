@@ -17,13 +17,14 @@ say ``environments/`` themselves and count anywhere.
 
 from __future__ import annotations
 
-import fnmatch
 import posixpath
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+from reconciler.core.desired.selection import globs
 
 YAML_SUFFIXES = (".yml", ".yaml")
 CODE_SUFFIXES = (".py", ".ipynb")
@@ -106,9 +107,9 @@ class ConsumerSettings:
             return False
         if path.startswith(TOOL_DIRECTORIES):
             return False
-        if not any(fnmatch.fnmatchcase(path, pattern) for pattern in self.include):
+        if globs(self.include)(path) is None:
             return False
-        return not any(fnmatch.fnmatchcase(path, pattern) for pattern in self.exclude)
+        return not self.exclude or globs(self.exclude)(path) is None
 
 
 def parse_consumers_table(table: Any) -> ConsumerSettings:

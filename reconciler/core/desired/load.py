@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,16 +63,19 @@ def _parse_candidate(content: bytes) -> dict[str, Any]:
 
 def plain_data(value: Any) -> Any:
     """JSON-shaped data with string keys (YAML allows `1: x` beside `a: y`, which canonical
-    JSON cannot sort) and dates and the like as strings."""
-    return json.loads(canonical_json(_string_keys(value)))
-
-
-def _string_keys(value: Any) -> Any:
+    JSON cannot sort), mappings in sorted key order, and dates and the like as strings:
+    what a round trip through canonical JSON gives, built directly (every conda file of
+    a cold run goes through here)."""
     if isinstance(value, dict):
-        return {str(k): _string_keys(v) for k, v in value.items()}
+        keyed = {str(k): v for k, v in value.items()}
+        return {k: plain_data(keyed[k]) for k in sorted(keyed)}
     if isinstance(value, list):
-        return [_string_keys(v) for v in value]
-    return value
+        return [plain_data(v) for v in value]
+    if value is None or isinstance(value, str | int | float):  # bool is an int
+        return value
+    if isinstance(value, tuple):  # never from YAML; exactly as the round trip reads it
+        return json.loads(canonical_json(value))
+    return str(value)  # canonical JSON's default
 
 
 # Keys that make a YAML file an attempt at an environment definition.
@@ -81,10 +84,11 @@ _ENVIRONMENT_MARKERS = frozenset(
 )
 
 
-def _serial_map(
-    function: Callable[[bytes], dict[str, Any]], items: list[bytes]
-) -> Iterable[dict[str, Any]]:
-    return map(function, items)
+def serial_parse(
+    function: Callable[[bytes], dict[str, Any]], snapshot: Snapshot, entries: list[FileEntry]
+) -> Iterator[dict[str, Any]]:
+    """Read and parse one file at a time (many big files are never held together)."""
+    return (function(snapshot.read(entry)) for entry in entries)
 
 
 def _parsed(memo: LoadMemo, snapshot: Snapshot, entry: FileEntry) -> dict[str, Any]:
@@ -324,7 +328,11 @@ def _build_context(
 
 
 def _resolve_environment(
-    memo: LoadMemo, snapshot: Snapshot, yaml_path: str, record: Mapping[str, Any]
+    memo: LoadMemo,
+    snapshot: Snapshot,
+    yaml_path: str,
+    record: Mapping[str, Any],
+    parsing: _Parsing,
 ) -> tuple[DesiredEnvironment | None, list[str], list[Diagnostic]]:
     env = record["env"]
     lines = record.get("lines", {})
@@ -358,6 +366,7 @@ def _resolve_environment(
                     )
                 ],
             )
+        parsing.until(entry.blob_id)  # a candidate too: its record may be on its way
         conda, problem_diag = _conda_content(memo, snapshot, entry)
         if problem_diag is not None:
             return None, [], [problem_diag]
@@ -406,14 +415,20 @@ _FIELD_LINES = frozenset(
 # ---------------------------------------------------------------------------- loading
 
 
-Mapper = Callable[[Callable[[bytes], dict[str, Any]], list[bytes]], Iterable[dict[str, Any]]]
+# Parses files of a snapshot with the function given, results in order; it may read and
+# parse in other processes (the engine's does, for many files).
+Mapper = Callable[
+    [Callable[[bytes], dict[str, Any]], Snapshot, list[FileEntry]], Iterable[dict[str, Any]]
+]
 
 
 def _parse_missing(
     memo: LoadMemo, snapshot: Snapshot, candidates: list[FileEntry], mapper: Mapper
-) -> None:
-    """Parse every candidate the memo does not know yet, in one batch (``mapper`` may run
-    it in parallel; it must return results in order)."""
+) -> _Parsing:
+    """Start parsing every candidate the memo does not know yet, in one batch (``mapper``
+    reads and parses them, perhaps in parallel, and answers in order). The records are
+    taken as they come, so that resolving the first environments overlaps the parse of
+    the last ones."""
     seen: set[str] = set()
     todo: list[FileEntry] = []
     for entry in candidates:
@@ -422,26 +437,47 @@ def _parse_missing(
         seen.add(entry.blob_id)
         todo.append(entry)
     if not todo:
-        return
-    from reconciler.core.spec.yamldoc import MAX_FILE_BYTES
-
+        return _Parsing(memo, [], iter(()))
     snapshot.prefetch(todo)
-    batch: list[FileEntry] = []
-    contents: list[bytes] = []
-    for entry in todo:
-        content = snapshot.read(entry)
-        if len(content) > MAX_FILE_BYTES:
-            # refused at once, so that many oversized files are never held together
-            memo.parsed[entry.blob_id] = _parse_candidate(content)
-            continue
-        batch.append(entry)
-        contents.append(content)
-    for entry, record in zip(batch, mapper(_parse_candidate, contents), strict=True):
+    return _Parsing(memo, todo, iter(mapper(_parse_candidate, snapshot, todo)))
+
+
+class _Parsing:
+    """Parse records arriving in the order of their files, put in the memo on demand."""
+
+    def __init__(
+        self, memo: LoadMemo, todo: list[FileEntry], records: Iterator[dict[str, Any]]
+    ) -> None:
+        self.memo = memo
+        self.waiting = {entry.blob_id for entry in todo}
+        self._todo = iter(todo)
+        self._records = records
+
+    def until(self, blob_id: str) -> None:
+        """Take records until the one of ``blob_id`` is in the memo (if it is coming)."""
+        while blob_id in self.waiting:
+            self._take()
+
+    def drain(self) -> None:
+        while self.waiting:
+            self._take()
+        if next(self._records, None) is not None:  # (and a generator runs to its end)
+            raise ValueError("the parser answered more records than there were files")
+
+    def _take(self) -> None:
+        entry = next(self._todo)
+        record = next(self._records, None)  # raises the mapper's error for this file
+        if record is None:
+            raise ValueError("the parser answered fewer records than there were files")
         conda = record.pop("conda", None)
         if conda is not None:
-            memo.conda[entry.blob_id] = conda
-        memo.parsed[entry.blob_id] = record
-    memo.changed = True
+            self.memo.conda[entry.blob_id] = conda
+        self.memo.parsed[entry.blob_id] = record
+        self.memo.changed = True
+        self.waiting.discard(entry.blob_id)
+
+
+_PARSED = _Parsing(LoadMemo(), [], iter(()))  # nothing in progress
 
 
 def _candidates(kept: ResolveMemo, snapshot: Snapshot, selection: Selection) -> list[FileEntry]:
@@ -458,10 +494,14 @@ def _candidates(kept: ResolveMemo, snapshot: Snapshot, selection: Selection) -> 
 
 
 def _resolve_recorded(
-    memo: LoadMemo, snapshot: Snapshot, entry: FileEntry, record: Mapping[str, Any]
+    memo: LoadMemo,
+    snapshot: Snapshot,
+    entry: FileEntry,
+    record: Mapping[str, Any],
+    parsing: _Parsing = _PARSED,
 ) -> Resolved:
     recording = Recording(snapshot)
-    desired, refs, problems = _resolve_environment(memo, recording, entry.path, record)
+    desired, refs, problems = _resolve_environment(memo, recording, entry.path, record, parsing)
     diagnostics = tuple(_diags_at(record, entry.path) + problems)
     others = tuple(r for r in refs if r != entry.path)
     return Resolved(entry, frozenset(recording.reads), desired, others, diagnostics)
@@ -505,7 +545,7 @@ def load_desired(
             if (done := kept.get(entry)) is not None:
                 hits[entry.path] = done
     todo = [e for e in candidates if e.path not in hits] if hits else candidates
-    _parse_missing(memo, snapshot, todo, mapper or _serial_map)
+    parsing = _parse_missing(memo, snapshot, todo, mapper or serial_parse)
     resolved: list[DesiredEnvironment] = []
     referenced: set[str] = set()
     invalid: list[tuple[FileEntry, dict[str, Any]]] = []
@@ -534,6 +574,7 @@ def load_desired(
                 )
             )
             continue
+        parsing.until(entry.blob_id)
         record = _parsed(memo, snapshot, entry)
         kind = record["kind"]
         if kind == "conda":
@@ -545,15 +586,18 @@ def load_desired(
             invalid.append((entry, record))
             continue
         if kept is None:
-            desired, refs, problems = _resolve_environment(memo, snapshot, entry.path, record)
+            desired, refs, problems = _resolve_environment(
+                memo, snapshot, entry.path, record, parsing
+            )
             per_file_diags[entry.path] = _diags_at(record, entry.path) + problems
         else:
-            done = fresh[entry.path] = _resolve_recorded(memo, snapshot, entry, record)
+            done = fresh[entry.path] = _resolve_recorded(memo, snapshot, entry, record, parsing)
             desired, refs = done.desired, list(done.references)
             per_file_diags[entry.path] = list(done.diagnostics)
         referenced.update(r for r in refs if r != entry.path)
         if desired is not None:
             resolved.append(desired)
+    parsing.drain()  # every record in the memo (files skipped above were parsed too)
     # Files that an environment references (its conda file, its build context) are not
     # environments, whatever they look like.
     for entry, record in invalid:

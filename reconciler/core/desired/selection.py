@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 YAML_SUFFIXES = (".yml", ".yaml")
 
@@ -19,20 +22,34 @@ class Selection:
 
     @property
     def root(self) -> str:
-        cleaned = posixpath.normpath(self.path.strip("/")) if self.path.strip("/") else ""
-        return "" if cleaned == "." else cleaned
+        return _root(self.path)
 
     def matches(self, repo_path: str) -> bool:
-        root = self.root
+        root = _root(self.path)
         rel = repo_path[len(root) + 1 :] if root else repo_path
         if not rel.endswith(YAML_SUFFIXES):
             return False
-        if not any(fnmatch.fnmatchcase(rel, pattern) for pattern in self.include):
+        if globs(self.include)(rel) is None:
             return False
-        return not any(fnmatch.fnmatchcase(rel, pattern) for pattern in self.exclude)
+        return not self.exclude or globs(self.exclude)(rel) is None
 
     def owns(self, repo_path: str) -> bool:
         """Is a stamped source path within this selection (for archive decisions)?"""
         root = self.root
         inside = not root or repo_path == root or repo_path.startswith(root + "/")
         return inside and self.matches(repo_path)
+
+
+@lru_cache(maxsize=64)
+def _root(path: str) -> str:
+    cleaned = posixpath.normpath(path.strip("/")) if path.strip("/") else ""
+    return "" if cleaned == "." else cleaned
+
+
+@lru_cache(maxsize=64)
+def globs(patterns: tuple[str, ...]) -> Callable[[str], re.Match[str] | None]:
+    """A match of any of ``patterns`` (as fnmatch.fnmatchcase reads each): one regular
+    expression for them all, compiled once (selections test every path of a repository)."""
+    if not patterns:
+        return lambda text: None
+    return re.compile("|".join(fnmatch.translate(p) for p in patterns)).match

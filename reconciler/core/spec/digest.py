@@ -30,7 +30,12 @@ def canonical_json(value: Any) -> str:
 
 
 def content_digest(content: dict[str, Any]) -> str:
-    return "sha256:" + hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest()
+    return json_digest(canonical_json(content))
+
+
+def json_digest(text: str) -> str:
+    """The digest of content already written as canonical JSON."""
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def build_content(
