@@ -220,6 +220,10 @@ class SqliteRegistry:
             time.sleep(self._delay)
         conn = self.conn
         if self._in_batch:
+            # After an I/O error SQLite may roll the whole batch back: a write now would
+            # be committed on its own, half an apply.
+            if not conn.in_transaction:
+                raise RegistryError(_ROLLED_BACK)
             yield conn
             return
         try:
@@ -231,6 +235,8 @@ class SqliteRegistry:
         except BaseException:
             _rollback(conn)
             raise
+        if not conn.in_transaction:
+            raise RegistryError(f"cannot commit to the registry: {_ROLLED_BACK}")
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:  # disk full, I/O error: nothing of it was written
@@ -623,6 +629,7 @@ class SqliteRegistry:
             raise _translate(exc, f"cannot archive or restore {name}:{version}") from exc
 
 
+_ROLLED_BACK = "a write failed and SQLite rolled the transaction back; nothing of it was written"
 _CHUNK = 500  # names per IN (...) query, well under SQLite's limit on parameters
 
 _VERSION_SELECT = (
