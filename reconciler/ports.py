@@ -11,7 +11,7 @@ version number is reused with different content. Every write is safe to repeat.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -182,6 +182,14 @@ class Registry(Protocol):
     def put_version(self, name: str, version: str, write: VersionWrite) -> RegisteredVersion:
         """Create the version (and its container), or, if it exists with identical content,
         set its description and tags. Raises VersionConflict on different content."""
+
+    def put_versions(
+        self, writes: Sequence[tuple[str, str, VersionWrite]]
+    ) -> list[RegisteredVersion]:
+        """put_version of each (name, version, write) in order, at once where the backend
+        can; their versions, in order. Raises on the first failure: the SQLite registry
+        then has written none of them, a backend that writes one call at a time may have
+        written those before it (each is safe to repeat)."""
 
     def set_container_archived(self, name: str, archived: bool) -> None: ...
 

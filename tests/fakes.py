@@ -15,7 +15,7 @@ import hashlib
 import itertools
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -306,6 +306,11 @@ class MemoryRegistry:
         self._versions[name][version] = row
         self._event(name, version, "create", {"digest": digest, "tags": dict(write.tags)})
         return _version(row)
+
+    def put_versions(
+        self, writes: Sequence[tuple[str, str, VersionWrite]]
+    ) -> list[RegisteredVersion]:
+        return [self.put_version(name, version, write) for name, version, write in writes]
 
     def set_container_archived(self, name: str, archived: bool) -> None:
         self._fault(name, None)

@@ -239,3 +239,25 @@ def test_reports_what_the_engine_reads_of_a_backend(registry: Registry) -> None:
     assert report is not None and report.to_dict()["view"] in ("full", "incremental")
     assert report.to_dict()["containers"] == 1
     assert throttle is not None and (throttle.throttled, throttle.held) == (0, 0.0)
+
+
+def test_put_versions_writes_each_in_order_as_put_version_would(registry: Registry) -> None:
+    registry.put_version("base", "1", write("busybox:1.36"))
+    sent = [
+        ("base", "2", write("busybox:1.37")),
+        ("pydata", "1", write("busybox:1.38")),
+        ("base", "1", write("busybox:1.36", description="new words")),  # metadata only
+    ]
+    written = registry.put_versions(sent)
+    assert [(v.name, v.version) for v in written] == [(n, v) for n, v, _ in sent]
+    for version in written:
+        found = registry.get_version(version.name, version.version)
+        assert found is not None
+        assert (found.effective_digest, found.description, dict(found.tags)) == (
+            version.effective_digest,
+            version.description,
+            dict(version.tags),
+        )
+    assert versions(registry, "base") == [("1", False), ("2", False)]
+    assert registry.get_version("base", "1").description == "new words"  # type: ignore[union-attr]
+    assert registry.put_versions([]) == []

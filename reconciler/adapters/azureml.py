@@ -33,7 +33,7 @@ import io
 import json
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
@@ -364,6 +364,12 @@ class AzureMLRegistry:
             created = self._create_with_context(name, version, write, files)
         self._remember(created)
         return created
+
+    def put_versions(
+        self, writes: Sequence[tuple[str, str, VersionWrite]]
+    ) -> list[RegisteredVersion]:
+        # The service takes one call per version; the engine runs environments in parallel.
+        return [self.put_version(name, version, write) for name, version, write in writes]
 
     def _create_with_context(
         self, name: str, version: str, write: VersionWrite, files: list[tuple[str, str, str]]

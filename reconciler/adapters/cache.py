@@ -18,7 +18,7 @@ import json
 import marshal
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -235,6 +235,16 @@ class KeptState:
         else:
             containers[name] = replace(old, versions=(*old.versions, written))
         self._patched(replace(state, containers=containers), True)
+        return written
+
+    def put_versions(
+        self, writes: Sequence[tuple[str, str, VersionWrite]]
+    ) -> list[RegisteredVersion]:
+        from reconciler.core.spec.model import with_written
+
+        state = self._current()
+        written = self.inner.put_versions(writes)
+        self._patched(None if state is None else with_written(state, written), True)
         return written
 
     def set_container_archived(self, name: str, archived: bool) -> None:

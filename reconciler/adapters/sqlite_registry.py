@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -220,6 +220,10 @@ class SqliteRegistry:
             time.sleep(self._delay)
         conn = self.conn
         if self._in_batch:
+            # After an I/O error SQLite may roll the whole batch back: a write now would
+            # be committed on its own, half an apply.
+            if not conn.in_transaction:
+                raise RegistryError(_ROLLED_BACK)
             yield conn
             return
         try:
@@ -231,6 +235,8 @@ class SqliteRegistry:
         except BaseException:
             _rollback(conn)
             raise
+        if not conn.in_transaction:
+            raise RegistryError(f"cannot commit to the registry: {_ROLLED_BACK}")
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:  # disk full, I/O error: nothing of it was written
@@ -479,6 +485,100 @@ class SqliteRegistry:
             raise _translate(exc, f"cannot write {name}:{version}") from exc
         return _version(row)
 
+    def put_versions(
+        self, writes: Sequence[tuple[str, str, VersionWrite]]
+    ) -> list[RegisteredVersion]:
+        """put_version of each, in order, all or nothing: new versions are inserted a
+        statement per table (the common apply, creates only); anything else (an existing
+        version, a name twice, the crash tests' write delay) goes one by one, still inside
+        one savepoint."""
+        if not writes:
+            return []
+        try:
+            with self.batch():  # put_version's own writes join this transaction
+                conn = self.conn
+                conn.execute("SAVEPOINT put_versions")
+                try:
+                    written = self._insert_all(conn, writes)
+                    if written is None:
+                        written = [self.put_version(n, v, w) for n, v, w in writes]
+                except BaseException:
+                    # the batch around may go on: this call leaves nothing in it
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK TO put_versions")
+                        conn.execute("RELEASE put_versions")
+                    raise
+                conn.execute("RELEASE put_versions")
+        except sqlite3.Error as exc:
+            raise _translate(exc, f"cannot write {len(writes)} version(s)") from exc
+        return written
+
+    def _insert_all(
+        self, conn: sqlite3.Connection, writes: Sequence[tuple[str, str, VersionWrite]]
+    ) -> list[RegisteredVersion] | None:
+        """The writes as plain inserts, or None (nothing written) when one is not new."""
+        keys = {(name, version) for name, version, _ in writes}
+        if self._delay or len(keys) != len(writes):
+            return None
+        names = list(dict.fromkeys(name for name, _, _ in writes))
+        archived: dict[str, bool] = {}
+        for start in range(0, len(names), _CHUNK):
+            chunk = names[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            archived.update(
+                (name, bool(flag))
+                for name, flag in conn.execute(
+                    f"SELECT name, archived FROM containers WHERE name IN ({marks})", chunk
+                )
+            )
+        existing = [name for name in names if name in archived]
+        for start in range(0, len(existing), _CHUNK):
+            chunk = existing[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for name, version in conn.execute(
+                f"SELECT name, version FROM versions WHERE name IN ({marks})", chunk
+            ):
+                if (name, version) in keys:
+                    return None  # an update or a conflict: put_version's own checks
+        containers, versions, events, written = [], [], [], []
+        for name, version, write in writes:
+            now = _now()
+            if name not in archived:
+                archived[name] = False
+                containers.append((name, now, now))
+            flag = archived[name]
+            content_json = canonical_json(dict(write.content))
+            digest = json_digest(content_json)
+            tags_json = canonical_json(dict(write.tags))
+            row = (
+                name,
+                version,
+                content_json,
+                digest,
+                write.description,
+                tags_json,
+                flag,
+                now,
+                write.datastore,
+            )
+            versions.append((*row[:6], write.datastore, int(flag), now, now))
+            # canonical_json({"digest": ..., "tags": ...}), without encoding the tags twice
+            events.append(
+                (now, name, version, "create", f'{{"digest":"{digest}","tags":{tags_json}}}')
+            )
+            written.append(_version(row))
+        conn.executemany("INSERT INTO containers VALUES (?, 0, ?, ?)", containers)
+        conn.executemany(
+            "INSERT INTO versions (name, version, content, digest, description, tags, "
+            "datastore, archived, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            versions,
+        )
+        conn.executemany(
+            "INSERT INTO events (at, name, version, action, detail) VALUES (?, ?, ?, ?, ?)",
+            events,
+        )
+        return written
+
     def set_container_archived(self, name: str, archived: bool) -> None:
         try:
             with self._tx() as conn:
@@ -528,6 +628,9 @@ class SqliteRegistry:
         except sqlite3.Error as exc:
             raise _translate(exc, f"cannot archive or restore {name}:{version}") from exc
 
+
+_ROLLED_BACK = "a write failed and SQLite rolled the transaction back; nothing of it was written"
+_CHUNK = 500  # names per IN (...) query, well under SQLite's limit on parameters
 
 _VERSION_SELECT = (
     "SELECT name, version, content, digest, description, tags, archived, created_at, "

@@ -18,12 +18,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from reconciler.core.plan.types import ApplyOutcome
+from reconciler.core.spec.model import with_written
 from reconciler.engine.read import alongside, blob_reader, close, load, read_state
 from reconciler.engine.refusal import ApplyRefused
 from reconciler.ports import RegistryError
 
 if TYPE_CHECKING:
     from reconciler.core.plan.types import Change, Plan
+    from reconciler.core.spec.model import RegisteredVersion
     from reconciler.engine.context import Context
     from reconciler.ports import Registry
 
@@ -42,10 +44,15 @@ def apply(engine: Context, ref: str | None = None) -> ApplyOutcome:
                 lambda: load(engine, snapshot, watch_list=False)[0], lambda: read_state(engine)
             )
             result = make(engine, desired, state, ref, snapshot)
-            outcome = apply_plan(engine, result)
+            outcome, written = _apply_plan(engine, result)
             if engine.builds is None and engine.inventory is None:
                 return outcome
-            targets = build_targets(desired, engine.registry.read_state(), engine.targets)
+            # Every change a put that returned its version: the state read before, patched
+            # with those, is what a second read would give. Anything else: read again.
+            after = (
+                engine.registry.read_state() if written is None else with_written(state, written)
+            )
+            targets = build_targets(desired, after, engine.targets)
             if engine.inventory is not None:
                 engine.inventory.save({t.name: t.version for t in targets})
             if engine.builds is not None:
@@ -94,6 +101,14 @@ def apply_saved(engine: Context, data: Any, where: str) -> ApplyOutcome:
 
 def apply_plan(engine: Context, plan: Plan) -> ApplyOutcome:
     """Run a plan's changes in order; refused as a whole when the plan has errors."""
+    return _apply_plan(engine, plan)[0]
+
+
+def _apply_plan(engine: Context, plan: Plan) -> tuple[ApplyOutcome, list[RegisteredVersion] | None]:
+    """apply_plan, with the versions written when every change was a put that succeeded
+    in a batched write (None: some change was not, or failed)."""
+    from reconciler.core.plan.types import Action
+
     if plan.has_errors:
         count = sum(1 for d in plan.diagnostics if d.severity == "error")
         raise ApplyRefused(
@@ -135,13 +150,53 @@ def apply_plan(engine: Context, plan: Plan) -> ApplyOutcome:
                         "apply", f"{change.action.value} {change.target}: failed: {error}"
                     )
 
+    puts = (Action.CREATE, Action.NEW_VERSION, Action.UPDATE_METADATA)
+    pending: list[list[Change]] = []  # environments of puts only, not yet written
+    written: list[RegisteredVersion] | None = []
+
+    def flush() -> None:
+        """Write the pending environments' versions in one call; when that fails, one
+        change at a time, so that retries and errors are per environment as usual."""
+        nonlocal written
+        changes = [c for group in pending for c in group]
+        if not changes:
+            return
+        writes = []
+        for change in changes:
+            assert change.write is not None and change.version is not None
+            writes.append((change.name, change.version, change.write))
+        try:
+            versions = registry.put_versions(writes)
+        except RegistryError:
+            written = None
+            for group in pending:
+                run(group)
+        else:
+            if written is not None:
+                written.extend(versions)
+            for change in changes:
+                results[id(change)] = None
+                progress.advance("apply", f"{change.action.value} {change.target}: done")
+        pending.clear()
+
     if plan.changes:
         progress.start("apply", f"applying {len(plan.changes)} change(s)", len(plan.changes))
     with registry.batch():
-        if workers == 1 or len(groups) < 2:
+        if workers == 1:
+            for changes in groups.values():
+                if all(c.action in puts for c in changes):
+                    pending.append(changes)
+                else:
+                    flush()
+                    written = None
+                    run(changes)
+            flush()
+        elif len(groups) < 2:
+            written = None
             for changes in groups.values():
                 run(changes)
         else:
+            written = None
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(min(workers, len(groups))) as pool:
@@ -155,7 +210,7 @@ def apply_plan(engine: Context, plan: Plan) -> ApplyOutcome:
             outcome.applied.append(change)
         else:
             outcome.failed.append((change, error))
-    return outcome
+    return outcome, written
 
 
 def with_retries(registry: Registry, change: Change) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reconciler.core.spec.digest import canonical_json
@@ -125,6 +125,23 @@ class RegisteredContainer:
 class RegistryState:
     containers: Mapping[str, RegisteredContainer] = field(default_factory=dict)
     token: str | None = None  # changes whenever the registry changes, where the backend knows
+
+
+def with_written(state: RegistryState, written: Iterable[RegisteredVersion]) -> RegistryState:
+    """``state`` after put_version returned ``written``: each replaces the version of its
+    number or comes after the container's others (a new name: a new active container).
+    The token is unknown (None): the caller knows what the registry's is now."""
+    containers = dict(state.containers)
+    for version in written:
+        old = containers.get(version.name)
+        if old is None:
+            containers[version.name] = RegisteredContainer(version.name, False, (version,))
+        elif old.get(version.version) is not None:
+            versions = tuple(version if v.version == version.version else v for v in old.versions)
+            containers[version.name] = replace(old, versions=versions)
+        else:
+            containers[version.name] = replace(old, versions=(*old.versions, version))
+    return RegistryState(containers, None)
 
 
 @dataclass(frozen=True, slots=True)
