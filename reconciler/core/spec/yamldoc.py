@@ -7,6 +7,7 @@ service, so for those keys the scalar is taken exactly as written.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,19 +94,22 @@ _RESOLVED_MAX_ENTRIES = 50_000
 _RESOLVED_MAX_CHARS = 200
 
 
-def _resolve_scalar(loader: _Loader, kind: type, value: Any, implicit: Any) -> Any:
+_resolve_any: Callable[[_Loader, type, Any, Any], str] = _BaseLoader.resolve
+
+
+def _resolve_scalar(loader: _Loader, kind: type, value: Any, implicit: Any) -> str:
     if kind is not yaml.ScalarNode or len(value) > _RESOLVED_MAX_CHARS:
-        return _BaseLoader.resolve(loader, kind, value, implicit)
+        return _resolve_any(loader, kind, value, implicit)
     key = (value, implicit)
     tag = _RESOLVED.get(key)
     if tag is None:
-        tag = _BaseLoader.resolve(loader, kind, value, implicit)
+        tag = _resolve_any(loader, kind, value, implicit)
         if len(_RESOLVED) < _RESOLVED_MAX_ENTRIES:
             _RESOLVED[key] = tag
     return tag
 
 
-_Loader.resolve = _resolve_scalar  # type: ignore[assignment]
+_Loader.resolve = _resolve_scalar  # type: ignore[method-assign,assignment]
 
 
 def _construct(loader: _Loader, node: yaml.Node, aliased: bool) -> Any:
