@@ -220,7 +220,7 @@ def _scalar_as_written(loader: _Loader, node: yaml.ScalarNode) -> str | None:
 
 
 def _resolved_plain(loader: _Loader, node: yaml.ScalarNode) -> Any:
-    return loader.construct_object(node, deep=True)
+    return node.value if node.tag == _STR_TAG else loader.construct_object(node, deep=True)
 
 
 def _parse_root(loader: _Loader, root: yaml.Node, doc: YamlDocument, aliased: bool) -> Any:
