@@ -90,8 +90,8 @@ _SEQ_TAG = "tag:yaml.org,2002:seq"
 # loader has no path resolvers), and the same few keys and values recur in every file:
 # remembered, each is matched against the implicit resolvers' patterns once.
 _RESOLVED: dict[tuple[str, tuple[bool, bool]], str] = {}
-_RESOLVED_MAX_ENTRIES = 50_000
-_RESOLVED_MAX_CHARS = 200
+_RESOLVED_MAX_ENTRIES = 10_000
+_RESOLVED_MAX_CHARS = 100
 
 
 _resolve_any: Callable[[_Loader, type, Any, Any], str] = _BaseLoader.resolve
