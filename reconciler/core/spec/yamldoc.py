@@ -7,6 +7,7 @@ service, so for those keys the scalar is taken exactly as written.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,7 @@ MAX_NODES = 200_000
 MAX_DEPTH = 100
 # Each nested collection owns at least one of these indicators, so a file with few of
 # them cannot nest deeply and skips the exact (event by event) depth check.
-_NESTING_INDICATORS = (b"[", b"{", b"-", b":", b"?")
+_NESTING_INDICATORS = b"[{-:?"
 # Python's int() refuses more than 4300 digits (ValueError), and base-60 integers such as
 # 1:2:3 cost quadratic time in their length: no number in an environment file is this long.
 MAX_NUMBER_CHARS = 100
@@ -82,6 +83,79 @@ class _Loader(_BaseLoader):
 
 _Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 
+_STR_TAG = "tag:yaml.org,2002:str"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+# Which tag a plain or quoted scalar resolves to depends on its text alone (the safe
+# loader has no path resolvers), and the same few keys and values recur in every file:
+# remembered, each is matched against the implicit resolvers' patterns once.
+_RESOLVED: dict[tuple[str, tuple[bool, bool]], str] = {}
+_RESOLVED_MAX_ENTRIES = 10_000
+_RESOLVED_MAX_CHARS = 100
+
+
+_resolve_any: Callable[[_Loader, type, Any, Any], str] = _BaseLoader.resolve
+
+
+def _resolve_scalar(loader: _Loader, kind: type, value: Any, implicit: Any) -> str:
+    if kind is not yaml.ScalarNode or len(value) > _RESOLVED_MAX_CHARS:
+        return _resolve_any(loader, kind, value, implicit)
+    key = (value, implicit)
+    tag = _RESOLVED.get(key)
+    if tag is None:
+        tag = _resolve_any(loader, kind, value, implicit)
+        if len(_RESOLVED) < _RESOLVED_MAX_ENTRIES:
+            _RESOLVED[key] = tag
+    return tag
+
+
+_Loader.resolve = _resolve_scalar  # type: ignore[method-assign,assignment]
+
+
+def _construct(loader: _Loader, node: yaml.Node, aliased: bool) -> Any:
+    """The data of ``node``, as ``loader.construct_object(node, deep=True)`` builds it.
+
+    The common case (mappings with scalar keys, sequences, strings) is built here, without
+    the constructor's bookkeeping per node; anything else (other scalar types, merge keys,
+    explicit tags, complex keys) goes to the loader. With aliases a node may occur twice,
+    or inside itself: the loader builds those documents whole."""
+    if aliased:
+        return loader.construct_object(node, deep=True)
+    tag = node.tag
+    if isinstance(node, yaml.ScalarNode):
+        return node.value if tag == _STR_TAG else loader.construct_object(node, deep=True)
+    if isinstance(node, yaml.SequenceNode) and tag == _SEQ_TAG:
+        return [_construct(loader, child, False) for child in node.value]
+    if isinstance(node, yaml.MappingNode) and tag == _MAP_TAG:
+        pairs = node.value
+        for key_node, _ in pairs:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _PLAIN_KEY_TAGS:
+                return loader.construct_object(node, deep=True)
+        out: dict[Any, Any] = {}
+        for key_node, value_node in pairs:
+            key = (
+                key_node.value
+                if key_node.tag == _STR_TAG
+                else loader.construct_object(key_node, deep=True)
+            )
+            out[key] = _construct(loader, value_node, False)
+        return out
+    return loader.construct_object(node, deep=True)
+
+
+# Key types a mapping is built from directly; a merge key (<<) or the value key (=)
+# changes the mapping itself (SafeConstructor.flatten_mapping), and is left to the loader.
+_PLAIN_KEY_TAGS = frozenset(
+    {
+        _STR_TAG,
+        "tag:yaml.org,2002:int",
+        "tag:yaml.org,2002:float",
+        "tag:yaml.org,2002:bool",
+        "tag:yaml.org,2002:null",
+        "tag:yaml.org,2002:timestamp",
+    }
+)
+
 
 def _check_graph(node: yaml.Node, limit: int) -> None:
     """Walk the node graph, aliases included, refusing alias bombs (too many visits) and
@@ -111,8 +185,8 @@ def _check_graph(node: yaml.Node, limit: int) -> None:
 def _check_nesting(content: bytes, text: str) -> None:
     """Refuse collections nested deeper than MAX_DEPTH before anything recurses into them.
     libyaml's parser is iterative, so walking its events is safe at any depth."""
-    if sum(content.count(indicator) for indicator in _NESTING_INDICATORS) <= MAX_DEPTH:
-        return
+    if len(content) - len(content.translate(None, _NESTING_INDICATORS)) <= MAX_DEPTH:
+        return  # (one pass counts them all)
     loader = _Loader(text)
     depth = 0
     try:
@@ -146,16 +220,16 @@ def _scalar_as_written(loader: _Loader, node: yaml.ScalarNode) -> str | None:
 
 
 def _resolved_plain(loader: _Loader, node: yaml.ScalarNode) -> Any:
-    return loader.construct_object(node, deep=True)
+    return node.value if node.tag == _STR_TAG else loader.construct_object(node, deep=True)
 
 
-def _parse_root(loader: _Loader, root: yaml.Node, doc: YamlDocument) -> Any:
+def _parse_root(loader: _Loader, root: yaml.Node, doc: YamlDocument, aliased: bool) -> Any:
     if not isinstance(root, yaml.MappingNode):
-        return loader.construct_object(root, deep=True)
+        return _construct(loader, root, aliased)
     loader.flatten_mapping(root)
     out: dict[Any, Any] = {}
     for key_node, value_node in root.value:
-        key = loader.construct_object(key_node, deep=True)
+        key = _construct(loader, key_node, aliased)
         if not isinstance(key, str):
             key = str(key)
         if key in out:
@@ -169,23 +243,23 @@ def _parse_root(loader: _Loader, root: yaml.Node, doc: YamlDocument) -> Any:
                     doc.coerced.append((key, written, str(resolved)))
             out[key] = written
         elif key == "tags" and isinstance(value_node, yaml.MappingNode):
-            out[key] = _string_map(loader, value_node, "tags", doc)
+            out[key] = _string_map(loader, value_node, "tags", doc, aliased)
         else:
             if isinstance(value_node, yaml.MappingNode):
                 for sub_key, _ in value_node.value:
                     if isinstance(sub_key, yaml.ScalarNode):
                         doc.lines[f"{key}.{sub_key.value}"] = _line(sub_key)
-            out[key] = loader.construct_object(value_node, deep=True)
+            out[key] = _construct(loader, value_node, aliased)
     return out
 
 
 def _string_map(
-    loader: _Loader, node: yaml.MappingNode, where: str, doc: YamlDocument
+    loader: _Loader, node: yaml.MappingNode, where: str, doc: YamlDocument, aliased: bool
 ) -> dict[str, str]:
     loader.flatten_mapping(node)
     result: dict[str, str] = {}
     for key_node, value_node in node.value:
-        key = str(loader.construct_object(key_node, deep=True))
+        key = str(_construct(loader, key_node, aliased))
         doc.lines[f"{where}.{key}"] = _line(key_node)
         if isinstance(value_node, yaml.ScalarNode):
             result[key] = _scalar_as_written(loader, value_node) or ""
@@ -209,17 +283,17 @@ def _looks_like_conda(root: yaml.Node) -> bool:
 
 def parse_environment_yaml(content: bytes) -> YamlDocument:
     """Parse an environment file. Raises YamlError with a line where known."""
-    root = _compose(content)
+    loader, root = _compose(content)
     doc = YamlDocument(data=None)
-    if root is None:
-        return doc
-    loader = _Loader("")
+    aliased = b"*" in content
     try:
+        if root is None:
+            return doc
         if _looks_like_conda(root):
             doc.is_conda = True
-            doc.data = loader.construct_document(root)
+            doc.data = _construct(loader, root, aliased)
         else:
-            doc.data = _parse_root(loader, root, doc)
+            doc.data = _parse_root(loader, root, doc, aliased)
     except yaml.YAMLError as exc:
         raise _as_yaml_error(exc) from None
     finally:
@@ -229,19 +303,18 @@ def parse_environment_yaml(content: bytes) -> YamlDocument:
 
 def parse_plain_yaml(content: bytes) -> Any:
     """Parse any YAML document (a conda file) into plain data."""
-    root = _compose(content)
-    if root is None:
-        return None
-    loader = _Loader("")
+    loader, root = _compose(content)
     try:
-        return loader.construct_document(root)
+        return None if root is None else _construct(loader, root, b"*" in content)
     except yaml.YAMLError as exc:
         raise _as_yaml_error(exc) from None
     finally:
         loader.dispose()
 
 
-def _compose(content: bytes) -> yaml.Node | None:
+def _compose(content: bytes) -> tuple[_Loader, yaml.Node | None]:
+    """The node tree of a single-document file, and the loader that composed it (to
+    build the data with; the caller disposes of it)."""
     if len(content) > MAX_FILE_BYTES:
         raise YamlError(f"file is {len(content)} bytes; the limit is {MAX_FILE_BYTES} bytes")
     try:
@@ -253,16 +326,19 @@ def _compose(content: bytes) -> yaml.Node | None:
     try:
         _check_nesting(content, text)
         root: yaml.Node | None = loader.get_single_node()
+        if root is not None and b"*" in content:  # no "*", no alias: nothing can expand
+            _check_graph(root, MAX_NODES)
     except yaml.reader.ReaderError as exc:  # a forbidden character: no mark, a position
+        loader.dispose()
         line = text.count("\n", 0, exc.position) + 1
         raise YamlError(f"invalid YAML: {str(exc).splitlines()[0]}", line) from None
     except yaml.YAMLError as exc:
-        raise _as_yaml_error(exc) from None
-    finally:
         loader.dispose()
-    if root is not None and b"*" in content:  # no "*", no alias: nothing can expand
-        _check_graph(root, MAX_NODES)
-    return root
+        raise _as_yaml_error(exc) from None
+    except BaseException:
+        loader.dispose()
+        raise
+    return loader, root
 
 
 def _as_yaml_error(exc: yaml.YAMLError) -> YamlError:
