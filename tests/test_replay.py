@@ -194,3 +194,26 @@ def test_an_answer_lives_in_the_ignored_cache(repo: GitRepo, cli: Cli, plan: Pla
     plan()
     assert list(Path(repo.root, ".reconciler", "cache").glob("replay-*.marshal"))
     assert repo.git("status", "--porcelain").strip() == ""
+
+
+def test_a_replay_writes_to_a_text_only_stdout(
+    repo: GitRepo, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from reconciler.cli import main
+
+    seed(repo)
+    cli("apply")
+    settle(repo)
+    first = cli("plan")
+    assert list((repo.root / ".reconciler" / "cache").glob("replay-*"))
+    stream = io.StringIO()  # no .buffer
+    monkeypatch.setattr(sys, "stdout", stream)
+
+    def planned(*args: object) -> int:
+        raise AssertionError("planned again: not replayed")
+
+    monkeypatch.setattr("reconciler.cli.app.main", planned)
+    assert main(["plan", "--repo", str(repo.root)]) == first[0]
+    assert stream.getvalue() == first[1]

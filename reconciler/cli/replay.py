@@ -140,8 +140,12 @@ class Answer:
             return None
         if self._fingerprint(ref, watch) != fingerprint:
             return None
-        out.flush()
-        out.buffer.write(output)
+        binary = getattr(out, "buffer", None)
+        if binary is None:  # a text-only stream (an embedding program's)
+            out.write(output.decode("utf-8", "surrogateescape"))
+        else:
+            out.flush()
+            binary.write(output)
         out.flush()
         return int(code)
 
