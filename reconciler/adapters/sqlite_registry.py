@@ -439,23 +439,10 @@ class SqliteRegistry:
                         {"description": write.description, "tags": dict(write.tags)},
                     )
                 else:
-                    conn.execute(
-                        "INSERT INTO versions (name, version, content, digest, description, "
-                        "tags, datastore, archived, created_at, updated_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            name,
-                            version,
-                            content_json,
-                            digest,
-                            write.description,
-                            tags_json,
-                            write.datastore,
-                            int(archived),
-                            now,
-                            now,
-                        ),
+                    inserted, created = _new_version(
+                        name, version, write, (content_json, digest, tags_json), archived, now
                     )
+                    conn.execute(_INSERT_VERSION, inserted)
                     _event(
                         conn,
                         now,
@@ -464,20 +451,7 @@ class SqliteRegistry:
                         "create",
                         {"digest": digest, "tags": dict(write.tags)},
                     )
-                    # the row as written (what reading it back would give)
-                    return _version(
-                        (
-                            name,
-                            version,
-                            content_json,
-                            digest,
-                            write.description,
-                            tags_json,
-                            archived,
-                            now,
-                            write.datastore,
-                        )
-                    )
+                    return created
                 row = conn.execute(
                     _VERSION_SELECT + " WHERE name=? AND version=?", (name, version)
                 ).fetchone()
@@ -550,29 +524,17 @@ class SqliteRegistry:
             content_json = canonical_json(dict(write.content))
             digest = json_digest(content_json)
             tags_json = canonical_json(dict(write.tags))
-            row = (
-                name,
-                version,
-                content_json,
-                digest,
-                write.description,
-                tags_json,
-                flag,
-                now,
-                write.datastore,
+            inserted, created = _new_version(
+                name, version, write, (content_json, digest, tags_json), flag, now
             )
-            versions.append((*row[:6], write.datastore, int(flag), now, now))
+            versions.append(inserted)
             # canonical_json({"digest": ..., "tags": ...}), without encoding the tags twice
             events.append(
                 (now, name, version, "create", f'{{"digest":"{digest}","tags":{tags_json}}}')
             )
-            written.append(_version(row))
+            written.append(created)
         conn.executemany("INSERT INTO containers VALUES (?, 0, ?, ?)", containers)
-        conn.executemany(
-            "INSERT INTO versions (name, version, content, digest, description, tags, "
-            "datastore, archived, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            versions,
-        )
+        conn.executemany(_INSERT_VERSION, versions)
         conn.executemany(
             "INSERT INTO events (at, name, version, action, detail) VALUES (?, ?, ?, ?, ?)",
             events,
@@ -660,6 +622,29 @@ class _LazyJson(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self._data())
+
+
+_INSERT_VERSION = (
+    "INSERT INTO versions (name, version, content, digest, description, tags, "
+    "datastore, archived, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _new_version(
+    name: str,
+    version: str,
+    write: VersionWrite,
+    encoded: tuple[str, str, str],
+    archived: bool,
+    now: str,
+) -> tuple[tuple[Any, ...], RegisteredVersion]:
+    """A new version's row for _INSERT_VERSION, and the version as reading that row back
+    would give (so a write is not followed by a read). ``encoded``: the content's
+    canonical JSON, its digest, and the tags' canonical JSON."""
+    content_json, digest, tags_json = encoded
+    read = (name, version, content_json, digest, write.description, tags_json, archived, now)
+    inserted = (*read[:6], write.datastore, int(archived), now, now)
+    return inserted, _version((*read, write.datastore))
 
 
 def _version(row: tuple[Any, ...]) -> RegisteredVersion:
