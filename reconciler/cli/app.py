@@ -18,6 +18,7 @@ from reconciler.cli.base import (
     EXIT_ERROR,
     EXIT_OK,
     CliError,
+    add_report_options,
     color_enabled,
     terminal_wanted,
 )
@@ -326,13 +327,7 @@ def _loop_commands(sub: _Commands) -> None:
     )
     p.add_argument("--once", action="store_true", help="run one cycle and exit (for cron)")
     p.add_argument("--ref", help="apply git's state at this ref (default: the working tree)")
-    p.add_argument("--report-dir", help="where to write the report (default: drift-report/)")
-    p.add_argument(
-        "--status-file",
-        type=Path,
-        help="status for operators, JSON (default: .reconciler/status.json)",
-    )
-    p.add_argument("--fail-on", metavar="CLASSES", help="drift classes that count (as drift)")
+    add_report_options(p)
 
 
 def _duration(text: str) -> float:

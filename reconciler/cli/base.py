@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from argparse import ArgumentParser
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -28,3 +32,15 @@ def terminal_wanted(args: Any) -> bool:
     if "NO_COLOR" in os.environ or os.environ.get("CI") or os.environ.get("TERM") == "dumb":
         return False
     return sys.stdout.isatty()
+
+
+def add_report_options(parser: ArgumentParser) -> None:
+    """The options of a loop that writes the drift report and a status file (`reconcile`
+    and `serve`)."""
+    parser.add_argument("--report-dir", help="where to write the report (default: drift-report/)")
+    parser.add_argument(
+        "--status-file",
+        type=Path,
+        help="status for operators, JSON (default: .reconciler/status.json)",
+    )
+    parser.add_argument("--fail-on", metavar="CLASSES", help="drift classes that count (as drift)")

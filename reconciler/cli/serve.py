@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import os
 from argparse import Namespace
-from pathlib import Path
 from typing import Any
 
-from reconciler.cli.base import EXIT_ERROR, EXIT_OK, CliError
+from reconciler.cli.base import EXIT_ERROR, EXIT_OK, CliError, add_report_options
 from reconciler.settings import SETTINGS_FILE, Settings
 
 WEBHOOK_SECRET_VARIABLE = "RECONCILER_WEBHOOK_SECRET"
@@ -41,13 +40,7 @@ def add_parsers(sub: Any, loop_options: Any, duration: Any) -> None:
         help="quiet time after a trigger before reconciling (default 300)",
     )
     p.add_argument("--branch", help="the branch a push webhook must name (default: current)")
-    p.add_argument("--report-dir", help="where to write the report (default: drift-report/)")
-    p.add_argument(
-        "--status-file",
-        type=Path,
-        help="status for operators, JSON (default: .reconciler/status.json)",
-    )
-    p.add_argument("--fail-on", metavar="CLASSES", help="drift classes that count (as drift)")
+    add_report_options(p)
 
     # The common options (--repo, --json, ...) come with every command's parser.
     p = sub.add_parser("notify", help="send a sample notification to each [[notify]] endpoint")
