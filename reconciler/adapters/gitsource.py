@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from reconciler.adapters.git_fingerprint import worktree_fingerprint
+from reconciler.adapters.git_fingerprint import commit_of, worktree_fingerprint
 from reconciler.adapters.worktree import (
     SKIP_DIRS,
     DiskReads,
@@ -217,14 +217,11 @@ class GitSource:
     def resolve(self, ref: str) -> str:
         if not self.is_git:
             raise SourceError(f"{self.root} is not a git repository; --ref needs one")
-        try:
-            return (
-                run_git(self.root, "rev-parse", "--verify", "-q", ref + "^{commit}")
-                .decode()
-                .strip()
-            )
-        except SourceError:
-            raise SourceError(f"unknown git ref {ref!r} in {self.root}") from None
+        # The same lookup a replayed plan checks its answer with (cli/replay.py).
+        commit = commit_of(str(self.root), ref)
+        if commit is None:
+            raise SourceError(f"unknown git ref {ref!r} in {self.root}")
+        return commit
 
     def fingerprint(self, ref: str | None, watch: list[str] | None = None) -> str | None:
         """A cheap identity of the files at ``ref``: equal fingerprints, equal files.
