@@ -315,13 +315,7 @@ def parse_plain_yaml(content: bytes) -> Any:
 def _compose(content: bytes) -> tuple[_Loader, yaml.Node | None]:
     """The node tree of a single-document file, and the loader that composed it (to
     build the data with; the caller disposes of it)."""
-    if len(content) > MAX_FILE_BYTES:
-        raise YamlError(f"file is {len(content)} bytes; the limit is {MAX_FILE_BYTES} bytes")
-    try:
-        text = content.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = content.count(b"\n", 0, exc.start) + 1
-        raise YamlError(f"not valid UTF-8 (byte {exc.start})", line) from None
+    text = _decoded(content, MAX_FILE_BYTES)
     loader = _Loader(text)
     try:
         _check_nesting(content, text)
@@ -341,6 +335,17 @@ def _compose(content: bytes) -> tuple[_Loader, yaml.Node | None]:
     return loader, root
 
 
+def _decoded(content: bytes, limit: int) -> str:
+    """The text of a file within the size limit, or the error naming the first bad byte."""
+    if len(content) > limit:
+        raise YamlError(f"file is {len(content)} bytes; the limit is {limit} bytes")
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = content.count(b"\n", 0, exc.start) + 1
+        raise YamlError(f"not valid UTF-8 (byte {exc.start})", line) from None
+
+
 def _as_yaml_error(exc: yaml.YAMLError) -> YamlError:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     line = int(mark.line) + 1 if mark is not None else None
@@ -351,13 +356,7 @@ def _as_yaml_error(exc: yaml.YAMLError) -> YamlError:
 def compose_documents(content: bytes, limit: int = MAX_FILE_BYTES) -> tuple[str, list[yaml.Node]]:
     """The decoded text and the node tree of every document of a YAML stream (marks give
     each scalar's position), with the same limits as an environment file."""
-    if len(content) > limit:
-        raise YamlError(f"file is {len(content)} bytes; the limit is {limit} bytes")
-    try:
-        text = content.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = content.count(b"\n", 0, exc.start) + 1
-        raise YamlError(f"not valid UTF-8 (byte {exc.start})", line) from None
+    text = _decoded(content, limit)
     loader = _Loader(content)  # bytes: libyaml reads them as they are (marks count characters)
     roots: list[yaml.Node] = []
     try:
