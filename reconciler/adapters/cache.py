@@ -18,7 +18,7 @@ import json
 import marshal
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -218,32 +218,20 @@ class KeptState:
         return state
 
     def put_version(self, name: str, version: str, write: VersionWrite) -> RegisteredVersion:
-        from reconciler.core.spec.model import RegisteredContainer
-
-        state = self._current()
-        written = self.inner.put_version(name, version, write)
-        if state is None:
-            self._state = None
-            return written
-        containers = dict(state.containers)
-        old = containers.get(name)
-        if old is None:
-            containers[name] = RegisteredContainer(name, False, (written,))
-        elif old.get(version) is not None:
-            versions = tuple(written if v.version == version else v for v in old.versions)
-            containers[name] = replace(old, versions=versions)
-        else:
-            containers[name] = replace(old, versions=(*old.versions, written))
-        self._patched(replace(state, containers=containers), True)
-        return written
+        return self._patched_by(lambda: [self.inner.put_version(name, version, write)])[0]
 
     def put_versions(
         self, writes: Sequence[tuple[str, str, VersionWrite]]
     ) -> list[RegisteredVersion]:
+        return self._patched_by(lambda: self.inner.put_versions(writes))
+
+    def _patched_by(self, write: Callable[[], list[RegisteredVersion]]) -> list[RegisteredVersion]:
+        """Run a write of the registry's and patch memory with what it returned, if memory
+        was current before it."""
         from reconciler.core.spec.model import with_written
 
         state = self._current()
-        written = self.inner.put_versions(writes)
+        written = write()
         self._patched(None if state is None else with_written(state, written), True)
         return written
 
