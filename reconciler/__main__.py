@@ -1,5 +1,3 @@
-import sys
+from reconciler.cli import program
 
-from reconciler.cli import main
-
-sys.exit(main())
+program()

@@ -143,7 +143,7 @@ def test_release_steps_build_install_and_run_outside_the_source_tree(tmp_path: P
         names = set(wheel.namelist())
         assert "__version__ = version = '9.8.7'" in wheel.read("reconciler/_version.py").decode()
         entry_points = wheel.read("reconciler-9.8.7.dist-info/entry_points.txt").decode()
-    assert "reconciler = reconciler.cli:main" in entry_points
+    assert "reconciler = reconciler.cli:program" in entry_points
     assert {"reconciler/py.typed", "reconciler/cli/__init__.py"} <= names
     assert any(n.startswith("reconciler/schemas/") and n.endswith(".json") for n in names)
     assert not any(n.startswith(("tests/", "benchmarks/", "scripts/")) for n in names)

@@ -4,7 +4,9 @@ changed input (files, registry, settings, environment, options) plans again."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -44,6 +46,11 @@ class Run:
         self.replayed = "reconciler.cli.replay" in done.stderr and (
             "reconciler.cli.app" not in done.stderr
         )
+        self.imported = {
+            line.rpartition("|")[2].strip()
+            for line in done.stderr.splitlines()
+            if line.startswith("import time:")
+        }
         self.err = "\n".join(
             line for line in done.stderr.splitlines() if not line.startswith("import time:")
         )
@@ -79,6 +86,8 @@ def test_an_unchanged_plan_is_replayed(repo: GitRepo, cli: Cli, plan: PlanRun) -
         assert second.replayed, (args, second.err)
         assert (second.code, second.out) == (first.code, first.out)
         assert first.out.strip(), args
+        # The registry's files were not written since: their stamp proves the token.
+        assert "sqlite3" not in second.imported and "sqlite3" in first.imported, args
 
 
 def test_pending_changes_are_replayed_with_their_exit_code(
@@ -117,9 +126,31 @@ def test_every_changed_input_plans_again(repo: GitRepo, cli: Cli, plan: PlanRun)
     # the registry written by someone else
     plan()
     assert plan().replayed
-    SqliteRegistry(repo.registry_db).put_version(
-        "hand-made", "1", VersionWrite({"image": "x"}, "", None, {})
-    )
+    assert "sqlite3" not in plan().imported  # proven by the registry files' stamp
+    registry = SqliteRegistry(repo.registry_db)
+    registry.put_version("hand-made", "1", VersionWrite({"image": "x"}, "", None, {}))
+    registry.close()
+    run = plan()
+    assert not run.replayed
+    # a write that leaves the files' size and mtime as they were (the same tick): the
+    # stamp's ctime tells
+    settle(repo)
+    plan()
+    run = plan()
+    assert run.replayed and "sqlite3" not in run.imported
+    before = {p: os.stat(p) for p in repo.registry_db.parent.glob("registry.db*")}
+    with contextlib.closing(sqlite3.connect(repo.registry_db)) as conn, conn:
+        conn.execute(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
+        )
+    for path, info in before.items():
+        if path.exists():
+            os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+    after = os.stat(repo.registry_db)
+    was = before[repo.registry_db]
+    assert (after.st_size, after.st_mtime_ns) == (was.st_size, was.st_mtime_ns)
+    wal = repo.registry_db.with_name("registry.db-wal")
+    assert not wal.exists() or wal.stat().st_size == 0  # nothing left in the log
     run = plan()
     assert not run.replayed
 

@@ -7,22 +7,29 @@ little else.
 
 from __future__ import annotations
 
-import hashlib
+import marshal
 import os
 import time
-from array import array
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from hashlib import _Hash as Digest
 
 # A file changed less than this long ago may change again within the same timestamp tick
 # (git's "racy clean" problem): a fingerprint that includes one is not trusted.
 RACY_SECONDS = 2.0
 MISSING = (0, 0, 0, 0, 0)  # a real file never has mode 0
+# git checks the tracked files with one thread per 500 of them (up to 20), and this
+# process stats the watch list meanwhile: niced, git's threads leave this one a core
+# rather than a twenty-first share of two.
+GIT_NICE = 10
 
 
 class _Git:
     """A read-only git command started at once and read later. posix_spawn, not
     subprocess: importing subprocess costs more than this whole module's work."""
 
-    def __init__(self, root: str, *args: str) -> None:
+    def __init__(self, root: str, *args: str, nice: int = 0) -> None:
         out, self._write = os.pipe()
         devnull = os.open(os.devnull, os.O_WRONLY)
         try:
@@ -41,7 +48,17 @@ class _Git:
         finally:
             os.close(self._write)
             os.close(devnull)
+        if nice:
+            # Before git starts its threads, which inherit it (only speed is at stake).
+            os.setpriority(os.PRIO_PROCESS, self.pid, nice)
         self._out = out
+
+    def cancel(self) -> None:
+        """Stop it (its answer is not needed after all) and reap it."""
+        # Not yet reaped, so the pid is still this child's. 9 is SIGKILL: importing
+        # `signal` would import enum.
+        os.kill(self.pid, 9)
+        self.output()
 
     def output(self) -> bytes | None:
         """What it printed (None: it failed)."""
@@ -65,8 +82,29 @@ def git_output(root: str, *args: str) -> bytes | None:
 
 def commit_of(root: str, ref: str) -> str | None:
     """The commit ``ref`` names in the repository at ``root`` (None: no such commit)."""
-    out = git_output(root, "rev-parse", "--verify", "-q", ref + "^{commit}")
-    return None if out is None else out.decode().strip()
+    return CommitCheck(root, ref).commit()
+
+
+class CommitCheck:
+    """The commit a ref names, asked at once and read later."""
+
+    def __init__(self, root: str, ref: str) -> None:
+        try:
+            self._git: _Git | None = _Git(root, "rev-parse", "--verify", "-q", ref + "^{commit}")
+        except OSError:
+            self._git = None
+
+    def commit(self) -> str | None:
+        """The commit (None: no such commit)."""
+        git, self._git = self._git, None
+        out = None if git is None else git.output()
+        return None if out is None else out.decode().strip()
+
+    def cancel(self) -> None:
+        """Stop git (the answer is not needed after all)."""
+        git, self._git = self._git, None
+        if git is not None:
+            git.cancel()
 
 
 def git_dirs(root: str) -> tuple[str, str] | None:
@@ -108,23 +146,66 @@ def worktree_fingerprint(root: str, watch: list[str]) -> str | None:
     and config, the tracked files git sees modified (by their stat data), and the stat data
     of ``watch`` (paths relative to ``root``: the directories whose mtimes change when a
     file appears or vanishes, .gitignore files, untracked files). None when it cannot be
-    trusted: not a git repository, or a file changed a moment ago.
+    trusted: not a git repository, or a file changed a moment ago."""
+    return WorktreeCheck(root).fingerprint(watch)
 
-    Git lists the modified files while this process stats the watch list, so the two
-    halves run on two cores."""
+
+class WorktreeCheck:
+    """A working-tree fingerprint in two halves: git starts listing the modified tracked
+    files at once, and ``fingerprint`` stats the watch list while it runs, so the two
+    halves use two cores. A caller with other work to do first (cli/replay.py) starts the
+    check early and lets git run meanwhile."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        try:
+            self._modified: _Git | None = _Git(
+                root, "diff-files", "--name-only", "-z", nice=GIT_NICE
+            )
+        except OSError:
+            self._modified = None
+
+    def cancel(self) -> None:
+        """Stop git (the fingerprint is not needed after all)."""
+        modified, self._modified = self._modified, None
+        if modified is not None:
+            modified.cancel()
+
+    def fingerprint(self, watch: list[str]) -> str | None:
+        """See worktree_fingerprint."""
+        modified, self._modified = self._modified, None
+        if modified is None:
+            return None
+        try:
+            digest = _stat_digest(self.root, watch)  # all but git's answer, while git runs
+        finally:
+            changed = modified.output()
+        if digest is None or changed is None:
+            return None
+        files = [p for p in changed.decode("utf-8", "surrogateescape").split("\0") if p]
+        if files:
+            more = _stat_all([os.path.join(self.root, p) for p in files], None)
+            if more is None:
+                return None
+            digest.update("\0".join(files).encode("utf-8", "surrogateescape"))
+            _add_numbers(digest, more)
+        return "worktree:" + digest.hexdigest()
+
+
+def _stat_digest(root: str, watch: list[str]) -> Digest | None:
+    """A running digest of HEAD, git's control files and the watch list's stat data
+    (None: not a repository, or something changed a moment ago)."""
     try:
-        modified = _Git(root, "diff-files", "--name-only", "-z")
         top = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
         return None
     try:
         # Relative to an open directory: tens of thousands of paths, no joining.
-        seen = _stat_all([p or "." for p in watch], top)
+        seen = _stat_all(watch, top)
     finally:
         os.close(top)
-        changed = modified.output()
     dirs = git_dirs(root)
-    if seen is None or changed is None or dirs is None:
+    if seen is None or dirs is None:
         return None
     git_dir, common = dirs
     join = os.path.join
@@ -138,28 +219,33 @@ def worktree_fingerprint(root: str, watch: list[str]) -> str | None:
         name = head[5:].strip().decode("utf-8", "surrogateescape")
         control += [join(git_dir, name), join(common, name), join(common, "packed-refs")]
         control.append(join(common, "reftable", "tables.list"))
-    files = [p for p in changed.decode("utf-8", "surrogateescape").split("\0") if p]
-    more = _stat_all(control + [join(root, p) for p in files], None)
-    if more is None:
+    stats = _stat_all(control, None)
+    if stats is None:
         return None
+    import hashlib  # here, not above: a replay's check runs it while git works
+
     digest = hashlib.sha256(head)
-    digest.update("\0".join(control + files).encode("utf-8", "surrogateescape"))
-    for numbers in (seen, more):
-        try:
-            digest.update(array("q", numbers).tobytes())
-        except OverflowError:  # an inode number beyond 2**63
-            digest.update(repr(numbers).encode())
-    return "worktree:" + digest.hexdigest()
+    digest.update("\0".join(control).encode("utf-8", "surrogateescape"))
+    _add_numbers(digest, seen)
+    _add_numbers(digest, stats)
+    return digest
+
+
+def _add_numbers(digest: Digest, numbers: list[int]) -> None:
+    # marshal: fast, exact for any int, and no import (array's pulls in collections).
+    # Format 2 has no back-references, so equal numbers give equal bytes.
+    digest.update(marshal.dumps(numbers, 2))
 
 
 def _stat_all(paths: list[str], directory: int | None) -> list[int] | None:
-    """Stat data of every path, flattened (None: one changed a moment ago)."""
+    """Stat data of every path ("": the directory itself), flattened (None: one changed a
+    moment ago)."""
     fresh_after = (time.time() - RACY_SECONDS) * 1e9
     numbers: list[int] = []
     add, stat = numbers.extend, os.stat
     for path in paths:
         try:
-            info = stat(path, dir_fd=directory, follow_symlinks=False)
+            info = stat(path or ".", dir_fd=directory, follow_symlinks=False)
         except OSError:
             add(MISSING)
             continue

@@ -18,7 +18,6 @@ line, so it imports only the standard library and the two lean adapters it check
 
 from __future__ import annotations
 
-import hashlib
 import marshal
 import os
 import sys
@@ -29,7 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any, TextIO
 
-FORMAT = 1
+FORMAT = 2
 # Shell variables that differ between two runs of the same command and mean nothing to it.
 VOLATILE = frozenset({"_", "OLDPWD", "SHLVL", "PS1", "PS2", "COLUMNS", "LINES"})
 VALUED = frozenset({"--ref", "--repo", "--path", "--registry"})  # options with a value
@@ -89,32 +88,49 @@ class Answer:
     """The key of one replayable command line, and its recorded answer on disk."""
 
     def __init__(self, words: Words, root: str) -> None:
-        from reconciler import __version__
-
         self.words = words
         self.root = root
-        settings = os.path.join(root, "reconciler.toml")
-        try:
-            with open(settings, "rb") as handle:
-                settings_bytes: bytes | None = handle.read()
-        except OSError:
-            settings_bytes = None
-        inputs = (
-            FORMAT,
-            __version__,
-            sys.executable,
-            words.words,
-            os.getcwd(),
-            root,
-            sorted((k, v) for k, v in os.environ.items() if k not in VOLATILE),
-            _code_identity(),
-            settings_bytes,
-            time.strftime("%Y-%m-%d"),
-            time.strftime("%Y-%m-%d", time.gmtime()),
-        )
-        self.key = hashlib.sha256(repr(inputs).encode("utf-8", "surrogateescape")).hexdigest()
-        place = hashlib.sha256(repr((words.words, os.getcwd())).encode()).hexdigest()[:16]
-        self.path = os.path.join(root, ".reconciler", "cache", f"replay-{place}.marshal")
+        self._key: str | None = None
+
+    @property
+    def path(self) -> str:
+        """The answer's file: one per command line and working directory."""
+        import hashlib
+
+        place = repr((self.words.words, os.getcwd())).encode("utf-8", "surrogateescape")
+        name = f"replay-{hashlib.sha256(place).hexdigest()[:16]}.marshal"
+        return os.path.join(self.root, ".reconciler", "cache", name)
+
+    @property
+    def key(self) -> str:
+        """A digest of every input but the registry's state and the files."""
+        if self._key is None:
+            import hashlib
+
+            from reconciler import __version__
+
+            settings = os.path.join(self.root, "reconciler.toml")
+            try:
+                with open(settings, "rb") as handle:
+                    settings_bytes: bytes | None = handle.read()
+            except OSError:
+                settings_bytes = None
+            inputs = (
+                FORMAT,
+                __version__,
+                sys.executable,
+                self.words.words,
+                os.getcwd(),
+                self.root,
+                sorted((k, v) for k, v in os.environ.items() if k not in VOLATILE),
+                _code_identity(),
+                settings_bytes,
+                time.strftime("%Y-%m-%d"),
+                time.strftime("%Y-%m-%d", time.gmtime()),
+            )
+            text = repr(inputs).encode("utf-8", "surrogateescape")
+            self._key = hashlib.sha256(text).hexdigest()
+        return self._key
 
     @classmethod
     def of(cls, words: Sequence[str]) -> Answer | None:
@@ -127,18 +143,37 @@ class Answer:
 
     def replay(self, out: TextIO) -> int | None:
         """Print the recorded answer and return its exit code, when every input is
-        unchanged; None otherwise (nothing printed)."""
-        from reconciler.adapters.sqlite_token import read_token
-
+        unchanged; None otherwise (nothing printed). Either way the key is then fixed:
+        taken before the command runs, so an answer is never recorded under inputs that
+        changed while it ran."""
         try:
-            with open(self.path, "rb") as handle:
-                recorded = marshal.load(handle)
-            form, key, database, token, ref, fingerprint, watch, code, output = recorded
-        except (OSError, EOFError, ValueError, TypeError):
+            return self._replay(out)
+        finally:
+            _ = self.key
+
+    def _replay(self, out: TextIO) -> int | None:
+        # The files' check starts first, before even looking for an answer: git works on
+        # the other core while this process reads the answer, works out its key and
+        # checks the registry's state.
+        from reconciler.adapters import git_fingerprint
+
+        ref = self.words.values.get("--ref")
+        check: git_fingerprint.CommitCheck | git_fingerprint.WorktreeCheck = (
+            git_fingerprint.WorktreeCheck(self.root)
+            if ref is None
+            else git_fingerprint.CommitCheck(self.root, ref)
+        )
+        try:
+            output, code, fingerprint = self._recorded(ref)
+            if isinstance(check, git_fingerprint.CommitCheck):
+                commit = check.commit()
+                now = None if commit is None else "commit:" + commit
+            else:
+                now = check.fingerprint(fingerprint[1])
+        except _Stale:
+            check.cancel()
             return None
-        if form != FORMAT or key != self.key or read_token(database) != token:
-            return None
-        if self._fingerprint(ref, watch) != fingerprint:
+        if now is None or now != fingerprint[0]:
             return None
         binary = getattr(out, "buffer", None)
         if binary is None:  # a text-only stream (an embedding program's)
@@ -149,13 +184,29 @@ class Answer:
         out.flush()
         return int(code)
 
-    def _fingerprint(self, ref: str | None, watch: list[str] | None) -> str | None:
-        from reconciler.adapters.git_fingerprint import commit_of, worktree_fingerprint
+    def _recorded(self, ref: str | None) -> tuple[bytes, int, tuple[str, list[str]]]:
+        """The recorded output, exit code and files' fingerprint (with its watch list),
+        when the key and the registry's token still match; _Stale otherwise."""
+        from reconciler.adapters import sqlite_token
 
-        if ref is not None:
-            commit = commit_of(self.root, ref)
-            return None if commit is None else "commit:" + commit
-        return None if watch is None else worktree_fingerprint(self.root, watch)
+        try:
+            with open(self.path, "rb") as handle:  # none yet: FileNotFoundError
+                # loads of the whole, not load: load reads a file in tiny pieces.
+                recorded = marshal.loads(handle.read())
+            form, key, database, token, stamp, recorded_ref, fingerprint, watch, code, output = (
+                recorded
+            )
+        except (OSError, EOFError, ValueError, TypeError):
+            raise _Stale from None
+        if form != FORMAT or key != self.key or recorded_ref != ref:
+            raise _Stale
+        if ref is None and watch is None:
+            raise _Stale
+        # The stamp spares loading SQLite when no write touched the registry's files.
+        unchanged = stamp is not None and sqlite_token.stamp(database) == stamp
+        if not unchanged and sqlite_token.read_token(database) != token:
+            raise _Stale
+        return output, code, (fingerprint, watch)
 
     def record(
         self,
@@ -168,19 +219,32 @@ class Answer:
         output: str,
     ) -> None:
         """Keep this run's answer (written whole, then renamed: never half an answer)."""
-        data = (FORMAT, self.key, database, token, ref, fingerprint, watch, code)
+        from reconciler.adapters import sqlite_token
+
+        # The stamp is taken first, then the token read again: a stamp kept is one the
+        # answer's token held after, and a registry written since the plan read it makes
+        # no answer at all.
+        stamp = sqlite_token.stamp(database)
+        if sqlite_token.read_token(database) != token:
+            return
+        data = (FORMAT, self.key, database, token, stamp, ref, fingerprint, watch, code)
         blob = marshal.dumps((*data, output.encode("utf-8", "surrogateescape")))
-        temporary = f"{self.path}.{os.getpid()}.tmp"
+        path = self.path
+        temporary = f"{path}.{os.getpid()}.tmp"
         try:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(temporary, "wb") as handle:
                 handle.write(blob)
-            os.replace(temporary, self.path)
+            os.replace(temporary, path)
         except OSError:  # a cache that cannot be written is only slower
             import contextlib
 
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
+
+
+class _Stale(Exception):
+    """The recorded answer no longer holds."""
 
 
 class Watched:
