@@ -140,9 +140,7 @@ def test_every_changed_input_plans_again(repo: GitRepo, cli: Cli, plan: PlanRun)
     assert run.replayed and "sqlite3" not in run.imported
     before = {p: os.stat(p) for p in repo.registry_db.parent.glob("registry.db*")}
     with contextlib.closing(sqlite3.connect(repo.registry_db)) as conn, conn:
-        conn.execute(
-            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
-        )
+        conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
     for path, info in before.items():
         if path.exists():
             os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
