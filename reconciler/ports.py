@@ -198,6 +198,10 @@ class Registry(Protocol):
 
     def set_build_record(self, record: BuildRecord) -> None: ...
 
+    def set_build_records(self, records: Sequence[BuildRecord]) -> None:
+        """set_build_record of each, in one write where the backend can (the SQLite
+        registry: all or none); elsewhere one at a time, each safe to repeat."""
+
     def set_version_archived(self, name: str, version: str, archived: bool) -> None: ...
 
     def history(self, name: str) -> list[dict[str, Any]]:

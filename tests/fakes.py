@@ -344,6 +344,10 @@ class MemoryRegistry:
         self._builds[f"{record.name}\0{record.version}"] = record
         self._generation += 1
 
+    def set_build_records(self, records: Sequence[BuildRecord]) -> None:
+        for record in records:
+            self.set_build_record(record)
+
     # -- lock, batch ------------------------------------------------------------------
 
     @contextlib.contextmanager

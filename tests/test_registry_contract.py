@@ -5,6 +5,7 @@ the in-memory registry of the engine verb tests (tests/fakes.py)."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -212,6 +213,27 @@ def test_build_records_round_trip_and_are_not_drift(registry: Registry) -> None:
     # a later metadata update keeps the record
     registry.put_version("base", "1", write(description="changed"))
     assert registry.build_records()[("base", "1")] == record
+
+
+def test_build_records_are_written_in_one_call(registry: Registry) -> None:
+    sent = write()
+    registry.put_version("base", "1", sent)
+    registry.put_version("other", "1", sent)
+    records = [
+        BuildRecord("base", "1", sent.digest, BuildStatus.SUCCEEDED, "img:1", bases={"b": "d"}),
+        BuildRecord("other", "1", sent.digest, BuildStatus.NOT_BUILT, message="no builder"),
+    ]
+    registry.set_build_records(records)
+    assert [registry.build_records()[(r.name, r.version)] for r in records] == records
+    registry.set_build_records([])  # nothing to write: no error
+    # a record for a version that does not exist is refused; the batch's others are
+    # written by a backend that writes one at a time, none by the SQLite registry
+    again = replace(records[0], status=BuildStatus.FAILED, message="later")
+    with pytest.raises(RegistryError):
+        registry.set_build_records([again, BuildRecord("ghost", "1", sent.digest)])
+    assert registry.build_records()[("base", "1")] in (records[0], again)
+    if isinstance(registry, SqliteRegistry):  # one transaction: all or none
+        assert registry.build_records()[("base", "1")] == records[0]
 
 
 def test_lock_is_exclusive(registry: Registry) -> None:

@@ -485,6 +485,10 @@ class AzureMLRegistry:
         if tags != old:
             self._resend(name, existing, f"update {name}:{version}", tags=tags)
 
+    def set_build_records(self, records: Sequence[BuildRecord]) -> None:
+        for record in records:  # one request each: the service has no batch
+            self.set_build_record(record)
+
     def set_container_archived(self, name: str, archived: bool) -> None:
         verb = "archive" if archived else "restore"
         found = self._optional_json(f"get {name}", name)

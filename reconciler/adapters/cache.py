@@ -248,6 +248,11 @@ class KeptState:
         self.inner.set_build_record(record)
         self._patched(state, state is not None)  # records are not part of the state
 
+    def set_build_records(self, records: Sequence[BuildRecord]) -> None:
+        state = self._current()
+        self.inner.set_build_records(records)
+        self._patched(state, state is not None)
+
     # -- everything else as is -------------------------------------------------------
 
     def state_token(self) -> str | None:

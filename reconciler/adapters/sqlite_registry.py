@@ -359,39 +359,24 @@ class SqliteRegistry:
     def set_build_record(self, record: BuildRecord) -> None:
         try:
             with self._tx() as conn:
-                conn.execute(
-                    "INSERT INTO builds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (name, version) DO UPDATE SET digest=excluded.digest, "
-                    "status=excluded.status, image=excluded.image, "
-                    "started_at=excluded.started_at, ended_at=excluded.ended_at, "
-                    "log_tail=excluded.log_tail, log_path=excluded.log_path, "
-                    "attempts=excluded.attempts, next_attempt_at=excluded.next_attempt_at, "
-                    "message=excluded.message, cache_hit=excluded.cache_hit",
-                    (
-                        record.name,
-                        record.version,
-                        record.digest,
-                        record.status.value,
-                        record.image,
-                        record.started_at,
-                        record.ended_at,
-                        record.log_tail,
-                        record.log_path,
-                        record.attempts,
-                        record.next_attempt_at,
-                        record.message,
-                        int(record.cache_hit),
-                    ),
-                )
-                conn.execute(
-                    "INSERT INTO build_bases VALUES (?, ?, ?) ON CONFLICT (name, version) "
-                    "DO UPDATE SET bases=excluded.bases",
-                    (record.name, record.version, canonical_json(dict(record.bases))),
-                )
+                _write_builds(conn, [record])
         except sqlite3.Error as exc:
             raise _translate(
                 exc, f"cannot record the build of {record.name}:{record.version}"
             ) from exc
+
+    def set_build_records(self, records: Sequence[BuildRecord]) -> None:
+        if self._delay:  # the crash tests' write delay is per record
+            for record in records:
+                self.set_build_record(record)
+            return
+        if not records:
+            return
+        try:
+            with self._tx() as conn:
+                _write_builds(conn, records)
+        except sqlite3.Error as exc:
+            raise _translate(exc, f"cannot record the builds of {len(records)} version(s)") from exc
 
     # -- writes -----------------------------------------------------------------------
 
@@ -589,6 +574,49 @@ class SqliteRegistry:
                     _event(conn, _now(), name, version, "archive" if archived else "restore", {})
         except sqlite3.Error as exc:
             raise _translate(exc, f"cannot archive or restore {name}:{version}") from exc
+
+
+_UPSERT_BUILD = (
+    "INSERT INTO builds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (name, version) DO UPDATE SET digest=excluded.digest, "
+    "status=excluded.status, image=excluded.image, "
+    "started_at=excluded.started_at, ended_at=excluded.ended_at, "
+    "log_tail=excluded.log_tail, log_path=excluded.log_path, "
+    "attempts=excluded.attempts, next_attempt_at=excluded.next_attempt_at, "
+    "message=excluded.message, cache_hit=excluded.cache_hit"
+)
+_UPSERT_BASES = (
+    "INSERT INTO build_bases VALUES (?, ?, ?) ON CONFLICT (name, version) "
+    "DO UPDATE SET bases=excluded.bases"
+)
+
+
+def _write_builds(conn: sqlite3.Connection, records: Sequence[BuildRecord]) -> None:
+    """Build records and their base digests, a statement per table."""
+    conn.executemany(
+        _UPSERT_BUILD,
+        [
+            (
+                r.name,
+                r.version,
+                r.digest,
+                r.status.value,
+                r.image,
+                r.started_at,
+                r.ended_at,
+                r.log_tail,
+                r.log_path,
+                r.attempts,
+                r.next_attempt_at,
+                r.message,
+                int(r.cache_hit),
+            )
+            for r in records
+        ],
+    )
+    conn.executemany(
+        _UPSERT_BASES, [(r.name, r.version, canonical_json(dict(r.bases))) for r in records]
+    )
 
 
 _ROLLED_BACK = "a write failed and SQLite rolled the transaction back; nothing of it was written"

@@ -352,9 +352,8 @@ class BuildRunner:
 
     def _save_all(self, records: list[BuildRecord]) -> None:
         if self._concurrency < 2 or len(records) < 2:
-            with self.registry.batch():  # one transaction, not one per record
-                for record in records:
-                    self._save(record)
+            with self._write_lock:
+                self.registry.set_build_records(records)  # one write, not one per record
             return
         with ThreadPoolExecutor(min(self._concurrency, len(records))) as pool:
             list(pool.map(self._save, records))
