@@ -22,6 +22,16 @@ def conda(i: int) -> str:
     return CONDA.replace("1.26.4", f"1.26.{i}")
 
 
+def save(repo: GitRepo, path: str, text: str) -> None:
+    """Write a file whole (aside, then renamed, as most editors save): what is tested here
+    is the registry lock, and a reader that opens a file halfway through a plain write
+    sees half of it."""
+    full = repo.root / path
+    aside = full.with_name(f".{full.name}.saving")
+    aside.write_text(text)
+    aside.replace(full)
+
+
 def test_watch_reconcile_and_apply_never_interleave(repo: GitRepo, started: list[Running]) -> None:
     repo.write("environments/a/env.yml", conda_env("a"))
     repo.write("environments/a/conda.yml", conda(0))
@@ -38,7 +48,7 @@ def test_watch_reconcile_and_apply_never_interleave(repo: GitRepo, started: list
     # reconcilers read the file at different moments and race for the next version.
     applies = []
     for i in range(1, EDITS + 1):
-        repo.write("environments/a/conda.yml", conda(i))  # build-relevant: a new version
+        save(repo, "environments/a/conda.yml", conda(i))  # build-relevant: a new version
         applies.append(
             subprocess.Popen(
                 [sys.executable, "-m", "reconciler", "apply", "--repo", root],
