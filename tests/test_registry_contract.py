@@ -5,8 +5,8 @@ the in-memory registry of the engine verb tests (tests/fakes.py)."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 

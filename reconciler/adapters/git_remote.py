@@ -5,36 +5,17 @@ moved away from the remote is an error to report, not something to overwrite."""
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.core.spec.secrets import mask_text
+from reconciler.adapters.worktree import run_git
 from reconciler.ports import SourceError
 
 FETCH_TIMEOUT = 120.0
 
 
 def _git(root: Path, *args: str, timeout: float = FETCH_TIMEOUT) -> str:
-    try:
-        done = subprocess.run(
-            ["git", *args],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=timeout,
-            env=None,
-        )
-    except FileNotFoundError as exc:
-        raise SourceError("git is not installed") from exc
-    except subprocess.TimeoutExpired:
-        raise SourceError(f"git {args[0]}: no answer within {timeout:g} s") from None
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines()
-        why = mask_text(lines[-1]) if lines else "failed"
-        raise SourceError(f"git {' '.join(args[:2])}: {why}")
-    return done.stdout.strip()
+    return run_git(root, *args, timeout=timeout).decode("utf-8", "replace").strip()
 
 
 def current_branch(root: Path) -> str | None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.core.desired.snapshot import EXECUTABLE_MODE, SYMLINK_MODE, FileEntry
+from reconciler.core.spec.secrets import mask_text
 from reconciler.ports import SourceError
 
 SKIP_DIRS = frozenset({".git", ".reconciler"})
@@ -25,14 +26,21 @@ def blob_id(content: bytes) -> str:
     return hashlib.sha1(header + content, usedforsecurity=False).hexdigest()
 
 
-def run_git(root: Path, *args: str) -> bytes:
+def run_git(root: Path, *args: str, timeout: float | None = None) -> bytes:
+    """What a git command printed; SourceError with git's last word (credentials in a
+    remote's URL masked) when it fails or gives no answer within ``timeout`` seconds."""
     try:
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, check=False)
+        done = subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, check=False, timeout=timeout
+        )
     except FileNotFoundError as exc:
         raise SourceError("git is not installed") from exc
+    except subprocess.TimeoutExpired:
+        raise SourceError(f"git {args[0]}: no answer within {timeout:g} s") from None
     if done.returncode != 0:
         message = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise SourceError(f"git {' '.join(args)}: {message[-1] if message else 'failed'}")
+        why = message[-1] if message else "failed"
+        raise SourceError(mask_text(f"git {' '.join(args)}: {why}"))
     return done.stdout
 
 
