@@ -48,10 +48,14 @@ class _Git:
         finally:
             os.close(self._write)
             os.close(devnull)
-        if nice:
-            # Before git starts its threads, which inherit it (only speed is at stake).
-            os.setpriority(os.PRIO_PROCESS, self.pid, nice)
         self._out = out
+        if nice:
+            # Before git starts its threads, which inherit it. Only speed is at stake, so
+            # a sandbox that refuses it changes nothing else.
+            try:
+                os.setpriority(os.PRIO_PROCESS, self.pid, nice)
+            except OSError:
+                return
 
     def cancel(self) -> None:
         """Stop it (its answer is not needed after all) and reap it."""
