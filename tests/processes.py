@@ -18,7 +18,7 @@ from tests.conftest import GIT_ENV
 T = TypeVar("T")
 
 
-def wait_for(check: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
+def wait_for(check: Callable[[], T | None], timeout: float = 10.0, what: str = "condition") -> T:
     """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:

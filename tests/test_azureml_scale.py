@@ -174,10 +174,12 @@ def test_throttle_holds_every_thread_until_retry_after() -> None:
     throttle.hold(0.3)
     woke: list[float] = []
     started = time.monotonic()
-    threads = [
-        threading.Thread(target=lambda: (throttle.wait(), woke.append(time.monotonic())))
-        for _ in range(4)
-    ]
+
+    def wait_then_wake() -> None:
+        throttle.wait()
+        woke.append(time.monotonic())
+
+    threads = [threading.Thread(target=wait_then_wake) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
