@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -66,8 +66,8 @@ class Running:
             reader.start()
 
     @staticmethod
-    def _read(stream: object, into: list[str]) -> None:
-        for line in stream:  # type: ignore[attr-defined]
+    def _read(stream: Iterable[str], into: list[str]) -> None:
+        for line in stream:
             into.append(line.rstrip("\n"))
 
     @property

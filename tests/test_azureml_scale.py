@@ -99,7 +99,9 @@ def test_build_contexts_upload_once_per_distinct_context(
     assert cli("plan", "--refresh", "--registry", workspace.url)[0] == 0
 
 
-def test_reads_run_concurrently(workspace: Workspace, tmp_path: Path) -> None:
+def test_reads_run_concurrently(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     registry = AzureMLRegistry(workspace.url, tmp_path, None, RetryPolicy(3, 0.01))
     from tests.test_registry_contract import write
 
@@ -122,7 +124,7 @@ def test_reads_run_concurrently(workspace: Workspace, tmp_path: Path) -> None:
             with guard:
                 active -= 1
 
-    registry._versions = counted  # type: ignore[method-assign]
+    monkeypatch.setattr(registry, "_versions", counted)
     state = registry.read_state()
     assert len(state.containers) == 12
     assert peak > 1
