@@ -180,7 +180,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         marks = {mark for fixture, mark in _SERVICE_FIXTURES.items() if fixture in names}
-        module = item.module.__name__.rpartition(".")[2] if item.module else ""
+        python_module = item.module if isinstance(item, pytest.Function) else None
+        module = python_module.__name__.rpartition(".")[2] if python_module else ""
         marks.update(_MODULE_MARKS.get(module, ()))
         if marks & {"docker", "azure", "browser"}:
             marks.add("slow")  # a service to start is never the fast path

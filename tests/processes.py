@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -18,7 +18,7 @@ from tests.conftest import GIT_ENV
 T = TypeVar("T")
 
 
-def wait_for(check: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
+def wait_for(check: Callable[[], T | None], timeout: float = 10.0, what: str = "condition") -> T:
     """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -66,8 +66,8 @@ class Running:
             reader.start()
 
     @staticmethod
-    def _read(stream: object, into: list[str]) -> None:
-        for line in stream:  # type: ignore[attr-defined]
+    def _read(stream: Iterable[str], into: list[str]) -> None:
+        for line in stream:
             into.append(line.rstrip("\n"))
 
     @property

@@ -55,7 +55,7 @@ def script_env(**extra: str) -> dict[str, str]:
 
 
 def run(
-    command: list[str], cwd: Path, timeout: float = 900, **env: str
+    command: list[str], cwd: Path, timeout: float = 900, /, **env: str
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         command,

@@ -80,7 +80,7 @@ class Spec:
         return self.files[file]
 
     def _flatten(self, file: PurePosixPath, name: str) -> dict[str, Any]:
-        raw = copy.deepcopy(self._file(file)["definitions"][name])
+        raw: dict[str, Any] = copy.deepcopy(self._file(file)["definitions"][name])
         properties: dict[str, Any] = {}
         required: list[str] = []
         for parent in raw.pop("allOf", []):

@@ -135,8 +135,8 @@ def test_a_crashed_holders_lease_expires_and_is_taken_over(
         text=True,
     )
     try:
-        assert process.stdout is not None
-        assert process.stdout.readline().strip() == "held", process.stderr.read()  # type: ignore[union-attr]
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout.readline().strip() == "held", process.stderr.read()
         process.send_signal(signal.SIGKILL)  # no release, no clean-up: a crash
         process.wait(10)
     finally:

@@ -99,7 +99,9 @@ def test_build_contexts_upload_once_per_distinct_context(
     assert cli("plan", "--refresh", "--registry", workspace.url)[0] == 0
 
 
-def test_reads_run_concurrently(workspace: Workspace, tmp_path: Path) -> None:
+def test_reads_run_concurrently(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     registry = AzureMLRegistry(workspace.url, tmp_path, None, RetryPolicy(3, 0.01))
     from tests.test_registry_contract import write
 
@@ -122,7 +124,7 @@ def test_reads_run_concurrently(workspace: Workspace, tmp_path: Path) -> None:
             with guard:
                 active -= 1
 
-    registry._versions = counted  # type: ignore[method-assign]
+    monkeypatch.setattr(registry, "_versions", counted)
     state = registry.read_state()
     assert len(state.containers) == 12
     assert peak > 1
@@ -174,10 +176,12 @@ def test_throttle_holds_every_thread_until_retry_after() -> None:
     throttle.hold(0.3)
     woke: list[float] = []
     started = time.monotonic()
-    threads = [
-        threading.Thread(target=lambda: (throttle.wait(), woke.append(time.monotonic())))
-        for _ in range(4)
-    ]
+
+    def wait_then_wake() -> None:
+        throttle.wait()
+        woke.append(time.monotonic())
+
+    threads = [threading.Thread(target=wait_then_wake) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:

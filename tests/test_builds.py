@@ -46,6 +46,7 @@ def tags(docker_env: DockerEnv, registry: str) -> list[str]:
 
 
 def show(cli: Cli, target: str) -> dict[str, Any]:
+    document: dict[str, Any]
     code, document = cli.json("show", target)
     assert code == 0
     return document

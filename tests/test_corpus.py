@@ -23,7 +23,8 @@ import pytest
 import yaml
 
 from reconciler.adapters.gitsource import DirectorySnapshot
-from reconciler.core.desired.load import Selection, load_desired
+from reconciler.core.desired.load import load_desired
+from reconciler.core.desired.selection import Selection
 from reconciler.core.desired.types import DesiredState, LoadMemo
 from reconciler.core.plan.planner import make_plan
 from reconciler.core.plan.types import Action

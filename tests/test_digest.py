@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from reconciler.adapters.gitsource import DirectorySnapshot
-from reconciler.core.desired.load import Selection, load_desired
+from reconciler.core.desired.load import load_desired
+from reconciler.core.desired.selection import Selection
 from reconciler.core.desired.types import LoadMemo
 from tests.conftest import GitRepo
 

@@ -208,7 +208,7 @@ def replay_container_get(client: Client, operation_id: str) -> None:
 
 def replay_container_list(client: Client, operation_id: str) -> None:
     example = example_for(operation_id)
-    expected = (
+    expected: dict[str, Any] = (
         example["responses"]["200"]["body"]["value"][0]
         if example
         else {"name": "testEnvironment", "properties": {"description": "d", "tags": {"t": "v"}}}

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from reconciler.emulator import leases
+from reconciler.emulator.http import BLOB_ACCOUNT
 from reconciler.emulator.leases import INFINITE, Lease, LeaseError
-from reconciler.emulator.server import BLOB_ACCOUNT, RunningEmulator, start
+from reconciler.emulator.server import RunningEmulator, start
 from tests.azure_support import Workspace
 
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.adapters.gitsource import GitSource, WorkTreeSnapshot
+from reconciler.adapters.gitsource import GitSource
 from reconciler.adapters.sqlite_registry import SqliteRegistry
+from reconciler.adapters.worktree import WorkTreeSnapshot
 from reconciler.adapters.worktree_index import TreeIndex
 from reconciler.core.desired.selection import Selection
 from reconciler.core.plan.options import PlanOptions
@@ -286,7 +287,7 @@ def test_kept_state_equals_a_fresh_read_after_random_edits(
             kept.source.hint(None if events is None else frozenset())
             with contextlib.suppress(ApplyRefused):  # a plan with errors: nothing applied
                 kept.apply()  # the registry moves too (patched in memory)
-            after = None if events is None else frozenset()
+            after: frozenset[str] | None = None if events is None else frozenset()
             compare(kept, fresh, f"after apply at step {number}: {done}", after)
     assert kept.source._kept.full_loads < 30  # the kept listing was used, not only git's
     memos = kept.cache.kept_memos()

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 from importlib import resources
+from typing import Any
 
 import jsonschema
 
 from tests.conftest import CONDA, Cli, GitRepo, conda_env, image_env
 
 
-def schema() -> dict:
+def schema() -> dict[str, Any]:
     text = resources.files("reconciler").joinpath("schemas/plan.schema.json").read_text()
-    return json.loads(text)
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
 
 
 def test_every_kind_of_plan_validates(repo: GitRepo, cli: Cli) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.core.desired.load import Selection
+from reconciler.core.desired.selection import Selection
 from reconciler.core.desired.types import DesiredEnvironment, DesiredState
 from reconciler.core.plan.environment import stamps
 from reconciler.core.plan.options import PlanOptions
@@ -164,7 +164,10 @@ def test_version_archived_by_hand_is_drift_until_self_heal() -> None:
 
 def test_archive_stamp_tells_git_removal_from_hand_archive() -> None:
     env = desired("a")
-    stamped = registered(env, **{STAMP_ARCHIVED: "c0ffee"})
+    # (every parameter named, so the stamp can only be a tag)
+    stamped = registered(
+        env, version="1", archived=False, managed=True, **{STAMP_ARCHIVED: "c0ffee"}
+    )
     # archived by the reconciler, back in git: restore, and clear the stamp
     plan = make_plan(state(env), registry(RegisteredContainer("a", True, (stamped,))), SEL)
     assert plan_actions(plan) == [("restore", "a", None)]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -18,7 +20,7 @@ from reconciler.core.promotion.gate import (
     gate_order,
 )
 from reconciler.core.promotion.status import Cell, CellState, TargetView, matrix
-from reconciler.settings import SettingsError, load_settings
+from reconciler.settings import Settings, SettingsError, load_settings
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 
@@ -57,15 +59,11 @@ def _dev(*landed: Landed, builds: bool = False, reachable: bool = True) -> Upstr
     return Upstream("dev", {"ml": landed}, builds_configured=builds, reachable=reachable)
 
 
-def _v(version: str, digest: str, **kw: object) -> Landed:
-    defaults: dict[str, object] = {
-        "managed": True,
-        "archived": False,
-        "created_at": NOW - timedelta(days=3),
-        "build": None,
-    }
-    defaults.update(kw)
-    return Landed(version, digest, **defaults)  # type: ignore[arg-type]
+def _v(version: str, digest: str, **kw: Any) -> Landed:
+    landed = Landed(
+        version, digest, managed=True, archived=False, created_at=NOW - timedelta(days=3)
+    )
+    return replace(landed, **kw)
 
 
 def test_content_registered_upstream_passes_and_keeps_its_version() -> None:
@@ -140,7 +138,7 @@ def test_an_upstream_that_does_not_hold_the_environment_defers_it() -> None:
     assert deferral.wait is Wait.NOT_SELECTED
 
 
-def _settings(tmp_path: Path, text: str) -> object:
+def _settings(tmp_path: Path, text: str) -> Settings:
     (tmp_path / "reconciler.toml").write_text(text)
     return load_settings(tmp_path, {}, environ={})
 
@@ -164,18 +162,18 @@ include = ["serving-*"]
 archive_limit_count = 2
 """,
     )
-    targets = settings.targets  # type: ignore[attr-defined]
+    targets = settings.targets
     assert list(targets) == ["dev", "prod"]
     prod = targets["prod"]
     assert prod.after == ("dev",)
     assert prod.soak == timedelta(hours=24)
     assert prod.stage == "Production"
     assert prod.include == ("serving-*",)
-    as_prod = settings.for_target("prod")  # type: ignore[attr-defined]
+    as_prod = settings.for_target("prod")
     assert as_prod.registry == "sqlite:///prod.db"
     assert as_prod.archive_limit_count == 2
     assert as_prod.image_registry == "127.0.0.1:5000/top"  # inherited
-    as_dev = settings.for_target("dev")  # type: ignore[attr-defined]
+    as_dev = settings.for_target("dev")
     assert as_dev.archive_limit_count == 4
 
 
@@ -214,13 +212,11 @@ def test_bad_targets_are_errors_naming_the_file_and_key(
 
 def test_no_targets_table_means_no_targets(tmp_path: Path) -> None:
     settings = _settings(tmp_path, 'registry = "sqlite:///one.db"\n')
-    assert settings.targets == {}  # type: ignore[attr-defined]
+    assert settings.targets == {}
 
 
-def _view(name: str, **kw: object) -> TargetView:
-    defaults: dict[str, object] = {"selected": frozenset({"ml", "serve"})}
-    defaults.update(kw)
-    return TargetView(name, **defaults)  # type: ignore[arg-type]
+def _view(name: str, **kw: Any) -> TargetView:
+    return replace(TargetView(name, selected=frozenset({"ml", "serve"})), **kw)
 
 
 def test_status_matrix_shows_each_target_and_the_most_urgent_state() -> None:
@@ -259,8 +255,9 @@ def test_status_document_matches_its_schema() -> None:
         (Path(__file__).parent.parent / "reconciler/schemas/status.schema.json").read_text()
     )
     jsonschema.validate(doc, schema)
-    row = doc["environments"][0]  # type: ignore[index]
-    assert row["targets"]["prod"] == {  # type: ignore[index]
+    # (the document is JSON: its rows are typed as the schema just checked describes them)
+    row = cast(list[dict[str, Any]], doc["environments"])[0]
+    assert row["targets"]["prod"] == {
         "state": "unknown",
         "version": None,
         "detail": "connection refused",

@@ -414,7 +414,7 @@ def _changed(spec: dict[str, Any], change: str, data: st.DataObject) -> dict[str
         now = str(spec.get("os_type", "linux")).lower()
         out["os_type"] = "windows" if now == "linux" else "linux"
     elif change == "inference_config":
-        config = spec.get("inference_config") or data.draw(routes)
+        config: dict[str, Any] = spec.get("inference_config") or data.draw(routes)
         port = config["scoring_route"]["port"]
         out["inference_config"] = {
             **config,

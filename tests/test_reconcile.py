@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,7 +44,7 @@ def container(repo: GitRepo, name: str) -> RegisteredContainer:
     return found
 
 
-def actions(document: dict) -> list[tuple[str, str, str | None]]:
+def actions(document: dict[str, Any]) -> list[tuple[str, str, str | None]]:
     return [(c["action"], c["name"], c["version"]) for c in document["changes"]]
 
 
@@ -240,7 +241,9 @@ def test_version_collision_is_an_error_never_an_overwrite(repo: GitRepo, cli: Cl
     assert collision and collision[0]["path"] == "environments/inline.yml"
     assert cli("apply")[0] == 1
     only = container(repo, "inline").versions
-    assert len(only) == 1 and only[0].content["conda"]["dependencies"] == ["python=3.10"]
+    assert len(only) == 1
+    content = only[0].content
+    assert content is not None and content["conda"]["dependencies"] == ["python=3.10"]
 
 
 def test_archive_guard_refuses_mass_archive(repo: GitRepo, cli: Cli) -> None:
@@ -411,7 +414,7 @@ def test_unmanaged_environments_are_never_archived(repo: GitRepo, cli: Cli) -> N
 
 def test_interrupted_apply_converges_without_duplicates(repo: GitRepo, cli: Cli) -> None:
     from reconciler.adapters.gitsource import GitSource
-    from reconciler.core.desired.load import Selection
+    from reconciler.core.desired.selection import Selection
     from reconciler.core.plan.options import PlanOptions
     from reconciler.engine import Engine
     from reconciler.engine.apply import execute

@@ -281,5 +281,6 @@ def test_put_versions_writes_each_in_order_as_put_version_would(registry: Regist
             dict(version.tags),
         )
     assert versions(registry, "base") == [("1", False), ("2", False)]
-    assert registry.get_version("base", "1").description == "new words"  # type: ignore[union-attr]
+    described = registry.get_version("base", "1")
+    assert described is not None and described.description == "new words"
     assert registry.put_versions([]) == []

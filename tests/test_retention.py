@@ -24,9 +24,10 @@ def states(repo: GitRepo, name: str) -> dict[str, tuple[bool, bool]]:
 def release(repo: GitRepo, cli: Cli, name: str, image: str, extra: str = "") -> dict[str, Any]:
     repo.write(f"environments/{name}.yml", image_env(name, image) + extra)
     repo.commit(f"{name} {image}")
+    result: dict[str, Any]
     code, result = cli.json("apply")
     assert code == 0, result
-    return result  # type: ignore[no-any-return]
+    return result
 
 
 def test_keeps_the_newest_versions_and_stamps_the_archived(repo: GitRepo, cli: Cli) -> None:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.adapters.cache import KeptState
 from reconciler.adapters.sqlite_registry import SqliteRegistry
 from reconciler.core.loop.reconcile_pass import CycleResult, Outcome
 from reconciler.core.spec.model import RegistryState, VersionWrite
 from reconciler.render.cycle import format_cycle
 from reconciler.watch.control import Backoff, parse_duration
-from reconciler.watch.memory import KeptState
 
 
 @pytest.mark.parametrize(
