@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.adapters.sqlite_registry import WRITE_DELAY_VARIABLE
+from reconciler.adapters.sqlite_registry import WRITE_DELAY_VARIABLE, WRITE_LOG_VARIABLE
 from reconciler.core.spec.model import (
     STAMP_CONTENT_DIGEST,
     STAMP_MANAGED_BY,
@@ -116,24 +116,48 @@ class Killed:
     seconds: float
     finished: bool  # the apply was over before the signal
     code: int
+    writes: int  # registry writes begun before the kill (or in all)
+    first_write: float | None  # seconds from the start to the first write
 
 
-def apply_and_kill(repo: Path, db: Path, after: float, delay: float, *args: str) -> Killed:
+def apply_and_kill(
+    repo: Path, db: Path, after: float, delay: float, *args: str, at_write: int | None = None
+) -> Killed:
+    """Run an apply and SIGKILL it ``after`` seconds, or, with ``at_write``, as that write
+    begins (during its delay: before it reaches the registry). A number of writes is a
+    moment of the apply itself, which a busy machine does not move."""
+    log = db.with_name(db.name + ".writes")
+    log.unlink(missing_ok=True)
+    env = child_env(delay)
+    env[WRITE_LOG_VARIABLE] = str(log)
+
+    def writes() -> int:
+        try:
+            return log.read_text().count("\n")
+        except FileNotFoundError:
+            return 0
+
     process = subprocess.Popen(
         reconciler(repo, db, "apply", *args),
-        env=child_env(delay),
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     started = time.monotonic()
-    try:
-        process.wait(timeout=after)
-        finished = True
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-        finished = False
-    return Killed(time.monotonic() - started, finished, process.returncode)
+    first_write: float | None = None
+    finished = True
+    deadline = started + after
+    while process.poll() is None:
+        seen = writes()
+        if first_write is None and seen:
+            first_write = time.monotonic() - started
+        if (seen >= at_write) if at_write is not None else time.monotonic() >= deadline:
+            process.send_signal(signal.SIGKILL)
+            finished = False
+            break
+        time.sleep(0.002)
+    process.wait(timeout=30)
+    return Killed(time.monotonic() - started, finished, process.returncode, writes(), first_write)
 
 
 def copy_registry(template: Path, target: Path) -> None:

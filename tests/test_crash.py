@@ -2,7 +2,8 @@
 
 Each trial starts from the same registry snapshot and the same git change (creates, new
 versions, a metadata update, archives, a restore, and in the second suite image builds).
-Every write is slowed by the adapter's test hook so that kills land between writes. After
+Every write is slowed by the adapter's test hook, which also logs each write as it
+begins, so that a kill lands at a chosen write (or before the first one). After
 the kill the registry must have lost nothing, hold no duplicate and no unstamped version;
 after the next apply it must equal the registry of an apply that was never interrupted,
 and the next plan must be a no-op.
@@ -57,6 +58,7 @@ def _trials(
     reference_args = [a.replace("{trial}", "reference") for a in args]
     clock = apply_and_kill(repo.root, reference, 600, delay, *reference_args)
     assert clock.finished and clock.code == 0, "the uninterrupted apply failed"
+    assert clock.writes and clock.first_write is not None, "the apply wrote nothing"
     assert run(repo.root, reference, "plan", *reference_args).returncode == 0
     expected = comparable(reference)
     before = rows(template)
@@ -66,9 +68,16 @@ def _trials(
         db = tmp_path / f"trial-{trial}.db"
         copy_registry(template, db)
         trial_args = [a.replace("{trial}", str(trial)) for a in args]
-        killed = apply_and_kill(
-            repo.root, db, rng.uniform(0.05, 1.0) * clock.seconds, delay, *trial_args
-        )
+        # Kill points spread evenly over the apply's writes, each at a random place in its
+        # stretch: 0 is a time before the first write, writes + 1 lets the apply finish.
+        point = int((trial + rng.random()) * (clock.writes + 2) / count)
+        if point == 0:
+            after = rng.uniform(0.05, 1.0) * clock.first_write
+            killed = apply_and_kill(repo.root, db, after, delay, *trial_args)
+        elif point > clock.writes:
+            killed = apply_and_kill(repo.root, db, 600, delay, *trial_args)
+        else:
+            killed = apply_and_kill(repo.root, db, 600, delay, *trial_args, at_write=point)
         check_consistent(before, db)  # right after the kill
         if killed.finished:
             outcomes["finished before the kill"] += 1
@@ -93,7 +102,7 @@ def test_killed_applies_lose_nothing_and_converge(tmp_path: Path) -> None:
     repo, template = _prepare(tmp_path)
     outcomes = _trials(repo, template, tmp_path, 40, 0.02)
     assert sum(outcomes.values()) == 40
-    # kill points are random in time: make sure both sides of the first write were hit
+    # kill points are spread over the writes: make sure both sides of the commit were hit
     assert outcomes["killed before the registry changed"] >= 3, outcomes
     assert outcomes["killed between changes and builds"] >= 3, outcomes
 
@@ -115,6 +124,9 @@ def test_a_kill_leaves_no_partial_batch(tmp_path: Path, stage: str) -> None:
     repo, template = _prepare(tmp_path)
     db = tmp_path / "db.db"
     copy_registry(template, db)
-    # 16 changes at 0.2 s each: the kill lands inside the batch, long before its commit
-    apply_and_kill(repo.root, db, 1.5 if stage == "batch" else 0.3, 0.2)
+    # Writes at 0.2 s each: the kill lands as the batch's eighth write begins, long before
+    # its commit (or, for "lock", while the apply starts).
+    at_write = 8 if stage == "batch" else None
+    killed = apply_and_kill(repo.root, db, 0.3, 0.2, at_write=at_write)
+    assert not killed.finished and (at_write is None or killed.writes >= at_write)
     assert comparable(db) == comparable(template)

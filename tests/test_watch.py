@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
 
 from reconciler.adapters.locking import file_lock
 from reconciler.adapters.sqlite_registry import SqliteRegistry
+from reconciler.cli.app import build_parser
+from reconciler.cli.commands import watch_target
 from reconciler.core.spec.model import RegisteredVersion
+from reconciler.watch.control import Stopper
+from reconciler.watch.files import FileWatch, WatchTarget
 from tests.conftest import CONDA, GitRepo, image_env
 from tests.processes import Running, wait_for
 
@@ -204,3 +209,40 @@ def test_a_change_the_events_missed_is_found_by_the_periodic_full_check(
     )
     process.wait_line("reconcile 3 (1 file event)", "update_metadata")  # events still hint
     assert_clean_exit(process, process.stop(signal.SIGINT))
+
+
+def test_a_settings_edit_made_while_they_are_reloaded_is_not_missed(repo: GitRepo) -> None:
+    """No watcher runs while the settings are read again: an edit made then has no event.
+    The next watcher compares the file with what was read, once it is up. Here the fixed
+    settings are written during the failed reload itself, which no event can report."""
+    seed(repo)
+    repo.write("reconciler.toml", '[reconciler]\npath = "environments"\n')
+    repo.write("other/z.yml", image_env("z"))
+    args = build_parser().parse_args(["watch", "--repo", str(repo.root), "--debounce", "50"])
+    reloads: list[str] = []
+
+    def setup() -> WatchTarget:
+        try:
+            return watch_target(args)
+        finally:
+            reloads.append("read")
+            if len(reloads) == 2:  # the broken settings have just been read
+                repo.write("reconciler.toml", '[reconciler]\npath = "other"\n')
+
+    lines: list[str] = []
+    stopper = Stopper()
+    loop = threading.Thread(target=FileWatch(setup, stopper, lines.append, 50).run)
+    loop.start()
+    try:
+        wait_for(lambda: any("reconcile 1 (start)" in line for line in lines), what="start")
+        repo.write("reconciler.toml", '[reconciler]\npath = "other"\nno_such_setting = 1\n')
+        wait_for(
+            lambda: any("(settings changed)" in line and "z:1 create" in line for line in lines),
+            what="the settings edited during the reload applied",
+        )
+    finally:
+        stopper.stop()
+        loop.join(10)
+    assert not loop.is_alive()
+    assert any("settings not reloaded" in line for line in lines), lines
+    assert (found := version(repo, "z")) is not None and found.version == "1"

@@ -126,6 +126,9 @@ _MIGRATIONS = {"1": _BUILDS, "2": _BUILD_BASES}  # from version -> script to the
 # Test hook, read once per registry: seconds to sleep before each write, so that crash
 # tests can kill a reconciler between two writes. Unset (no delay) outside tests.
 WRITE_DELAY_VARIABLE = "RECONCILER_TEST_WRITE_DELAY"
+# With the delay: a file that gets one line as each write begins, so that a test can kill
+# at a chosen write instead of at a time (which a busy machine stretches).
+WRITE_LOG_VARIABLE = "RECONCILER_TEST_WRITE_LOG"
 
 
 def _write_delay() -> float:
@@ -151,6 +154,7 @@ class SqliteRegistry:
         self._conn: sqlite3.Connection | None = None
         self._in_batch = False
         self._delay = _write_delay()
+        self._write_log = os.environ.get(WRITE_LOG_VARIABLE) if self._delay else None
 
     # -- connection -------------------------------------------------------------------
 
@@ -216,6 +220,9 @@ class SqliteRegistry:
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write: its own IMMEDIATE transaction, or part of the open batch."""
+        if self._write_log:
+            with open(self._write_log, "a", encoding="utf-8") as log:
+                log.write("write\n")
         if self._delay:
             time.sleep(self._delay)
         conn = self.conn

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from reconciler.core.plan.types import ApplyOutcome
     from reconciler.engine.plan import Validity
     from reconciler.settings import Settings
+    from reconciler.watch.files import WatchTarget
 
 EXPECTED_ERRORS = (
     CliError,
@@ -527,36 +528,40 @@ def run_emulator(args: Namespace) -> int:
 # -- long-running reconcilers ---------------------------------------------------------------
 
 
-def run_watch(args: Namespace) -> int:
+def watch_target(args: Namespace) -> WatchTarget:
+    """What `watch` watches and reconciles with, from the settings as they are now."""
     from reconciler.settings import SETTINGS_FILE
-    from reconciler.watch.control import Stopper
-    from reconciler.watch.files import FileWatch, WatchTarget
+    from reconciler.watch.files import WatchTarget
 
-    def setup() -> WatchTarget:
-        settings = command_settings(args)
-        # Builds as in apply, when an image registry is configured (else: registering only).
-        engine = command_engine(settings, args, builds=bool(settings.image_registry))
-        root = settings.repo / engine.selection.root
-        settings_file = settings.repo / SETTINGS_FILE
-        paths = [root if root.is_dir() else settings.repo]
-        if settings_file.is_file():
-            paths.append(settings_file)
-        return WatchTarget(
-            engine,
-            paths,
-            ignored=[
-                settings.repo / ".git",
-                settings.repo / ".reconciler",
-                report_dir_of(args, settings),
-            ],
-            settings_files=[settings_file],
-            repo=settings.repo,
-            full_check_seconds=settings.watch_full_check,
-        )
+    settings = command_settings(args)
+    # Builds as in apply, when an image registry is configured (else: registering only).
+    engine = command_engine(settings, args, builds=bool(settings.image_registry))
+    root = settings.repo / engine.selection.root
+    settings_file = settings.repo / SETTINGS_FILE
+    paths = [root if root.is_dir() else settings.repo]
+    if settings_file.is_file():
+        paths.append(settings_file)
+    return WatchTarget(
+        engine,
+        paths,
+        ignored=[
+            settings.repo / ".git",
+            settings.repo / ".reconciler",
+            report_dir_of(args, settings),
+        ],
+        settings_files=[settings_file],
+        repo=settings.repo,
+        full_check_seconds=settings.watch_full_check,
+    )
+
+
+def run_watch(args: Namespace) -> int:
+    from reconciler.watch.control import Stopper
+    from reconciler.watch.files import FileWatch
 
     with Stopper() as stopper:
         print_line(f"watching (debounce {args.debounce} ms); stop with Ctrl-C or SIGTERM")
-        FileWatch(setup, stopper, print_line, args.debounce).run()
+        FileWatch(lambda: watch_target(args), stopper, print_line, args.debounce).run()
     print_line("stopped")
     return EXIT_OK
 

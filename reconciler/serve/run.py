@@ -84,11 +84,16 @@ def serve(
     )
     server = HttpServer(config.listen, service)
     watcher: threading.Thread | None = None
+    watching = threading.Event()
     if config.watch and wiring.watch_paths:
 
         def watch() -> None:
             for count in file_events(
-                wiring.watch_paths, wiring.watch_ignored, stopper.event, wiring.debounce_ms
+                wiring.watch_paths,
+                wiring.watch_ignored,
+                stopper.event,
+                wiring.debounce_ms,
+                watching,
             ):
                 wakeup.request(f"{count} file event{'s' if count > 1 else ''}")
 
@@ -100,6 +105,9 @@ def serve(
         started(server.url)
     if watcher is not None:
         watcher.start()
+        # The first cycle reads the files once the watcher is up, so no edit falls between.
+        while not watching.wait(0.05) and watcher.is_alive() and not stopper.stopped:
+            pass
     try:
         loop.run()
     finally:

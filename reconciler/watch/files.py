@@ -126,25 +126,41 @@ class FileWatch:
         self.retry_at: float | None = None
         self.last: CycleResult | None = None
         self.settled = False  # see memory.settle
+        # The settings files as they were when last read (None: absent). A watcher is not
+        # running while the settings are read again, so an edit made then has no event:
+        # the next watcher compares the files with this once it is up.
+        self.settings_read: dict[Path, bytes | None] = {}
 
-    def _setup(self) -> WatchTarget:
-        target = self.setup()
+    def _setup(self, settings_files: Sequence[Path] = ()) -> WatchTarget:
+        before = _contents(settings_files)  # taken before setup reads them
+        try:
+            target = self.setup()
+        finally:
+            # A failed reload counts as read too: only a later edit is news.
+            self.settings_read = before
+        if not settings_files:  # the first setup: the files are known from here on
+            self.settings_read = _contents(target.settings_files)
         target.engine = keep_in_memory(target.engine)
         self.settled = False
         return target
+
+    def _settings_edited(self, target: WatchTarget) -> bool:
+        return _contents(target.settings_files) != self.settings_read
 
     def run(self) -> None:
         target = self._setup()
         trigger: str | None = "start"
         try:
             while not self.stopper.stopped:
+                reconciled = self.number
                 if not self._watch(target, trigger) or self.stopper.stopped:
                     continue
                 try:
-                    fresh = self._setup()
+                    fresh = self._setup(target.settings_files)
                 except SettingsError as exc:
                     self.out(f"settings not reloaded, the previous ones stay in effect: {exc}")
-                    trigger = None  # nothing new to apply
+                    if self.number != reconciled:  # else the trigger is still to be run
+                        trigger = None  # nothing new to apply
                     continue
                 target.close()
                 target = fresh
@@ -191,6 +207,7 @@ class FileWatch:
         first: float | None = None
         reload = False
         initial: str | None = first_trigger
+        up = False
         # The first reconcile of every watcher is a full check: events from before it are
         # not known, so nothing kept may be trusted until then.
         full_at = float("inf")
@@ -206,11 +223,15 @@ class FileWatch:
             yield_on_timeout=True,
             raise_interrupt=False,
         ):
-            if initial is not None:  # the watcher is up: what changes from here is seen
-                self._reconcile(target, initial)
-                full_at = time.monotonic() + every
-                initial = None
-                continue
+            if not up:  # the watcher is up: what changes from here is seen
+                up = True
+                if self._settings_edited(target):  # while no watcher was running
+                    return True
+                if initial is not None:
+                    self._reconcile(target, initial)
+                    full_at = time.monotonic() + every
+                    initial = None
+                    continue
             now = time.monotonic()
             if changes:
                 for _, path in changes:
@@ -239,21 +260,38 @@ class FileWatch:
         return False
 
 
+def _contents(paths: Sequence[Path]) -> dict[Path, bytes | None]:
+    found: dict[Path, bytes | None] = {}
+    for path in paths:
+        try:
+            found[path] = path.read_bytes()
+        except OSError:
+            found[path] = None
+    return found
+
+
 def file_events(
     paths: Sequence[Path],
     ignored: Sequence[Path],
     stop_event: threading.Event,
     debounce_ms: int = DEFAULT_DEBOUNCE_MS,
+    ready: threading.Event | None = None,
 ) -> Iterator[int]:
     """How many file events each quiet burst held, until ``stop_event`` is set: the file
-    trigger of `serve`, which reconciles from its own loop."""
+    trigger of `serve`, which reconciles from its own loop. ``ready`` is set once the
+    watcher is up: a change made after that is seen."""
+    # rust_timeout: the first yield (events or a quiet timeout) comes from a running watcher.
     for changes in watch(
         *paths,
         watch_filter=_EventFilter(ignored),
         debounce=max(MIN_MAX_WAIT_MS, MAX_WAIT_FACTOR * debounce_ms),
         step=max(5, min(50, debounce_ms // 4)),
         stop_event=stop_event,
+        rust_timeout=debounce_ms,
+        yield_on_timeout=True,
         raise_interrupt=False,
     ):
+        if ready is not None:
+            ready.set()
         if changes:
             yield len(changes)
