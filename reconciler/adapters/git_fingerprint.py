@@ -30,7 +30,7 @@ class _Git:
     subprocess: importing subprocess costs more than this whole module's work."""
 
     def __init__(self, root: str, *args: str, nice: int = 0) -> None:
-        out, self._write = os.pipe()
+        out, write = os.pipe()
         devnull = os.open(os.devnull, os.O_WRONLY)
         try:
             self.pid = os.posix_spawnp(
@@ -38,7 +38,7 @@ class _Git:
                 ["git", "-C", root, *args],
                 os.environ,
                 file_actions=[
-                    (os.POSIX_SPAWN_DUP2, self._write, 1),
+                    (os.POSIX_SPAWN_DUP2, write, 1),
                     (os.POSIX_SPAWN_DUP2, devnull, 2),
                 ],
             )
@@ -46,7 +46,7 @@ class _Git:
             os.close(out)
             raise
         finally:
-            os.close(self._write)
+            os.close(write)
             os.close(devnull)
         self._out = out
         if nice:

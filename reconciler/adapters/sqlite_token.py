@@ -8,15 +8,16 @@ from __future__ import annotations
 import os
 import time
 
+# Stat data this recent may change again within the same timestamp tick: a stamp that
+# includes it proves nothing (the same rule as for the files).
+from reconciler.adapters.git_fingerprint import RACY_SECONDS
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import sqlite3
 
 TOKEN_QUERY = "SELECT key, value FROM meta WHERE key IN ('registry_id', 'generation')"
 EMPTY = "empty"  # no registry file yet
-# Stat data this recent may change again within the same timestamp tick (see
-# git_fingerprint.RACY_SECONDS): a stamp that includes it proves nothing.
-RACY_SECONDS = 2.0
 
 
 def token_of(conn: sqlite3.Connection) -> str:

@@ -91,15 +91,18 @@ class Answer:
         self.words = words
         self.root = root
         self._key: str | None = None
+        self._path: str | None = None
 
     @property
     def path(self) -> str:
         """The answer's file: one per command line and working directory."""
-        import hashlib
+        if self._path is None:
+            import hashlib  # here: a replay imports it once git is running
 
-        place = repr((self.words.words, os.getcwd())).encode("utf-8", "surrogateescape")
-        name = f"replay-{hashlib.sha256(place).hexdigest()[:16]}.marshal"
-        return os.path.join(self.root, ".reconciler", "cache", name)
+            place = repr((self.words.words, os.getcwd())).encode("utf-8", "surrogateescape")
+            name = f"replay-{hashlib.sha256(place).hexdigest()[:16]}.marshal"
+            self._path = os.path.join(self.root, ".reconciler", "cache", name)
+        return self._path
 
     @property
     def key(self) -> str:
@@ -229,13 +232,12 @@ class Answer:
             return
         data = (FORMAT, self.key, database, token, stamp, ref, fingerprint, watch, code)
         blob = marshal.dumps((*data, output.encode("utf-8", "surrogateescape")))
-        path = self.path
-        temporary = f"{path}.{os.getpid()}.tmp"
+        temporary = f"{self.path}.{os.getpid()}.tmp"
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
             with open(temporary, "wb") as handle:
                 handle.write(blob)
-            os.replace(temporary, path)
+            os.replace(temporary, self.path)
         except OSError:  # a cache that cannot be written is only slower
             import contextlib
 
