@@ -17,7 +17,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from reconciler.core.plan.types import ApplyOutcome
+from reconciler.core.plan.types import Action, ApplyOutcome
 from reconciler.core.spec.model import with_written
 from reconciler.engine.read import alongside, blob_reader, close, load, read_state
 from reconciler.engine.refusal import ApplyRefused
@@ -25,12 +25,13 @@ from reconciler.ports import RegistryError
 
 if TYPE_CHECKING:
     from reconciler.core.plan.types import Change, Plan
-    from reconciler.core.spec.model import RegisteredVersion
+    from reconciler.core.spec.model import RegisteredVersion, VersionWrite
     from reconciler.engine.context import Context
     from reconciler.ports import Registry
 
 RETRIES = 3
 RETRY_BASE_DELAY = 0.2
+PUTS = frozenset({Action.CREATE, Action.NEW_VERSION, Action.UPDATE_METADATA})
 
 
 def apply(engine: Context, ref: str | None = None) -> ApplyOutcome:
@@ -66,7 +67,7 @@ def apply_saved(engine: Context, data: Any, where: str) -> ApplyOutcome:
     """Apply a saved plan exactly, under the lock, after checking it is not stale."""
     from reconciler.core.build.jobs import BuildTarget
     from reconciler.core.plan.saved import check_fresh, load_saved_plan
-    from reconciler.core.plan.types import Action, Plan
+    from reconciler.core.plan.types import Plan
 
     section, changes = load_saved_plan(data, where)
     with engine.registry.lock(engine.lock_timeout):
@@ -107,8 +108,6 @@ def apply_plan(engine: Context, plan: Plan) -> ApplyOutcome:
 def _apply_plan(engine: Context, plan: Plan) -> tuple[ApplyOutcome, list[RegisteredVersion] | None]:
     """apply_plan, with the versions written when every change was a put that succeeded
     in a batched write (None: some change was not, or failed)."""
-    from reconciler.core.plan.types import Action
-
     if plan.has_errors:
         count = sum(1 for d in plan.diagnostics if d.severity == "error")
         raise ApplyRefused(
@@ -128,6 +127,14 @@ def _apply_plan(engine: Context, plan: Plan) -> tuple[ApplyOutcome, list[Registe
     results: dict[int, str | None] = {}  # id(change) -> error, None when applied
     report_lock = threading.Lock()
 
+    def report(change: Change, error: str | None) -> None:
+        with report_lock:
+            results[id(change)] = error
+            if error is None:
+                progress.advance("apply", f"{change.action.value} {change.target}: done")
+            elif not error.startswith("skipped"):
+                progress.advance("apply", f"{change.action.value} {change.target}: failed: {error}")
+
     def run(changes: list[Change]) -> None:
         failed = False
         for change in changes:
@@ -141,42 +148,26 @@ def _apply_plan(engine: Context, plan: Plan) -> tuple[ApplyOutcome, list[Registe
                 except RegistryError as exc:
                     failed = True
                     error = str(exc)
-            with report_lock:
-                results[id(change)] = error
-                if error is None:
-                    progress.advance("apply", f"{change.action.value} {change.target}: done")
-                elif not error.startswith("skipped"):
-                    progress.advance(
-                        "apply", f"{change.action.value} {change.target}: failed: {error}"
-                    )
+            report(change, error)
 
-    puts = (Action.CREATE, Action.NEW_VERSION, Action.UPDATE_METADATA)
     pending: list[list[Change]] = []  # environments of puts only, not yet written
-    written: list[RegisteredVersion] | None = []
+    written: list[RegisteredVersion] = []  # by batched writes that succeeded
 
     def flush() -> None:
         """Write the pending environments' versions in one call; when that fails, one
         change at a time, so that retries and errors are per environment as usual."""
-        nonlocal written
         changes = [c for group in pending for c in group]
         if not changes:
             return
-        writes = []
-        for change in changes:
-            assert change.write is not None and change.version is not None
-            writes.append((change.name, change.version, change.write))
         try:
-            versions = registry.put_versions(writes)
+            versions = registry.put_versions([_write_of(c) for c in changes])
         except RegistryError:
-            written = None
             for group in pending:
                 run(group)
         else:
-            if written is not None:
-                written.extend(versions)
+            written.extend(versions)
             for change in changes:
-                results[id(change)] = None
-                progress.advance("apply", f"{change.action.value} {change.target}: done")
+                report(change, None)
         pending.clear()
 
     if plan.changes:
@@ -184,19 +175,16 @@ def _apply_plan(engine: Context, plan: Plan) -> tuple[ApplyOutcome, list[Registe
     with registry.batch():
         if workers == 1:
             for changes in groups.values():
-                if all(c.action in puts for c in changes):
+                if all(c.action in PUTS for c in changes):
                     pending.append(changes)
                 else:
                     flush()
-                    written = None
                     run(changes)
             flush()
         elif len(groups) < 2:
-            written = None
             for changes in groups.values():
                 run(changes)
         else:
-            written = None
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(min(workers, len(groups))) as pool:
@@ -210,7 +198,14 @@ def _apply_plan(engine: Context, plan: Plan) -> tuple[ApplyOutcome, list[Registe
             outcome.applied.append(change)
         else:
             outcome.failed.append((change, error))
-    return outcome, written
+    everything = sum(len(changes) for changes in groups.values())
+    return outcome, written if len(written) == everything else None
+
+
+def _write_of(change: Change) -> tuple[str, str, VersionWrite]:
+    """The registry write of a put (create, new version, metadata update)."""
+    assert change.write is not None and change.version is not None
+    return change.name, change.version, change.write
 
 
 def with_retries(registry: Registry, change: Change) -> None:
@@ -226,11 +221,8 @@ def with_retries(registry: Registry, change: Change) -> None:
 
 def execute(registry: Registry, change: Change) -> None:
     """One change, as registry writes (each safe to repeat)."""
-    from reconciler.core.plan.types import Action
-
-    if change.action in (Action.CREATE, Action.NEW_VERSION, Action.UPDATE_METADATA):
-        assert change.write is not None and change.version is not None
-        registry.put_version(change.name, change.version, change.write)
+    if change.action in PUTS:
+        registry.put_version(*_write_of(change))
     elif change.action in (Action.RESTORE, Action.ARCHIVE):
         archived = change.action is Action.ARCHIVE
         if change.version is None:
