@@ -205,10 +205,10 @@ class KeptState:
         self._state = self.inner.read_state()
         return self._state
 
-    def _patched(self, state: RegistryState | None, valid: bool) -> None:
-        """After a write of ours: keep ``state`` if memory was current before it."""
+    def _patched(self, state: RegistryState | None) -> None:
+        """After a write of ours: keep ``state`` (None: memory was not current before it)."""
         self._state = None
-        if valid and state is not None:
+        if state is not None:
             self._state = replace(state, token=self.inner.state_token())
 
     def _current(self) -> RegistryState | None:
@@ -232,7 +232,7 @@ class KeptState:
 
         state = self._current()
         written = write()
-        self._patched(None if state is None else with_written(state, written), True)
+        self._patched(None if state is None else with_written(state, written))
         return written
 
     def set_container_archived(self, name: str, archived: bool) -> None:
@@ -244,14 +244,17 @@ class KeptState:
         self.inner.set_version_archived(name, version, archived)
 
     def set_build_record(self, record: BuildRecord) -> None:
-        state = self._current()
-        self.inner.set_build_record(record)
-        self._patched(state, state is not None)  # records are not part of the state
+        self._kept_over(lambda: self.inner.set_build_record(record))
 
     def set_build_records(self, records: Sequence[BuildRecord]) -> None:
+        self._kept_over(lambda: self.inner.set_build_records(records))
+
+    def _kept_over(self, write: Callable[[], None]) -> None:
+        """Run a write that changes nothing of the state (build records are not part of
+        it), keeping memory if it was current before."""
         state = self._current()
-        self.inner.set_build_records(records)
-        self._patched(state, state is not None)
+        write()
+        self._patched(state)
 
     # -- everything else as is -------------------------------------------------------
 
