@@ -137,6 +137,32 @@ def git_dirs(root: str) -> tuple[str, str] | None:
         return None
 
 
+def control_files(git_dir: str, common: str, head: bytes) -> list[str]:
+    """The files besides the working tree that git's view of it depends on: its index,
+    HEAD and the ref it names (``head``: HEAD's bytes), refs, configs and excludes (the
+    repository's, the user's and the system's)."""
+    join = os.path.join
+    home = os.path.expanduser("~")
+    xdg = os.environ.get("XDG_CONFIG_HOME") or join(home, ".config")
+    paths = [
+        join(git_dir, "index"),
+        join(git_dir, "HEAD"),
+        join(git_dir, "config.worktree"),
+        join(common, "config"),
+        join(common, "packed-refs"),
+        join(common, "reftable", "tables.list"),
+        join(common, "info", "exclude"),
+        join(home, ".gitconfig"),
+        join(xdg, "git", "config"),
+        join(xdg, "git", "ignore"),
+        "/etc/gitconfig",
+    ]
+    if head.startswith(b"ref: "):
+        name = head[5:].strip().decode("utf-8", "surrogateescape")
+        paths += [join(git_dir, name), join(common, name)]
+    return paths
+
+
 def _asked_git_dirs(root: str) -> tuple[str, str] | None:
     out = git_output(root, "rev-parse", "--absolute-git-dir", "--git-common-dir")
     if out is None:
@@ -218,11 +244,7 @@ def _stat_digest(root: str, watch: list[str]) -> Digest | None:
             head = handle.read()
     except OSError:
         return None
-    control = [join(git_dir, "index"), join(common, "info", "exclude"), join(common, "config")]
-    if head.startswith(b"ref: "):
-        name = head[5:].strip().decode("utf-8", "surrogateescape")
-        control += [join(git_dir, name), join(common, name), join(common, "packed-refs")]
-        control.append(join(common, "reftable", "tables.list"))
+    control = control_files(git_dir, common, head)
     stats = _stat_all(control, None)
     if stats is None:
         return None

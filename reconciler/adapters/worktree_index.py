@@ -27,7 +27,7 @@ from bisect import bisect_left
 from pathlib import Path
 from typing import Any
 
-from reconciler.adapters.git_fingerprint import RACY_SECONDS
+from reconciler.adapters.git_fingerprint import RACY_SECONDS, control_files, git_dirs
 from reconciler.adapters.worktree import (
     SKIP_DIRS,
     WorkTreeSnapshot,
@@ -36,6 +36,7 @@ from reconciler.adapters.worktree import (
 )
 from reconciler.adapters.worktree import head as git_head
 from reconciler.core.desired.snapshot import FileEntry
+from reconciler.ports import SourceError
 
 StatKey = tuple[int, int, int, int, int]
 # A change to one of these files changes what git lists (or how it hashes): full listing.
@@ -97,31 +98,15 @@ class TreeIndex:
 
     def _control_files(self) -> list[str]:
         if self._git_dirs is None:
-            out = run_git(self.root, "rev-parse", "--absolute-git-dir", "--git-common-dir")
-            git_dir, common = out.decode().strip().split("\n")
-            self._git_dirs = (git_dir, os.path.join(self.root, common))
+            self._git_dirs = git_dirs(str(self.root))
+            if self._git_dirs is None:
+                raise SourceError(f"{self.root} is not a git repository")
         git_dir, common = self._git_dirs
-        home = os.path.expanduser("~")
-        xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
-        paths = [
-            os.path.join(git_dir, "index"),
-            os.path.join(git_dir, "HEAD"),
-            os.path.join(git_dir, "config.worktree"),
-            os.path.join(common, "config"),
-            os.path.join(common, "packed-refs"),
-            os.path.join(common, "info", "exclude"),
-            os.path.join(home, ".gitconfig"),
-            os.path.join(xdg, "git", "config"),
-            os.path.join(xdg, "git", "ignore"),
-            "/etc/gitconfig",
-        ]
         try:
-            head = Path(git_dir, "HEAD").read_text(encoding="utf-8", errors="replace").strip()
+            head = Path(git_dir, "HEAD").read_bytes()
         except OSError:
-            head = ""
-        if head.startswith("ref: "):
-            paths.append(os.path.join(common, head[5:]))
-        return paths
+            head = b""
+        return control_files(git_dir, common, head)
 
     def _signature(self, fresh_after: int) -> tuple[Any, ...] | None:
         """Stat data of git's control files; None if one is too fresh to trust."""
