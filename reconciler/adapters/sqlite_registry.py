@@ -487,25 +487,14 @@ class SqliteRegistry:
         if self._delay or len(keys) != len(writes):
             return None
         names = list(dict.fromkeys(name for name, _, _ in writes))
-        archived: dict[str, bool] = {}
-        for start in range(0, len(names), _CHUNK):
-            chunk = names[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            archived.update(
-                (name, bool(flag))
-                for name, flag in conn.execute(
-                    f"SELECT name, archived FROM containers WHERE name IN ({marks})", chunk
-                )
-            )
+        archived = {
+            name: bool(flag)
+            for name, flag in _rows_named(conn, "SELECT name, archived FROM containers", names)
+        }
         existing = [name for name in names if name in archived]
-        for start in range(0, len(existing), _CHUNK):
-            chunk = existing[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            for name, version in conn.execute(
-                f"SELECT name, version FROM versions WHERE name IN ({marks})", chunk
-            ):
-                if (name, version) in keys:
-                    return None  # an update or a conflict: put_version's own checks
+        for name, version in _rows_named(conn, "SELECT name, version FROM versions", existing):
+            if (name, version) in keys:
+                return None  # an update or a conflict: put_version's own checks
         containers, versions, events, written = [], [], [], []
         for name, version, write in writes:
             now = _now()
@@ -628,6 +617,14 @@ def _write_builds(conn: sqlite3.Connection, records: Sequence[BuildRecord]) -> N
 
 _ROLLED_BACK = "a write failed and SQLite rolled the transaction back; nothing of it was written"
 _CHUNK = 500  # names per IN (...) query, well under SQLite's limit on parameters
+
+
+def _rows_named(conn: sqlite3.Connection, select: str, names: list[str]) -> Iterator[Any]:
+    """The rows of ``select`` whose name is one of ``names``, a chunk of names at a time."""
+    for start in range(0, len(names), _CHUNK):
+        chunk = names[start : start + _CHUNK]
+        yield from conn.execute(f"{select} WHERE name IN ({','.join('?' * len(chunk))})", chunk)
+
 
 _VERSION_SELECT = (
     "SELECT name, version, content, digest, description, tags, archived, created_at, "

@@ -203,7 +203,8 @@ class FileWatch:
         settings = {str(p) for p in target.settings_files}
         hinting = target.repo is not None and target.full_check_seconds > 0
         every = target.full_check_seconds if hinting else float("inf")
-        burst = Burst(target.repo if hinting else None)
+        repo = target.repo if hinting else None  # hints name paths in this repository
+        burst = Burst(repo)
         first: float | None = None
         reload = False
         initial: str | None = first_trigger
@@ -248,7 +249,7 @@ class FileWatch:
                 self._reconcile(target, f"{pending} file event{'s' if pending > 1 else ''}", hints)
                 if hints is None:
                     full_at = time.monotonic() + every
-                burst, first = Burst(target.repo if hinting else None), None
+                burst, first = Burst(repo), None
             elif self.retry_at is not None and now >= self.retry_at:
                 self._reconcile(target, "retry")
                 full_at = time.monotonic() + every

@@ -34,8 +34,7 @@ def settle() -> None:
     reconcile); what is kept is released by reference counting as before. The parser is
     imported here too: a start that found every file in the parse memo has not needed it
     yet, and importing it then would delay the first edit by some 200 ms."""
-    import reconciler.core.spec.environment
-    import reconciler.core.spec.yamldoc  # noqa: F401
+    import reconciler.core.spec.environment  # noqa: F401  (it imports the YAML parser)
 
     gc.collect()
     gc.freeze()

@@ -116,16 +116,13 @@ class ResolveMemo:
         self._next = new
 
     def finish(
-        self,
-        resolved: dict[str, Resolved],
-        state: DesiredState | None = None,
-        candidates: frozenset[str] = frozenset(),
+        self, resolved: dict[str, Resolved], state: DesiredState, candidates: frozenset[str]
     ) -> None:
         """The load is complete: its listing and results are what the next one compares
         with (a load that failed half way leaves the previous pair, still consistent)."""
         self.listing, self.resolved = self._next, resolved
         self.last, self.candidates, self._readers = state, candidates, None
-        self.last_diagnostics = tuple(state.diagnostics) if state is not None else ()
+        self.last_diagnostics = tuple(state.diagnostics)
 
     def current(self, path: str) -> FileEntry | None:
         """The file at ``path`` in the listing being loaded (see begin)."""

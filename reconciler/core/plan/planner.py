@@ -86,6 +86,7 @@ class _Planner:
                 self._patch_environments(memo, self.changed)
                 return
         kept: dict[str, EnvironmentPlan] = {}
+        notable: list[str] = []
         for name, desired in environments.items():
             container = containers.get(name)
             found = memo.hit(name, desired, container) if memo is not None else None
@@ -93,12 +94,13 @@ class _Planner:
                 found = plan_environment(desired, container, commit, options)
             if _notable(found):
                 self._gather(found)
+                notable.append(name)
             self.noops.extend(found.noops)
             if memo is not None:
                 kept[name] = found
         if memo is not None:
             memo.environments = kept
-            memo.notable = [name for name, found in kept.items() if _notable(found)]
+            memo.notable = notable
             memo.noops = list(self.noops)
 
     def _patch_environments(self, memo: PlanMemo, changed: set[str]) -> None:
