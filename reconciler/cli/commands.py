@@ -140,11 +140,8 @@ def run_plan(args: Namespace) -> int:
     elif args.json:
         output = json_text(document)
         print_text(output)
-    elif terminal(args) is not None:
-        _show_plan(args, document)
     else:
-        output = text.format_plan(document, PLAIN)
-        print_text(output)
+        output = _show_plan(args, document)
     if output is not None and validity is not None and not args.markdown:
         _keep_answer(args, settings, document, validity, code, output + "\n")
     return code
@@ -181,12 +178,15 @@ def _keep_answer(
     )
 
 
-def _show_plan(args: Namespace, document: dict[str, Any]) -> None:
+def _show_plan(args: Namespace, document: dict[str, Any]) -> str | None:
+    """Show the plan: drawn on the terminal (None), or printed as plain text (returned)."""
     screen = terminal(args)
     if screen is not None:
         screen.plan(document)
-    else:
-        print_text(text.format_plan(document, PLAIN))
+        return None
+    plain = text.format_plan(document, PLAIN)
+    print_text(plain)
+    return plain
 
 
 def _note_read(document: dict[str, Any], registry: Registry) -> None:

@@ -80,7 +80,10 @@ def full_read(args: Namespace) -> bool:
 
 def sqlite_path(settings: Settings) -> Path | None:
     """The embedded registry's file (None: the registry is not the embedded one)."""
-    url = registry_url(settings)
+    return _sqlite_file(registry_url(settings), settings)
+
+
+def _sqlite_file(url: RegistryURL, settings: Settings) -> Path | None:
     if url.kind != "sqlite" or url.path is None:
         return None
     path = Path(url.path)
@@ -90,7 +93,8 @@ def sqlite_path(settings: Settings) -> Path | None:
 def registry(settings: Settings, read_blob: Any = None, refresh: bool = False) -> Registry:
     """The backend of the registry URL; ``read_blob`` supplies build contexts to upload;
     ``refresh``: read everything, not the incremental view (Azure ML)."""
-    path = sqlite_path(settings)
+    url = registry_url(settings)
+    path = _sqlite_file(url, settings)
     if path is not None:
         from reconciler.adapters.sqlite_registry import SqliteRegistry
         from reconciler.adapters.state_dir import own_directory
@@ -100,7 +104,6 @@ def registry(settings: Settings, read_blob: Any = None, refresh: bool = False) -
     from reconciler.adapters.azureml import AzureMLRegistry  # needs the `azure` extra
     from reconciler.adapters.azureml_errors import RetryPolicy
 
-    url = registry_url(settings)
     state = state_dir(settings)
     return AzureMLRegistry(
         url,
