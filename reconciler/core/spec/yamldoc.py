@@ -220,7 +220,7 @@ def _scalar_as_written(loader: _Loader, node: yaml.ScalarNode) -> str | None:
 
 
 def _resolved_plain(loader: _Loader, node: yaml.ScalarNode) -> Any:
-    return node.value if node.tag == _STR_TAG else loader.construct_object(node, deep=True)
+    return _construct(loader, node, False)
 
 
 def _parse_root(loader: _Loader, root: yaml.Node, doc: YamlDocument, aliased: bool) -> Any:
@@ -283,9 +283,8 @@ def _looks_like_conda(root: yaml.Node) -> bool:
 
 def parse_environment_yaml(content: bytes) -> YamlDocument:
     """Parse an environment file. Raises YamlError with a line where known."""
-    loader, root = _compose(content)
+    loader, root, aliased = _compose(content)
     doc = YamlDocument(data=None)
-    aliased = b"*" in content
     try:
         if root is None:
             return doc
@@ -303,36 +302,36 @@ def parse_environment_yaml(content: bytes) -> YamlDocument:
 
 def parse_plain_yaml(content: bytes) -> Any:
     """Parse any YAML document (a conda file) into plain data."""
-    loader, root = _compose(content)
+    loader, root, aliased = _compose(content)
     try:
-        return None if root is None else _construct(loader, root, b"*" in content)
+        return None if root is None else _construct(loader, root, aliased)
     except yaml.YAMLError as exc:
         raise _as_yaml_error(exc) from None
     finally:
         loader.dispose()
 
 
-def _compose(content: bytes) -> tuple[_Loader, yaml.Node | None]:
-    """The node tree of a single-document file, and the loader that composed it (to
-    build the data with; the caller disposes of it)."""
+def _compose(content: bytes) -> tuple[_Loader, yaml.Node | None, bool]:
+    """The node tree of a single-document file, the loader that composed it (to build
+    the data with; the caller disposes of it), and whether it may hold aliases."""
     text = _decoded(content, MAX_FILE_BYTES)
     loader = _Loader(text)
+    aliased = b"*" in content  # no "*", no alias: nothing can expand
     try:
-        _check_nesting(content, text)
-        root: yaml.Node | None = loader.get_single_node()
-        if root is not None and b"*" in content:  # no "*", no alias: nothing can expand
-            _check_graph(root, MAX_NODES)
-    except yaml.reader.ReaderError as exc:  # a forbidden character: no mark, a position
-        loader.dispose()
-        line = text.count("\n", 0, exc.position) + 1
-        raise YamlError(f"invalid YAML: {str(exc).splitlines()[0]}", line) from None
-    except yaml.YAMLError as exc:
-        loader.dispose()
-        raise _as_yaml_error(exc) from None
+        try:
+            _check_nesting(content, text)
+            root: yaml.Node | None = loader.get_single_node()
+            if root is not None and aliased:
+                _check_graph(root, MAX_NODES)
+        except yaml.reader.ReaderError as exc:  # a forbidden character: a position
+            line = text.count("\n", 0, exc.position) + 1
+            raise YamlError(f"invalid YAML: {str(exc).splitlines()[0]}", line) from None
+        except yaml.YAMLError as exc:
+            raise _as_yaml_error(exc) from None
     except BaseException:
         loader.dispose()
         raise
-    return loader, root
+    return loader, root, aliased
 
 
 def _decoded(content: bytes, limit: int) -> str:
