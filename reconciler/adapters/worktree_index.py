@@ -128,10 +128,8 @@ class TreeIndex:
         """The only paths (relative to the root) that changed since the last snapshot, as
         a file watcher saw them; None: unknown, the next snapshot checks everything. Hints
         not taken yet (a reconcile that failed before its snapshot) are added to."""
-        if self._hinted and (paths is None or self._hints is None):
-            paths = None
-        elif self._hinted and self._hints is not None and paths is not None:
-            paths = self._hints | paths
+        if self._hinted:
+            paths = None if paths is None or self._hints is None else self._hints | paths
         self._hints, self._hinted = paths, True
 
     def snapshot(self) -> KeptSnapshot:
